@@ -1,0 +1,38 @@
+# Doorstep. `make demo` serves the Cambridge demo; `make test` runs the suite on SQLite and PostgreSQL.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DOORSTEP := $(VENV)/bin/doorstep
+PORT ?= 8000
+export DOORSTEP_DATABASE_URL ?= sqlite+aiosqlite:///./doorstep.db
+# make test always runs the PostgreSQL leg: an unreachable server fails the run, it never skips.
+DOORSTEP_TEST_PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
+
+.PHONY: demo serve test bench openapi lint clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 scripts/venv.py $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(DOORSTEP) init
+	$(DOORSTEP) db upgrade
+	$(DOORSTEP) demo
+	@echo "Serving on http://127.0.0.1:$(PORT) (docs at http://127.0.0.1:$(PORT)/docs)"
+	$(DOORSTEP) serve --port $(PORT)
+
+test: $(VENV)/.installed
+	DOORSTEP_TEST_PG_URL=$(DOORSTEP_TEST_PG_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	DOORSTEP_TEST_PG_URL=$(DOORSTEP_TEST_PG_URL) $(PY) -m bench
+
+openapi: $(VENV)/.installed
+	$(PY) -m app.openapi > openapi/openapi.json
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check app tests bench alembic
+
+clean:
+	rm -rf $(VENV) doorstep.db doorstep.db-wal doorstep.db-shm bench/out

@@ -1,0 +1,56 @@
+"""Buildings (one stop on a walk), households (one door) and people (voters)."""
+
+from sqlalchemy import UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class Building(SQLModel, table=True):
+    """Units that share a point (or a parcel) are one building: one stop on a walk list."""
+
+    __table_args__ = (UniqueConstraint("campaign_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", ondelete="CASCADE")
+    precinct_id: int = Field(foreign_key="precinct.id", index=True)
+    # What grouped the units: `parcel:<id>` where the file has parcels, else `pt:<lon>,<lat>`.
+    key: str = Field(max_length=160)
+    number: str = Field(max_length=32)
+    street: str = Field(max_length=200)
+    parcel: str | None = Field(default=None, max_length=64)
+    lon: float
+    lat: float
+    # Metres to the precinct it was snapped to; null when the precinct contains it.
+    snapped_m: float | None = None
+
+
+class Household(SQLModel, table=True):
+    """One door: a unit in a building, under the address file's own id."""
+
+    __table_args__ = (UniqueConstraint("campaign_id", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", ondelete="CASCADE")
+    building_id: int = Field(foreign_key="building.id", index=True)
+    # The building's precinct, kept here too: precinct filters and counters then need no join.
+    precinct_id: int = Field(foreign_key="precinct.id", index=True)
+    external_id: str = Field(max_length=64)
+    number: str = Field(max_length=32)
+    street: str = Field(max_length=200)
+    unit: str = Field(default="", max_length=64)
+
+
+class Person(SQLModel, table=True):
+    """A voter, under the voter file's own id. Only what a canvasser needs is kept."""
+
+    __table_args__ = (UniqueConstraint("campaign_id", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", ondelete="CASCADE")
+    household_id: int = Field(foreign_key="household.id", index=True)
+    external_id: str = Field(max_length=64)
+    first_name: str = Field(max_length=100)
+    last_name: str = Field(max_length=100)
+    birth_year: int | None = None
+    language: str | None = Field(default=None, max_length=32)
+    # True for the people `doorstep demo-data` makes up: no voter file is public.
+    synthetic: bool = False

@@ -1,0 +1,335 @@
+"""Addresses and people: import them, make up demo people, and list households."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from shapely import MultiPolygon, Polygon
+from sqlalchemy import delete, exists, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.addresses.models import Building, Household, Person
+from app.errors import BadFile
+from app.geo.assign import assign_points
+from app.ingest import (
+    FieldSpec,
+    ImportReport,
+    Progress,
+    Rejection,
+    mapped_columns,
+    no_progress,
+    parse_numbers,
+    read_source,
+    source_column,
+)
+from app.pagination import encode_cursor, int_cursor
+from app.precincts.models import Precinct
+from app.precincts.service import precinct_shapes, refresh_counts
+
+ADDRESS_FIELDS = FieldSpec(
+    defaults={"id": "address_id", "number": "number", "street": "street", "unit": "unit",
+              "lon": "lon", "lat": "lat", "parcel": "parcel_id"},
+    optional=frozenset({"unit", "parcel"}),
+)
+PEOPLE_FIELDS = FieldSpec(
+    defaults={"id": "voter_id", "household": "address_id", "first_name": "first_name",
+              "last_name": "last_name", "birth_year": "birth_year", "language": "language"},
+    optional=frozenset({"birth_year", "language"}),
+)
+# An address this close outside every precinct is a geocoding or boundary-mismatch slip, not a foreign door.
+SNAP_M = 50.0
+WRITE_CHUNK = 5000
+
+
+@dataclass
+class AddressPlan:
+    """What an address file holds, grouped into buildings and placed in precincts."""
+
+    read: int
+    buildings: pd.DataFrame  # key, number, street, parcel, lon, lat, precinct_id, snapped_m
+    households: pd.DataFrame  # external_id, key, number, street, unit, precinct_id
+    rejected: list[Rejection]
+    snapped: int
+
+
+def _reject_rows(rejected: list[Rejection], label: str, rows: np.ndarray, column: str, reason: str,
+                 ids: Sequence[str] | None = None) -> None:
+    for n, row in enumerate(rows):
+        rejected.append(Rejection(label, int(row) + 1, column, reason, ids[n] if ids is not None else None))
+
+
+def _first_rows(frame: pd.DataFrame, label: str, id_column: str, rejected: list[Rejection]) -> pd.DataFrame:
+    """Drop rows without an id and later rows repeating an id, reporting each."""
+    no_id = frame["id"] == ""
+    _reject_rows(rejected, label, frame.index[no_id].to_numpy(), id_column, "no id")
+    repeated = frame["id"].duplicated() & ~no_id
+    first_row = frame[~repeated & ~no_id].reset_index().set_index("id")["index"]
+    for row, ident in zip(frame.index[repeated], frame["id"][repeated], strict=True):
+        rejected.append(Rejection(label, int(row) + 1, id_column,
+                                  f"id repeats row {int(first_row[ident]) + 1}; the first is kept", ident))
+    return frame[~no_id & ~repeated]
+
+
+def plan_addresses(path: Path, label: str, mapping: dict[str, list[str]], precinct_ids: list[int],
+                   shapes: list[Polygon | MultiPolygon]) -> AddressPlan:
+    """Read an address file, group its units into buildings and put each building in a precinct.
+
+    Raises BadFile for an unreadable file, a missing column or a corrupt coordinate.
+    """
+    frame = read_source(path, label)
+    has_points = (isinstance(frame, gpd.GeoDataFrame) and frame.geometry.notna().any()
+                  and set(frame.geometry.dropna().geom_type) == {"Point"})
+    table = mapped_columns(frame, mapping, ADDRESS_FIELDS, label,
+                           present=lambda name: name in ("lon", "lat") and has_points)
+    table.index = pd.RangeIndex(len(table))
+    if "lon" in table and "lat" in table:
+        lon = parse_numbers(table["lon"], label=label, column=source_column(mapping, "lon"), low=-180, high=180)
+        lat = parse_numbers(table["lat"], label=label, column=source_column(mapping, "lat"), low=-90, high=90)
+    else:
+        points = frame.geometry.to_crs(4326) if frame.crs is not None else frame.geometry
+        lon = np.where(points.isna(), np.nan, shapely.get_x(points.to_numpy()))
+        lat = np.where(points.isna(), np.nan, shapely.get_y(points.to_numpy()))
+    table["lon"], table["lat"] = lon, lat
+    for optional in ("unit", "parcel"):
+        if optional not in table:
+            table[optional] = ""
+
+    rejected: list[Rejection] = []
+    table = _first_rows(table, label, source_column(mapping, "id"), rejected)
+    no_point = table["lon"].isna() | table["lat"].isna()
+    _reject_rows(rejected, label, table.index[no_point].to_numpy(), "lon" if "lon" in mapping else "geometry",
+                 "no coordinates", table["id"][no_point].tolist())
+    table = table[~no_point]
+
+    # Units at one point, or on one parcel, are one building: one stop on a walk.
+    point_key = "pt:" + table["lon"].map("{:.7f}".format) + "," + table["lat"].map("{:.7f}".format)
+    table = table.assign(key=np.where(table["parcel"] != "", "parcel:" + table["parcel"], point_key))
+    buildings = table.drop_duplicates("key")[["key", "number", "street", "parcel", "lon", "lat"]]
+    index, distance = assign_points(buildings["lon"].to_numpy(), buildings["lat"].to_numpy(), shapes, snap_m=SNAP_M)
+    ids = np.asarray([*precinct_ids, 0], dtype=np.int64)
+    buildings = buildings.assign(precinct_id=ids[index], snapped_m=np.where(distance > 0, distance, np.nan))
+    far = set(buildings["key"][index < 0])
+    if far:
+        lost = table["key"].isin(far)
+        _reject_rows(rejected, label, table.index[lost].to_numpy(), source_column(mapping, "lon"),
+                     f"more than {SNAP_M:g} m outside every precinct", table["id"][lost].tolist())
+        table, buildings = table[~lost], buildings[index >= 0]
+    households = table.merge(buildings[["key", "precinct_id", "snapped_m"]], on="key")
+    rejected.sort(key=lambda r: r.row)
+    return AddressPlan(read=len(frame), buildings=buildings, rejected=rejected,
+                       households=households.rename(columns={"id": "external_id"}),
+                       snapped=int(households["snapped_m"].notna().sum()))
+
+
+def _nan_to_none(value: Any) -> Any:
+    return None if isinstance(value, float) and np.isnan(value) else value
+
+
+async def _write(session: AsyncSession, statement: Any, rows: list[dict[str, Any]], progress: Progress,
+                 stage: str) -> None:
+    for start in range(0, len(rows), WRITE_CHUNK):
+        await session.execute(statement, rows[start:start + WRITE_CHUNK])
+        progress(stage, min(start + WRITE_CHUNK, len(rows)), len(rows))
+
+
+def _diff(existing: dict[str, Any], wanted: list[dict[str, Any]], key: str,
+          fields: Sequence[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split wanted rows into new ones and changed ones (with the stored id); unchanged rows drop out."""
+    new, changed = [], []
+    for row in wanted:
+        old = existing.get(row[key])
+        if old is None:
+            new.append(row)
+        elif any(getattr(old, f) != row[f] for f in fields):
+            changed.append({"id": old.id, **{f: row[f] for f in fields}})
+    return new, changed
+
+
+async def import_addresses(session: AsyncSession, campaign_id: int, path: Path, *, label: str,
+                           mapping: dict[str, list[str]], progress: Progress = no_progress) -> ImportReport:
+    """Create or update the campaign's buildings and households from an address file, in one transaction.
+
+    Raises BadFile when the file can't be imported at all; rows that can't be placed are reported.
+    """
+    precinct_ids, shapes = await precinct_shapes(session, campaign_id)
+    if not precinct_ids:
+        raise BadFile(f"{label}: the campaign has no precincts yet; import them first")
+    progress("reading", 0, 1)
+    plan = await anyio.to_thread.run_sync(lambda: plan_addresses(path, label, mapping, precinct_ids, shapes))
+    progress("reading", 1, 1)
+
+    building_fields = ("precinct_id", "number", "street", "parcel", "lon", "lat", "snapped_m")
+    wanted_b = [{"campaign_id": campaign_id, "key": r["key"], **{f: _nan_to_none(r[f]) for f in building_fields}}
+                for r in plan.buildings.assign(parcel=plan.buildings["parcel"].replace("", None))
+                .to_dict("records")]
+    old_b = {r.key: r for r in (await session.execute(
+        select(Building.id, Building.key, *[getattr(Building, f) for f in building_fields])
+        .where(Building.campaign_id == campaign_id))).all()}
+    new_b, changed_b = _diff(old_b, wanted_b, "key", building_fields)
+    await _write(session, insert(Building), new_b, progress, "buildings")
+    await _write(session, update(Building), changed_b, progress, "buildings")
+    building_id = dict((await session.execute(select(Building.key, Building.id)
+                                              .where(Building.campaign_id == campaign_id))).tuples().all())
+
+    household_fields = ("building_id", "precinct_id", "number", "street", "unit")
+    wanted_h = [{"campaign_id": campaign_id, "external_id": r["external_id"], "building_id": building_id[r["key"]],
+                 "precinct_id": int(r["precinct_id"]), "number": r["number"], "street": r["street"], "unit": r["unit"]}
+                for r in plan.households.to_dict("records")]
+    old_h = {r.external_id: r for r in (await session.execute(
+        select(Household.id, Household.external_id, *[getattr(Household, f) for f in household_fields])
+        .where(Household.campaign_id == campaign_id))).all()}
+    new_h, changed_h = _diff(old_h, wanted_h, "external_id", household_fields)
+    await _write(session, insert(Household), new_h, progress, "households")
+    await _write(session, update(Household), changed_h, progress, "households")
+
+    # A building whose every unit moved elsewhere is no stop any more.
+    await session.execute(delete(Building).where(
+        Building.campaign_id == campaign_id, ~exists().where(Household.building_id == Building.id)))
+    await refresh_counts(session, campaign_id)
+    await session.commit()
+    return ImportReport("addresses", label, read=plan.read, created=len(new_h), updated=len(changed_h),
+                        unchanged=len(wanted_h) - len(new_h) - len(changed_h), snapped=plan.snapped,
+                        rejected=plan.rejected, extra={"buildings_created": len(new_b)})
+
+
+def read_people(path: Path, label: str, mapping: dict[str, list[str]]) -> tuple[int, pd.DataFrame, list[Rejection]]:
+    """Read a voter file: rows read, the people (external_id, household, names, birth_year, language), rejections.
+
+    Raises BadFile for an unreadable file, a missing column or a corrupt birth year.
+    """
+    frame = read_source(path, label)
+    table = mapped_columns(frame, mapping, PEOPLE_FIELDS, label)
+    table.index = pd.RangeIndex(len(table))
+    this_year = datetime.now(UTC).year
+    if "birth_year" in table:
+        years = parse_numbers(table["birth_year"], label=label, column=source_column(mapping, "birth_year"),
+                              low=1880, high=this_year, integer=True)
+        table["birth_year"] = pd.array(years, dtype="Int64")
+    else:
+        table["birth_year"] = pd.array([None] * len(table), dtype="Int64")
+    if "language" not in table:
+        table["language"] = ""
+    rejected: list[Rejection] = []
+    table = _first_rows(table, label, source_column(mapping, "id"), rejected)
+    no_name = (table["first_name"] == "") & (table["last_name"] == "")
+    _reject_rows(rejected, label, table.index[no_name].to_numpy(), source_column(mapping, "last_name"),
+                 "no name", table["id"][no_name].tolist())
+    return len(frame), table[~no_name].rename(columns={"id": "external_id"}), rejected
+
+
+async def import_people(session: AsyncSession, campaign_id: int, path: Path, *, label: str,
+                        mapping: dict[str, list[str]], progress: Progress = no_progress) -> ImportReport:
+    """Create or update the campaign's people from a voter file linked by address id, in one transaction."""
+    progress("reading", 0, 1)
+    read, table, rejected = await anyio.to_thread.run_sync(lambda: read_people(path, label, mapping))
+    progress("reading", 1, 1)
+    households = dict((await session.execute(select(Household.external_id, Household.id)
+                                             .where(Household.campaign_id == campaign_id))).tuples().all())
+    household_id = table["household"].map(households)
+    unknown = household_id.isna()
+    household_column = source_column(mapping, "household")
+    _reject_rows(rejected, label, table.index[unknown].to_numpy(), household_column,
+                 "no household has this address id", table["external_id"][unknown].tolist())
+    table = table[~unknown].assign(household_id=household_id[~unknown].astype(int))
+    rejected.sort(key=lambda r: r.row)
+    counts = await upsert_people(session, campaign_id, table, synthetic=False, progress=progress)
+    await session.commit()
+    return ImportReport("people", label, read=read, rejected=rejected, **counts)
+
+
+async def upsert_people(session: AsyncSession, campaign_id: int, table: pd.DataFrame, *, synthetic: bool,
+                        progress: Progress) -> dict[str, int]:
+    """Insert new people and update changed ones; counts of created, updated and unchanged. Flushes only."""
+    fields = ("household_id", "first_name", "last_name", "birth_year", "language", "synthetic")
+    wanted = [{"campaign_id": campaign_id, "external_id": r["external_id"], "household_id": int(r["household_id"]),
+               "first_name": r["first_name"], "last_name": r["last_name"],
+               "birth_year": None if pd.isna(r["birth_year"]) else int(r["birth_year"]),
+               "language": r["language"] or None, "synthetic": synthetic}
+              for r in table.to_dict("records")]
+    old = {r.external_id: r for r in (await session.execute(
+        select(Person.id, Person.external_id, *[getattr(Person, f) for f in fields])
+        .where(Person.campaign_id == campaign_id))).all()}
+    new, changed = _diff(old, wanted, "external_id", fields)
+    await _write(session, insert(Person), new, progress, "people")
+    await _write(session, update(Person), changed, progress, "people")
+    await refresh_counts(session, campaign_id)
+    return {"created": len(new), "updated": len(changed), "unchanged": len(wanted) - len(new) - len(changed)}
+
+
+FIRST_NAMES = ("Maria", "James", "Ana", "John", "Wei", "Fatima", "Michael", "Sofia", "David", "Aisha", "Daniel",
+               "Lucia", "Joseph", "Mei", "Samuel", "Grace", "Carlos", "Emily", "Ahmed", "Olivia", "Kevin", "Rosa",
+               "Thomas", "Hannah", "Luis", "Priya", "Robert", "Chloe", "Ibrahim", "Julia", "Pedro", "Sarah")
+LAST_NAMES = ("Silva", "Smith", "Nguyen", "Johnson", "Garcia", "Chen", "Williams", "Santos", "Brown", "Kim",
+              "Jones", "Costa", "Miller", "Patel", "Davis", "Rodriguez", "Wilson", "Li", "Moore", "Pereira",
+              "Taylor", "Haddad", "Anderson", "Murphy", "Thomas", "Okafor", "Martin", "Wang", "Lee", "Walsh")
+LANGUAGES = ("", "", "", "", "", "", "", "", "es", "pt", "zh", "ht")
+
+
+def synthetic_people(households: pd.DataFrame, *, seed: int) -> pd.DataFrame:
+    """Made-up people for households (external_id, id): one to four each, the same for the same seed.
+
+    Examples
+    --------
+    >>> doors = pd.DataFrame({"external_id": ["A-1", "A-2"], "id": [1, 2]})
+    >>> people = synthetic_people(doors, seed=7)
+    >>> people["external_id"].str.startswith("SYN-").all(), people["household_id"].isin([1, 2]).all()
+    (np.True_, np.True_)
+    >>> people.equals(synthetic_people(doors, seed=7))
+    True
+    """
+    rng = np.random.default_rng(seed)
+    households = households.sort_values("external_id")
+    sizes = rng.choice([1, 2, 3, 4], size=len(households), p=[0.35, 0.4, 0.2, 0.05])
+    n = int(sizes.sum())
+    door = np.repeat(np.arange(len(households)), sizes)
+    ordinal = np.arange(n) - np.repeat(np.cumsum(sizes) - sizes, sizes) + 1
+    family = rng.integers(len(LAST_NAMES), size=len(households))[door]
+    # Most people share their household's family name; some don't.
+    own = np.where(rng.random(n) < 0.8, family, rng.integers(len(LAST_NAMES), size=n))
+    ext = households["external_id"].to_numpy()[door]
+    return pd.DataFrame({
+        "external_id": [f"SYN-{e}-{o}" for e, o in zip(ext, ordinal, strict=True)],
+        "household_id": households["id"].to_numpy()[door],
+        "first_name": np.asarray(FIRST_NAMES)[rng.integers(len(FIRST_NAMES), size=n)],
+        "last_name": np.asarray(LAST_NAMES)[own],
+        "birth_year": pd.array(rng.integers(1935, 2007, size=n), dtype="Int64"),
+        "language": np.asarray(LANGUAGES)[rng.integers(len(LANGUAGES), size=n)],
+    })
+
+
+async def make_demo_people(session: AsyncSession, campaign_id: int, *, seed: int = 7,
+                           progress: Progress = no_progress) -> dict[str, int]:
+    """Give every household of the campaign seeded synthetic people, in one transaction."""
+    households = pd.DataFrame((await session.execute(
+        select(Household.external_id, Household.id).where(Household.campaign_id == campaign_id))).all(),
+        columns=["external_id", "id"])
+    counts = await upsert_people(session, campaign_id, synthetic_people(households, seed=seed), synthetic=True,
+                                 progress=progress)
+    await session.commit()
+    return counts
+
+
+async def list_households(session: AsyncSession, campaign_id: int, *, precinct_id: int | None,
+                          cursor: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of the campaign's households (optionally of one precinct) with their point and people count."""
+    after = int_cursor(cursor)
+    people = select(func.count()).where(Person.household_id == Household.id).scalar_subquery()
+    query = (select(Household.id, Household.external_id, Household.number, Household.street, Household.unit,
+                    Household.building_id, Precinct.code.label("precinct_id"), Building.lon, Building.lat,
+                    people.label("people"))
+             .join(Building, Building.id == Household.building_id)
+             .join(Precinct, Precinct.id == Household.precinct_id)
+             .where(Household.campaign_id == campaign_id, Household.id > after)
+             .order_by(Household.id).limit(limit + 1))
+    if precinct_id is not None:
+        query = query.where(Household.precinct_id == precinct_id)
+    rows = [dict(r._mapping) for r in (await session.execute(query)).all()]
+    next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
+    return rows[:limit], next_cursor

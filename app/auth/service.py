@@ -1,0 +1,145 @@
+"""Who is calling: passwords to tokens, tokens and API keys to callers, callers to their rights in a campaign."""
+
+import hashlib
+import secrets
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from uuid import UUID
+
+import jwt
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.models import ApiKey, Scope
+from app.campaigns.models import Campaign, Membership, Role, User
+from app.campaigns.service import find_user, password_matches
+from app.db import utcnow
+from app.errors import Forbidden, Invalid, NotFound, Unauthenticated
+
+KEY_PREFIX = "dsk_"
+ALGORITHM = "HS256"
+ISSUER = "doorstep"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A logged-in user, or a campaign's API key with its scopes."""
+
+    user_id: UUID | None = None
+    api_key_id: UUID | None = None
+    key_campaign_id: int | None = None
+    scopes: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Access:
+    """What a caller may do in one campaign: a member's role, or an API key's scopes."""
+
+    campaign: Campaign
+    caller: Caller
+    role: Role | None
+
+    @property
+    def campaign_id(self) -> int:
+        assert self.campaign.id is not None
+        return self.campaign.id
+
+
+async def authenticate(session: AsyncSession, email: str, password: str) -> User:
+    """The user with this email and password. Raises Unauthenticated."""
+    user = await find_user(session, email)
+    if not password_matches(user.password_hash if user else None, password) or user is None:
+        raise Unauthenticated("Wrong email or password.")
+    return user
+
+
+def issue_token(user_id: UUID, *, secret: str, minutes: int) -> str:
+    now = utcnow()
+    claims = {"sub": str(user_id), "iat": now, "exp": now + timedelta(minutes=minutes), "iss": ISSUER}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def _key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+async def resolve_caller(session: AsyncSession, *, bearer: str | None, api_key: str | None,
+                         secret: str) -> Caller:
+    """The caller a bearer token or an API key stands for. Raises Unauthenticated."""
+    key = api_key or (bearer if bearer and bearer.startswith(KEY_PREFIX) else None)
+    if key:
+        found = (await session.execute(select(ApiKey).where(ApiKey.key_hash == _key_hash(key)))).scalar_one_or_none()
+        if found is None or found.revoked_at is not None:
+            raise Unauthenticated("Unknown or revoked API key.")
+        return Caller(api_key_id=found.id, key_campaign_id=found.campaign_id, scopes=frozenset(found.scopes.split()))
+    if not bearer:
+        raise Unauthenticated("Log in (POST /v1/auth/token) and send `Authorization: Bearer <token>`, "
+                              "or send an API key.")
+    try:
+        claims = jwt.decode(bearer, secret, algorithms=[ALGORITHM], issuer=ISSUER, options={"require": ["sub", "exp"]})
+        user_id = UUID(claims["sub"])
+    except (jwt.PyJWTError, ValueError) as exc:
+        raise Unauthenticated("The token is expired or invalid; log in again.") from exc
+    if await session.get(User, user_id) is None:
+        raise Unauthenticated("The token's user no longer exists.")
+    return Caller(user_id=user_id)
+
+
+async def campaign_access(session: AsyncSession, caller: Caller, slug: str) -> Access:
+    """The caller's access to a campaign. Raises NotFound when the caller has none, so ids can't be probed."""
+    campaign = (await session.execute(select(Campaign).where(Campaign.slug == slug))).scalar_one_or_none()
+    missing = NotFound(f"No campaign {slug!r}.")
+    if campaign is None:
+        raise missing
+    if caller.api_key_id is not None:
+        if caller.key_campaign_id != campaign.id:
+            raise missing
+        return Access(campaign, caller, None)
+    role = (await session.execute(select(Membership.role).where(
+        Membership.campaign_id == campaign.id, Membership.user_id == caller.user_id))).scalar_one_or_none()
+    if role is None:
+        raise missing
+    return Access(campaign, caller, Role(role))
+
+
+def authorize(access: Access, *, roles: Collection[Role], scope: Scope | None) -> None:
+    """Check a member has one of `roles`, or an API key has `scope`. Raises Forbidden."""
+    if access.role is not None:
+        if access.role not in roles:
+            raise Forbidden(f"A {access.role} can't do this; it needs {' or '.join(sorted(roles))}.")
+        return
+    if scope is None:
+        raise Forbidden("API keys can't do this.")
+    if scope not in access.caller.scopes:
+        raise Forbidden(f"This API key lacks the scope {scope}.")
+
+
+async def create_api_key(session: AsyncSession, campaign_id: int, *, name: str, scopes: Sequence[Scope],
+                         created_by: UUID | None) -> tuple[ApiKey, str]:
+    """Make an API key; returns the row and the key, which is not stored and can't be shown again."""
+    if not scopes:
+        raise Invalid("an API key needs at least one scope", field="scopes")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(campaign_id=campaign_id, name=name.strip(), prefix=key[:12], key_hash=_key_hash(key),
+                 scopes=" ".join(sorted({str(s) for s in scopes})), created_by=created_by)
+    session.add(row)
+    await session.commit()
+    return row, key
+
+
+async def list_api_keys(session: AsyncSession, campaign_id: int) -> Sequence[ApiKey]:
+    return (await session.execute(select(ApiKey).where(ApiKey.campaign_id == campaign_id)
+                                  .order_by(ApiKey.created_at, ApiKey.id))).scalars().all()
+
+
+async def revoke_api_key(session: AsyncSession, campaign_id: int, key_id: UUID) -> ApiKey:
+    """Revoke a key; revoking twice is harmless. Raises NotFound."""
+    row = (await session.execute(select(ApiKey).where(ApiKey.campaign_id == campaign_id,
+                                                      ApiKey.id == key_id))).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"No API key {key_id} in this campaign.")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        await session.commit()
+    return row

@@ -1,0 +1,39 @@
+from datetime import datetime
+from uuid import UUID
+
+from sqlmodel import Field, SQLModel
+
+from app.campaigns.models import Role
+
+
+class CampaignRead(SQLModel):
+    id: str = Field(description="The campaign's slug, its id in URLs.")
+    name: str
+    role: Role | None = Field(None, description="The caller's role in the campaign; null for an API key.")
+    created_at: datetime
+
+
+class CampaignSummary(CampaignRead):
+    precincts: int
+    buildings: int
+    households: int
+    people: int
+
+
+class MembershipRead(SQLModel):
+    campaign_id: str
+    campaign_name: str
+    role: Role
+
+
+class UserRead(SQLModel):
+    id: UUID
+    email: str
+    name: str
+    memberships: list[MembershipRead]
+
+
+class Token(SQLModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int = Field(description="Seconds until the token expires.")

@@ -1,0 +1,136 @@
+"""Campaigns, users and memberships."""
+
+import re
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.campaigns.models import Campaign, Membership, Role, User
+from app.errors import Conflict, Invalid, NotFound
+from app.precincts.models import Precinct
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MIN_PASSWORD = 8
+_hasher = PasswordHasher()
+# Verified against when an email is unknown, so a wrong email costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash("not a password anyone has")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def password_matches(password_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+async def create_campaign(session: AsyncSession, slug: str, name: str) -> Campaign:
+    """Create a campaign. Raises Invalid for a bad slug, Conflict when the slug is taken."""
+    if not SLUG.match(slug):
+        raise Invalid(f"slug {slug!r}: use lower-case letters, digits and dashes (at most 64)", field="slug")
+    if not name.strip():
+        raise Invalid("a campaign needs a name", field="name")
+    if await find_campaign(session, slug) is not None:
+        raise Conflict(f"A campaign {slug!r} exists already.")
+    campaign = Campaign(slug=slug, name=name.strip())
+    session.add(campaign)
+    await session.commit()
+    return campaign
+
+
+async def find_campaign(session: AsyncSession, slug: str) -> Campaign | None:
+    return (await session.execute(select(Campaign).where(Campaign.slug == slug))).scalar_one_or_none()
+
+
+async def get_campaign(session: AsyncSession, slug: str) -> Campaign:
+    """The campaign with this slug. Raises NotFound."""
+    campaign = await find_campaign(session, slug)
+    if campaign is None:
+        raise NotFound(f"No campaign {slug!r}.")
+    return campaign
+
+
+async def list_campaigns(session: AsyncSession) -> Sequence[Campaign]:
+    return (await session.execute(select(Campaign).order_by(Campaign.slug))).scalars().all()
+
+
+async def campaign_counts(session: AsyncSession, campaign_id: int) -> dict[str, int]:
+    """Precincts, buildings, households and people of a campaign, from the precincts' stored counts."""
+    row = (await session.execute(select(
+        func.count(), func.coalesce(func.sum(Precinct.building_count), 0),
+        func.coalesce(func.sum(Precinct.household_count), 0), func.coalesce(func.sum(Precinct.person_count), 0))
+        .where(Precinct.campaign_id == campaign_id))).one()
+    return dict(zip(("precincts", "buildings", "households", "people"), (int(v) for v in row), strict=True))
+
+
+def normal_email(email: str) -> str:
+    """The stored form of an email. Raises Invalid naming `email`."""
+    email = email.strip().lower()
+    if not EMAIL.match(email) or len(email) > 320:
+        raise Invalid(f"{email!r} is not an email address", field="email")
+    return email
+
+
+async def find_user(session: AsyncSession, email: str) -> User | None:
+    return (await session.execute(select(User).where(User.email == email.strip().lower()))).scalar_one_or_none()
+
+
+async def add_member(session: AsyncSession, campaign: Campaign, email: str, role: Role | str, *,
+                     name: str | None = None, password: str | None = None) -> tuple[User, Membership]:
+    """Give a user (created if new, which needs a password) a role in a campaign, replacing any role they had.
+
+    Raises Invalid for a bad email, role or short password.
+    """
+    email = normal_email(email)
+    if role not in Role.__members__:
+        raise Invalid(f"role {role!r}: one of {', '.join(Role)}", field="role")
+    if password is not None and len(password) < MIN_PASSWORD:
+        raise Invalid(f"the password needs at least {MIN_PASSWORD} characters", field="password")
+    user = await find_user(session, email)
+    if user is None:
+        if password is None:
+            raise Invalid("a new user needs a password", field="password")
+        user = User(email=email, name=(name or email.split("@")[0]).strip(), password_hash=hash_password(password))
+        session.add(user)
+    elif password is not None:
+        user.password_hash = hash_password(password)
+    if name:
+        user.name = name.strip()
+    await session.flush()
+    membership = (await session.execute(select(Membership).where(
+        Membership.campaign_id == campaign.id, Membership.user_id == user.id))).scalar_one_or_none()
+    if membership is None:
+        membership = Membership(campaign_id=campaign.id, user_id=user.id, role=str(role))
+        session.add(membership)
+    else:
+        membership.role = str(role)
+    await session.commit()
+    return user, membership
+
+
+async def user_memberships(session: AsyncSession, user_id: UUID) -> list[dict[str, Any]]:
+    rows = (await session.execute(
+        select(Campaign.slug, Campaign.name, Membership.role).join(Membership, Membership.campaign_id == Campaign.id)
+        .where(Membership.user_id == user_id).order_by(Campaign.slug))).all()
+    return [{"campaign_id": r.slug, "campaign_name": r.name, "role": r.role} for r in rows]
+
+
+async def caller_campaigns(session: AsyncSession, *, user_id: UUID | None,
+                           campaign_id: int | None) -> list[tuple[Campaign, Role | None]]:
+    """A user's campaigns with their role, or an API key's one campaign."""
+    if user_id is None:
+        campaign = await session.get(Campaign, campaign_id)
+        return [(campaign, None)] if campaign else []
+    rows = (await session.execute(
+        select(Campaign, Membership.role).join(Membership, Membership.campaign_id == Campaign.id)
+        .where(Membership.user_id == user_id).order_by(Campaign.slug))).all()
+    return [(c, Role(role)) for c, role in rows]

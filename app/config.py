@@ -1,0 +1,33 @@
+"""Settings, read from the environment (prefix DOORSTEP_) and a local `.env` file."""
+
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DOORSTEP_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///./doorstep.db"
+    # No default secret: `doorstep init` writes a random one into `.env`; the app refuses to start without one.
+    jwt_secret: SecretStr | None = None
+    token_minutes: int = 60
+    # Uploads over HTTP are read into a temporary file; bigger ones get 413.
+    upload_max_bytes: int = 200 * 1024 * 1024
+    page_max: int = 1000
+
+    @field_validator("database_url")
+    @classmethod
+    def async_driver(cls, url: str) -> str:
+        """Accept the plain scheme names and pick the async driver the app uses."""
+        for plain, driver in (("postgresql://", "postgresql+asyncpg://"), ("postgres://", "postgresql+asyncpg://"),
+                              ("sqlite://", "sqlite+aiosqlite://")):
+            if url.startswith(plain):
+                return driver + url.removeprefix(plain)
+        return url
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def strong_secret(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and len(secret.get_secret_value()) < 32:
+            raise ValueError("DOORSTEP_JWT_SECRET must be at least 32 characters; `doorstep init` makes one")
+        return secret

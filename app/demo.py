@@ -1,0 +1,56 @@
+"""The Cambridge demo: one campaign loaded with the real sample data, synthetic people and two users."""
+
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.addresses import service as address_service
+from app.campaigns import service as campaign_service
+from app.campaigns.models import Role
+from app.ingest import Progress, no_progress, parse_map
+from app.precincts import service as precinct_service
+
+SLUG = "cambridge"
+USERS = (("organizer@cambridge.example", "Demo Organizer", Role.organizer),
+         ("canvasser@cambridge.example", "Demo Canvasser", Role.canvasser))
+
+
+async def set_up_demo(session: AsyncSession, data: Path, saved: dict[str, str], *, progress: Progress = no_progress,
+                      say: Callable[[str], Any] = print) -> list[dict[str, str]]:
+    """Load what is missing and return the demo logins; a second run reuses what is there.
+
+    `saved` maps the demo users' emails to the passwords given last time; it is updated in place.
+    """
+    campaign = await campaign_service.find_campaign(session, SLUG)
+    if campaign is None:
+        campaign = await campaign_service.create_campaign(session, SLUG, "Cambridge, MA (demo)")
+        say(f"Created campaign {SLUG}.")
+    assert campaign.id is not None
+    counts = await campaign_service.campaign_counts(session, campaign.id)
+    if counts["precincts"] == 0:
+        report = await precinct_service.import_precincts(session, campaign.id, data / "precincts.geojson",
+                                                         label="precincts.geojson", name_field="name",
+                                                         progress=progress)
+        say(f"Loaded {report.created} precincts.")
+    if counts["households"] == 0:
+        report = await address_service.import_addresses(
+            session, campaign.id, data / "addresses.csv", label="addresses.csv",
+            mapping=parse_map(None, address_service.ADDRESS_FIELDS), progress=progress)
+        say(f"Loaded {report.created} households ({report.snapped} snapped, {len(report.rejected)} rejected).")
+    if counts["people"] == 0:
+        made = await address_service.make_demo_people(session, campaign.id, progress=progress)
+        say(f"Made {made['created']} SYNTHETIC people (no voter file is public).")
+
+    logins = []
+    for email, name, role in USERS:
+        user = await campaign_service.find_user(session, email)
+        password = saved.get(email)
+        if user is None or password is None or not campaign_service.password_matches(user.password_hash, password):
+            password = secrets.token_urlsafe(12)
+        await campaign_service.add_member(session, campaign, email, role, name=name, password=password)
+        saved[email] = password
+        logins.append({"role": str(role), "email": email, "password": password})
+    return logins

@@ -1,0 +1,48 @@
+"""Errors the services raise; the HTTP layer renders them as RFC 9457 problems, the CLI as one line."""
+
+from typing import Any
+
+
+class AppError(Exception):
+    status, title, slug = 500, "Internal error", "internal"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.extra = extra
+
+
+class NotFound(AppError):
+    status, title, slug = 404, "Not found", "not-found"
+
+
+class Conflict(AppError):
+    status, title, slug = 409, "Conflict", "conflict"
+
+
+class Invalid(AppError):
+    """Input that parsed but makes no sense; `field` names what is at fault."""
+
+    status, title, slug = 422, "Invalid input", "invalid"
+
+    def __init__(self, detail: str, *, field: str | None = None, **extra: Any) -> None:
+        if field is not None:
+            extra["errors"] = [{"field": field, "message": detail}]
+        super().__init__(detail, **extra)
+
+
+class BadFile(AppError):
+    """A file that can't be imported at all: wrong format, empty, a missing column, a corrupt value."""
+
+    status, title, slug = 422, "File cannot be imported", "bad-file"
+
+
+class TooLarge(AppError):
+    status, title, slug = 413, "Request too large", "too-large"
+
+
+class Unauthenticated(AppError):
+    status, title, slug = 401, "Not authenticated", "unauthenticated"
+
+
+class Forbidden(AppError):
+    status, title, slug = 403, "Forbidden", "forbidden"

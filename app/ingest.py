@@ -1,0 +1,154 @@
+"""Reading import files (CSV or any OGR source), mapping their columns, and reporting what happened.
+
+Shared by the address, people and precinct imports. Nothing here touches the database.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyogrio
+from pyogrio.errors import DataSourceError, FieldError, GeometryError
+
+from app.errors import BadFile, Invalid
+
+# Called with a stage name, the work done and the work in all; the CLI draws a progress bar from it.
+Progress = Callable[[str, int, int], None]
+
+
+def no_progress(stage: str, done: int, total: int) -> None:
+    """The progress callback for callers that show none."""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A row left out of an import, and why; `row` counts data rows from 1 (a CSV's line is row + 1)."""
+
+    file: str
+    row: int
+    column: str | None
+    reason: str
+    id: str | None = None
+
+
+@dataclass
+class ImportReport:
+    kind: str
+    file: str
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    snapped: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    # Counts a particular import adds (buildings made, precincts repaired, ...).
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "file": self.file, "read": self.read, "created": self.created,
+            "updated": self.updated, "unchanged": self.unchanged, "snapped": self.snapped,
+            "rejected": len(self.rejected), **self.extra,
+            "rejections": [r.__dict__ for r in self.rejected],
+        }
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What an import reads: each field's default column, and which fields a file may lack."""
+
+    defaults: Mapping[str, str]
+    optional: frozenset[str] = frozenset()
+
+
+def parse_map(items: list[str] | None, spec: FieldSpec) -> dict[str, list[str]]:
+    """Turn `FIELD=COLUMN[+COLUMN...]` items into a mapping over the spec's defaults.
+
+    Raises Invalid naming the item at fault.
+    """
+    mapping = {name: [column] for name, column in spec.defaults.items()}
+    for item in items or []:
+        name, sep, columns = item.partition("=")
+        name = name.strip()
+        if not sep or not columns.strip():
+            raise Invalid(f"--map {item!r}: expected FIELD=COLUMN", field="map")
+        if name not in spec.defaults:
+            raise Invalid(f"--map {item!r}: unknown field {name!r}; fields are {', '.join(spec.defaults)}",
+                          field="map")
+        mapping[name] = [c.strip() for c in columns.split("+") if c.strip()]
+    return mapping
+
+
+def read_source(path: Path, label: str, *, geometry: bool = False) -> pd.DataFrame:
+    """Read a CSV or OGR file into a frame (a GeoDataFrame if `geometry` and the file has any).
+
+    Raises BadFile for a file that can't be read or holds no rows.
+    """
+    if not path.exists():
+        raise BadFile(f"{label}: no such file")
+    if path.stat().st_size == 0:
+        raise BadFile(f"{label}: the file is empty")
+    try:
+        frame = pyogrio.read_dataframe(path, read_geometry=geometry or path.suffix.lower() != ".csv")
+    except (DataSourceError, FieldError, GeometryError, UnicodeDecodeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BadFile(f"{label}: not a file Doorstep can read (CSV, GeoJSON, Shapefile, GeoPackage): {reason}") from exc
+    if len(frame) == 0:
+        raise BadFile(f"{label}: the file holds no rows")
+    return frame
+
+
+def mapped_columns(frame: pd.DataFrame, mapping: Mapping[str, list[str]], spec: FieldSpec, label: str,
+                   *, present: Callable[[str], bool] = lambda name: False) -> pd.DataFrame:
+    """A frame of the mapped fields as stripped strings ('' where empty), joining multi-column fields.
+
+    `present(name)` tells when a field the file lacks is supplied another way (a point geometry for
+    lon/lat). Raises BadFile naming the first missing column.
+    """
+    out = pd.DataFrame(index=frame.index)
+    columns = set(frame.columns)
+    for name, sources in mapping.items():
+        missing = [c for c in sources if c not in columns]
+        if missing:
+            if name in spec.optional or present(name):
+                continue
+            hint = "" if name not in spec.defaults else f" (name the file's column with --map {name}=COLUMN)"
+            raise BadFile(f"{label}: no column {missing[0]!r} for field {name!r}{hint}")
+        parts = [_as_text(frame[c]) for c in sources]
+        joined = parts[0]
+        for part in parts[1:]:
+            joined = (joined + " " + part).str.strip()
+        out[name] = joined
+    return out
+
+
+def _as_text(column: pd.Series) -> pd.Series:
+    # Whole floats read from typed sources (12.0) are ids, not measurements: print them as 12.
+    if pd.api.types.is_float_dtype(column):
+        whole = column.dropna()
+        if len(whole) and np.all(np.mod(whole, 1) == 0):
+            column = column.astype("Int64")
+    return column.astype("string").fillna("").str.strip().astype(object)
+
+
+def parse_numbers(values: pd.Series, *, label: str, column: str, low: float, high: float,
+                  integer: bool = False) -> np.ndarray:
+    """Numbers from text; '' gives NaN. Raises BadFile naming the row and column of a corrupt value."""
+    numbers = pd.to_numeric(values.where(values != "", None), errors="coerce").to_numpy(dtype=float)
+    corrupt = np.isnan(numbers) & (values.to_numpy() != "")
+    corrupt |= ~np.isnan(numbers) & ((numbers < low) | (numbers > high))
+    if integer:
+        corrupt |= ~np.isnan(numbers) & (np.mod(numbers, 1) != 0)
+    if corrupt.any():
+        at = int(np.flatnonzero(corrupt)[0])
+        raise BadFile(f"{label} row {at + 1}, column {column!r}: {values.iloc[at]!r} is not "
+                      f"{'a whole number' if integer else 'a number'} from {low:g} to {high:g}")
+    return numbers
+
+
+def source_column(mapping: Mapping[str, list[str]], name: str) -> str:
+    """The file's column (or columns joined with +) a field was read from, for messages."""
+    return "+".join(mapping[name])

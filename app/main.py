@@ -1,0 +1,41 @@
+"""The ASGI app: `app.main:app`, built from settings by `create_app`."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.config import Settings
+from app.db import make_engine, make_sessionmaker
+from app.routers import addresses, auth, campaigns, precincts, problems
+
+DESCRIPTION = """The REST API behind door-to-door canvassing: precincts, addresses and people, turfs, walk lists,
+offline sync and live progress. Every error is an RFC 9457 `application/problem+json`.
+
+Log in at `POST /v1/auth/token`, or send a campaign's API key as `Authorization: Bearer dsk_...` or `X-API-Key`.
+Each operation lists who may call it: `x-roles` (a member's role in the campaign) and `x-scope` (an API key's)."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.jwt_secret is None:
+            raise RuntimeError("DOORSTEP_JWT_SECRET is not set: run `doorstep init` to write one into .env")
+        engine = make_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        yield
+        await engine.dispose()
+
+    app = FastAPI(title="Doorstep", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    problems.install(app)
+    for module in (auth, campaigns, precincts, addresses):
+        app.include_router(module.router)
+    app.include_router(campaigns.index)
+    return app
+
+
+app = create_app()

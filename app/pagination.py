@@ -1,0 +1,32 @@
+"""Opaque cursors for keyset pagination: a list is ordered by a key, and a cursor is the last key seen."""
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from app.errors import Invalid
+
+
+def encode_cursor(key: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> Any:
+    """The key a cursor holds, or None for the first page. Raises Invalid naming `cursor`."""
+    if not cursor:
+        return None
+    try:
+        return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise Invalid("not a cursor this API gave out", field="cursor") from exc
+
+
+def int_cursor(cursor: str | None) -> int:
+    """The integer key a cursor holds; 0 before the first page."""
+    key = decode_cursor(cursor)
+    if key is None:
+        return 0
+    if not isinstance(key, int) or isinstance(key, bool):
+        raise Invalid("not a cursor this API gave out", field="cursor")
+    return key

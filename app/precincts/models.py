@@ -1,0 +1,30 @@
+"""Precincts: the campaign's voting precincts, the unit every import and cut is organised by."""
+
+from datetime import datetime
+
+from sqlalchemy import LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from app.db import UTCDateTime, utcnow
+
+
+class Precinct(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("campaign_id", "code"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", ondelete="CASCADE")
+    # The campaign's own id for the precinct (`9-1`), used in URLs.
+    code: str = Field(max_length=64)
+    name: str = Field(max_length=200)
+    # WKB in EPSG:4326, portable across SQLite and PostgreSQL; the bounding box filters without decoding it.
+    geometry: bytes = Field(sa_type=LargeBinary)
+    min_lon: float
+    min_lat: float
+    max_lon: float
+    max_lat: float
+    # Kept by every import, so reads never count rows.
+    building_count: int = 0
+    household_count: int = 0
+    person_count: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,0 +1,60 @@
+from typing import Any, Literal
+
+from pydantic import ConfigDict
+from sqlmodel import Field, SQLModel
+
+
+class PrecinctRead(SQLModel):
+    id: str = Field(description="The campaign's own precinct id, e.g. `9-1`.")
+    name: str
+    bbox: tuple[float, float, float, float] = Field(description="min lon, min lat, max lon, max lat (EPSG:4326).")
+    buildings: int
+    households: int
+    people: int
+
+
+class PrecinctDetail(PrecinctRead):
+    geometry: dict[str, Any] = Field(description="GeoJSON Polygon or MultiPolygon, EPSG:4326.")
+
+
+class PrecinctPage(SQLModel):
+    items: list[PrecinctRead]
+    next_cursor: str | None
+
+
+class FeatureIn(SQLModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["Feature"]
+    properties: dict[str, Any] | None = None
+    geometry: dict[str, Any] | None
+
+
+class FeatureCollectionIn(SQLModel):
+    """An RFC 7946 FeatureCollection of precinct polygons (a legacy `crs` member is honoured)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["FeatureCollection"]
+    features: list[FeatureIn] = Field(min_length=1)
+
+
+class RejectionRead(SQLModel):
+    file: str
+    row: int = Field(description="Data row, counting from 1 (a CSV's line number is row + 1).")
+    column: str | None
+    reason: str
+    id: str | None
+
+
+class ImportReportRead(SQLModel):
+    kind: str
+    file: str
+    read: int
+    created: int
+    updated: int
+    unchanged: int
+    snapped: int = Field(description="Rows placed in a precinct they lie just outside (within 50 m).")
+    rejected: int
+    rejections: list[RejectionRead]
+    model_config = ConfigDict(extra="allow")

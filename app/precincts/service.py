@@ -1,0 +1,200 @@
+"""Precincts: import from GeoJSON, Shapefile or GeoPackage, read, and keep their counts."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import geopandas as gpd
+import numpy as np
+import shapely
+from shapely import MultiPolygon, Polygon
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.addresses.models import Building, Household, Person
+from app.db import utcnow
+from app.errors import BadFile, NotFound
+from app.geo.assign import assign_points
+from app.geo.repair import polygonal
+from app.ingest import ImportReport, Progress, Rejection, no_progress, read_source
+from app.pagination import encode_cursor, int_cursor
+from app.precincts.models import Precinct
+
+DEFAULT_ID_FIELD = "precinct_id"
+
+
+@dataclass(frozen=True)
+class PrecinctRow:
+    code: str
+    name: str
+    geometry: Polygon | MultiPolygon
+
+
+def read_precincts(path: Path, label: str, *, id_field: str = DEFAULT_ID_FIELD,
+                   name_field: str | None = None) -> tuple[list[PrecinctRow], list[Rejection], list[int]]:
+    """Read precinct polygons in EPSG:4326: the rows, the features rejected, the indexes repaired.
+
+    Raises BadFile for an unreadable file, a missing field, or a file whose CRS can't be known.
+    """
+    frame = read_source(path, label, geometry=True)
+    if not isinstance(frame, gpd.GeoDataFrame):
+        raise BadFile(f"{label}: the file has no geometry")
+    for option, column in (("--id-field", id_field), ("--name-field", name_field)):
+        if column is not None and column not in frame.columns:
+            raise BadFile(f"{label}: no field {column!r} (choose one with {option}; fields are "
+                          f"{', '.join(c for c in frame.columns if c != 'geometry')})")
+    if frame.crs is None:
+        minx, miny, maxx, maxy = frame.total_bounds
+        if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
+            raise BadFile(f"{label}: the file names no CRS and its coordinates are not longitude/latitude")
+        frame = frame.set_crs(4326)
+    elif not frame.crs.equals("EPSG:4326"):
+        frame = frame.to_crs(4326)
+
+    rows: list[PrecinctRow] = []
+    rejected: list[Rejection] = []
+    repaired: list[int] = []
+    seen: set[str] = set()
+    codes = frame[id_field].astype("string").fillna("").str.strip()
+    names = frame[name_field].astype("string").fillna("").str.strip() if name_field else codes
+    for i, (code, name, geometry) in enumerate(zip(codes, names, frame.geometry, strict=True)):
+        if not code:
+            rejected.append(Rejection(label, i + 1, id_field, "no precinct id"))
+            continue
+        if code in seen:
+            rejected.append(Rejection(label, i + 1, id_field, f"precinct {code} appears twice", code))
+            continue
+        shape, status = polygonal(geometry)
+        if shape is None:
+            rejected.append(Rejection(label, i + 1, "geometry", f"feature {i}: {status}", code))
+            continue
+        if status == "repaired":
+            repaired.append(i)
+        seen.add(code)
+        rows.append(PrecinctRow(code, name or code, shape))
+    return rows, rejected, repaired
+
+
+async def import_precincts(session: AsyncSession, campaign_id: int, path: Path, *, label: str,
+                           id_field: str = DEFAULT_ID_FIELD, name_field: str | None = None,
+                           progress: Progress = no_progress) -> ImportReport:
+    """Create or update the campaign's precincts from a file, in one transaction.
+
+    A precinct whose shape changed takes back the buildings that now fall in it.
+    """
+    progress("reading", 0, 1)
+    rows, rejected, repaired = await anyio.to_thread.run_sync(
+        lambda: read_precincts(path, label, id_field=id_field, name_field=name_field))
+    report = ImportReport("precincts", label, read=len(rows) + len(rejected), rejected=rejected,
+                          extra={"repaired": len(repaired)})
+    existing = {r.code: r for r in (await session.execute(
+        select(Precinct.id, Precinct.code, Precinct.name, Precinct.geometry)
+        .where(Precinct.campaign_id == campaign_id))).all()}
+    now = utcnow()
+    new, changed = [], []
+    reshaped = False
+    for i, row in enumerate(rows):
+        progress("writing", i, len(rows))
+        wkb = shapely.to_wkb(row.geometry)
+        minx, miny, maxx, maxy = row.geometry.bounds
+        values = {"name": row.name, "geometry": wkb, "min_lon": minx, "min_lat": miny, "max_lon": maxx,
+                  "max_lat": maxy, "updated_at": now}
+        old = existing.get(row.code)
+        if old is None:
+            new.append({"campaign_id": campaign_id, "code": row.code, "created_at": now, **values})
+        elif old.name != row.name or old.geometry != wkb:
+            reshaped |= old.geometry != wkb
+            changed.append({"id": old.id, **values})
+    if new:
+        await session.execute(insert(Precinct), new)
+    if changed:
+        await session.execute(update(Precinct), changed)
+    report.created, report.updated = len(new), len(changed)
+    report.unchanged = len(rows) - len(new) - len(changed)
+    if reshaped:
+        report.extra["buildings_moved"] = await reassign_buildings(session, campaign_id)
+    await refresh_counts(session, campaign_id)
+    progress("writing", len(rows), len(rows))
+    await session.commit()
+    return report
+
+
+async def precinct_shapes(session: AsyncSession, campaign_id: int) -> tuple[list[int], list[Polygon | MultiPolygon]]:
+    """The campaign's precinct ids and polygons, in id order."""
+    result = await session.execute(select(Precinct.id, Precinct.geometry)
+                                   .where(Precinct.campaign_id == campaign_id).order_by(Precinct.id))
+    rows = result.all()
+    return [r.id for r in rows], list(shapely.from_wkb([r.geometry for r in rows]))
+
+
+async def reassign_buildings(session: AsyncSession, campaign_id: int) -> int:
+    """Move buildings (and their households) to the precinct now holding them, or the nearest; the count moved."""
+    ids, shapes = await precinct_shapes(session, campaign_id)
+    buildings = (await session.execute(select(Building.id, Building.lon, Building.lat, Building.precinct_id)
+                                       .where(Building.campaign_id == campaign_id))).all()
+    if not buildings or not ids:
+        return 0
+    lon = np.array([b.lon for b in buildings])
+    lat = np.array([b.lat for b in buildings])
+    # Buildings already loaded stay loaded: any distance snaps, to the nearest precinct.
+    index, distance = await anyio.to_thread.run_sync(
+        lambda: assign_points(lon, lat, shapes, snap_m=float("inf")))
+    moves = [{"id": b.id, "precinct_id": ids[index[i]], "snapped_m": float(distance[i]) or None}
+             for i, b in enumerate(buildings) if ids[index[i]] != b.precinct_id]
+    if moves:
+        await session.execute(update(Building), moves)
+        await sync_household_precincts(session, campaign_id)
+    return len(moves)
+
+
+async def sync_household_precincts(session: AsyncSession, campaign_id: int) -> None:
+    """Give every household its building's precinct."""
+    building_precinct = (select(Building.precinct_id).where(Building.id == Household.building_id)
+                         .scalar_subquery())
+    await session.execute(update(Household).where(Household.campaign_id == campaign_id)
+                          .values(precinct_id=building_precinct)
+                          .execution_options(synchronize_session=False))
+
+
+async def refresh_counts(session: AsyncSession, campaign_id: int) -> None:
+    """Recount buildings, households and people of each of the campaign's precincts."""
+    def count(model: type, column: object) -> object:
+        return select(func.count()).select_from(model).where(column == Precinct.id).scalar_subquery()
+
+    people = (select(func.count()).select_from(Person).join(Household, Household.id == Person.household_id)
+              .where(Household.precinct_id == Precinct.id).scalar_subquery())
+    await session.execute(
+        update(Precinct).where(Precinct.campaign_id == campaign_id)
+        .values(building_count=count(Building, Building.precinct_id),
+                household_count=count(Household, Household.precinct_id), person_count=people)
+        .execution_options(synchronize_session=False))
+
+
+async def list_precincts(session: AsyncSession, campaign_id: int, *, cursor: str | None, limit: int,
+                         geometry: bool = False) -> tuple[Sequence[Precinct], str | None]:
+    """A page of the campaign's precincts in import order, and the cursor of the next page."""
+    after = int_cursor(cursor)
+    columns = [c for c in Precinct.__table__.columns if geometry or c.name != "geometry"]
+    rows = (await session.execute(select(*columns).where(Precinct.campaign_id == campaign_id, Precinct.id > after)
+                                  .order_by(Precinct.id).limit(limit + 1))).all()
+    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+async def get_precinct(session: AsyncSession, campaign_id: int, code: str) -> Precinct:
+    """The precinct with this code. Raises NotFound."""
+    precinct = (await session.execute(select(Precinct).where(Precinct.campaign_id == campaign_id,
+                                                             Precinct.code == code))).scalar_one_or_none()
+    if precinct is None:
+        raise NotFound(f"No precinct {code!r} in this campaign.")
+    return precinct
+
+
+async def precinct_id_for(session: AsyncSession, campaign_id: int, code: str) -> int:
+    """The internal id of the precinct with this code. Raises NotFound."""
+    found = (await session.execute(select(Precinct.id).where(Precinct.campaign_id == campaign_id,
+                                                             Precinct.code == code))).scalar_one_or_none()
+    if found is None:
+        raise NotFound(f"No precinct {code!r} in this campaign.")
+    return found

@@ -1,0 +1,55 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+
+from app.addresses import service as address_service
+from app.addresses.schemas import HouseholdPage, HouseholdRead
+from app.auth.service import Access
+from app.ingest import parse_map
+from app.precincts import service as precinct_service
+from app.precincts.schemas import ImportReportRead
+from app.routers.deps import FIELD_ROLES, Allow, SessionDep, SettingsDep
+from app.routers.responses import link_next, uploaded_file
+
+router = APIRouter(prefix="/v1/campaigns/{campaign_id}", tags=["addresses"])
+
+field = Allow(*FIELD_ROLES)
+MAP_HELP = "FIELD=COLUMN, once per field to rename; join columns with +: `street=street_name+street_suffix`."
+
+
+@router.get("/households", openapi_extra=field.openapi)
+async def list_households(request: Request, response: Response, access: Annotated[Access, Depends(field)],
+                          session: SessionDep, precinct: str | None = None, cursor: str | None = None,
+                          limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> HouseholdPage:
+    """The campaign's households (doors), of one precinct if asked, a page at a time."""
+    precinct_id = (await precinct_service.precinct_id_for(session, access.campaign_id, precinct)
+                   if precinct is not None else None)
+    rows, next_cursor = await address_service.list_households(session, access.campaign_id, precinct_id=precinct_id,
+                                                              cursor=cursor, limit=limit)
+    link_next(request, response, next_cursor)
+    return HouseholdPage(items=[HouseholdRead(address_id=r.pop("external_id"), **r) for r in rows],
+                         next_cursor=next_cursor)
+
+
+@router.post("/addresses", openapi_extra=field.openapi)
+async def import_addresses(file: Annotated[UploadFile, File(description="CSV or any OGR source.")],
+                           access: Annotated[Access, Depends(field)], session: SessionDep, settings: SettingsDep,
+                           map: Annotated[list[str], Form(description=MAP_HELP)] = []) -> ImportReportRead:  # noqa: B006
+    """Import an address file, atomically: units grouped into buildings, buildings placed in precincts."""
+    mapping = parse_map(map, address_service.ADDRESS_FIELDS)
+    async with uploaded_file(file, max_bytes=settings.upload_max_bytes) as path:
+        report = await address_service.import_addresses(session, access.campaign_id, path,
+                                                        label=file.filename or "upload", mapping=mapping)
+    return ImportReportRead(**report.as_dict())
+
+
+@router.post("/people", openapi_extra=field.openapi)
+async def import_people(file: Annotated[UploadFile, File(description="A voter file: CSV or any OGR source.")],
+                        access: Annotated[Access, Depends(field)], session: SessionDep, settings: SettingsDep,
+                        map: Annotated[list[str], Form(description=MAP_HELP)] = []) -> ImportReportRead:  # noqa: B006
+    """Import a voter file linked to households by address id, atomically."""
+    mapping = parse_map(map, address_service.PEOPLE_FIELDS)
+    async with uploaded_file(file, max_bytes=settings.upload_max_bytes) as path:
+        report = await address_service.import_people(session, access.campaign_id, path,
+                                                     label=file.filename or "upload", mapping=mapping)
+    return ImportReportRead(**report.as_dict())

@@ -1,0 +1,67 @@
+"""Dependencies every router shares: the session, the settings, the caller and their rights in a campaign."""
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Path, Request
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import service as auth_service
+from app.auth.models import Scope
+from app.auth.service import Access, Caller
+from app.campaigns.models import Role
+from app.config import Settings
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessionmaker() as session:
+        yield session
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+oauth2 = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False,
+                              description="A user's token from POST /v1/auth/token, or an API key (`dsk_...`).")
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="A campaign's API key.")
+
+
+async def get_caller(session: SessionDep, settings: SettingsDep,
+                     bearer: Annotated[str | None, Depends(oauth2)],
+                     api_key: Annotated[str | None, Depends(api_key_header)]) -> Caller:
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
+    return await auth_service.resolve_caller(session, bearer=bearer, api_key=api_key, secret=secret)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+CampaignId = Annotated[str, Path(description="The campaign's slug, e.g. `cambridge`.", max_length=64)]
+
+
+class Allow:
+    """A dependency granting a campaign route to members with one of `roles`, or API keys with `scope`.
+
+    Its `openapi` goes into the route's spec, so each endpoint states who may call it.
+    """
+
+    def __init__(self, *roles: Role, scope: Scope | None = None) -> None:
+        self.roles = frozenset(roles)
+        self.scope = scope
+
+    async def __call__(self, campaign_id: CampaignId, caller: CallerDep, session: SessionDep) -> Access:
+        access = await auth_service.campaign_access(session, caller, campaign_id)
+        auth_service.authorize(access, roles=self.roles, scope=self.scope)
+        return access
+
+    @property
+    def openapi(self) -> dict[str, Any]:
+        return {"x-roles": sorted(self.roles), "x-scope": self.scope}
+
+
+FIELD_ROLES = (Role.admin, Role.organizer)
+ALL_ROLES = tuple(Role)

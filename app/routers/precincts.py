@@ -1,0 +1,70 @@
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import shapely
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+
+from app.auth.models import Scope
+from app.auth.service import Access
+from app.precincts import service as precinct_service
+from app.precincts.schemas import (
+    FeatureCollectionIn,
+    ImportReportRead,
+    PrecinctDetail,
+    PrecinctPage,
+    PrecinctRead,
+)
+from app.routers.deps import ALL_ROLES, FIELD_ROLES, Allow, SessionDep, SettingsDep
+from app.routers.responses import GEOJSON_RESPONSE, geojson_response, link_next, wants_geojson
+
+router = APIRouter(prefix="/v1/campaigns/{campaign_id}/precincts", tags=["precincts"])
+
+readers = Allow(*ALL_ROLES, scope=Scope.turfs_read)
+field = Allow(*FIELD_ROLES)
+
+
+def _read(row: Any) -> PrecinctRead:
+    return PrecinctRead(id=row.code, name=row.name, bbox=(row.min_lon, row.min_lat, row.max_lon, row.max_lat),
+                        buildings=row.building_count, households=row.household_count, people=row.person_count)
+
+
+@router.get("", responses=GEOJSON_RESPONSE, openapi_extra=readers.openapi)
+async def list_precincts(request: Request, response: Response, access: Annotated[Access, Depends(readers)],
+                         session: SessionDep, settings: SettingsDep, cursor: str | None = None,
+                         limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> PrecinctPage:
+    """The campaign's precincts, a page at a time; GeoJSON when asked for `application/geo+json`."""
+    geo = wants_geojson(request)
+    rows, next_cursor = await precinct_service.list_precincts(session, access.campaign_id, cursor=cursor,
+                                                              limit=limit, geometry=geo)
+    if geo:
+        shapes = shapely.to_geojson(shapely.from_wkb([r.geometry for r in rows]))
+        features = [{"type": "Feature", "id": r.code, "bbox": [r.min_lon, r.min_lat, r.max_lon, r.max_lat],
+                     "geometry": orjson.loads(shape), "properties": _read(r).model_dump(exclude={"bbox"})}
+                    for r, shape in zip(rows, shapes, strict=True)]
+        return geojson_response({"type": "FeatureCollection", "features": features}, request, next_cursor)
+    link_next(request, response, next_cursor)
+    return PrecinctPage(items=[_read(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/{precinct_id}", openapi_extra=readers.openapi)
+async def read_precinct(precinct_id: str, access: Annotated[Access, Depends(readers)],
+                        session: SessionDep) -> PrecinctDetail:
+    """One precinct with its polygon and its counts of buildings, households and people."""
+    row = await precinct_service.get_precinct(session, access.campaign_id, precinct_id)
+    return PrecinctDetail(**_read(row).model_dump(),
+                          geometry=orjson.loads(shapely.to_geojson(shapely.from_wkb(row.geometry))))
+
+
+@router.post("", status_code=status.HTTP_200_OK, openapi_extra=field.openapi)
+async def import_precincts(body: FeatureCollectionIn, access: Annotated[Access, Depends(field)],
+                           session: SessionDep, id_field: str = precinct_service.DEFAULT_ID_FIELD,
+                           name_field: str | None = None) -> ImportReportRead:
+    """Create or update precincts from a GeoJSON FeatureCollection, atomically; reports what it did."""
+    with tempfile.TemporaryDirectory(prefix="doorstep-precincts-") as folder:
+        path = Path(folder) / "precincts.geojson"
+        path.write_bytes(orjson.dumps(body.model_dump(exclude_unset=True)))
+        report = await precinct_service.import_precincts(session, access.campaign_id, path, label="request body",
+                                                         id_field=id_field, name_field=name_field)
+    return ImportReportRead(**report.as_dict())
