@@ -62,6 +62,8 @@ class FieldSpec:
 
     defaults: Mapping[str, str]
     optional: frozenset[str] = frozenset()
+    # The longest value each text field may hold (its column's size in the database).
+    max_length: Mapping[str, int] = field(default_factory=dict)
 
 
 def parse_map(items: list[str] | None, spec: FieldSpec) -> dict[str, list[str]]:
@@ -147,6 +149,21 @@ def parse_numbers(values: pd.Series, *, label: str, column: str, low: float, hig
         raise BadFile(f"{label} row {at + 1}, column {column!r}: {values.iloc[at]!r} is not "
                       f"{'a whole number' if integer else 'a number'} from {low:g} to {high:g}")
     return numbers
+
+
+def drop_too_long(table: pd.DataFrame, spec: FieldSpec, mapping: Mapping[str, list[str]], label: str,
+                  rejected: list[Rejection]) -> pd.DataFrame:
+    """Drop rows with a value longer than its field may hold, reporting each (`table` has an `id` column)."""
+    keep = np.ones(len(table), dtype=bool)
+    for name, limit in spec.max_length.items():
+        if name not in table:
+            continue
+        too_long = (table[name].str.len() > limit).to_numpy() & keep
+        for row, ident in zip(table.index[too_long], table["id"][too_long], strict=True):
+            rejected.append(Rejection(label, int(row) + 1, source_column(mapping, name),
+                                      f"longer than {limit} characters", ident if name != "id" else None))
+        keep &= ~too_long
+    return table[keep]
 
 
 def source_column(mapping: Mapping[str, list[str]], name: str) -> str:

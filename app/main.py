@@ -13,7 +13,7 @@ DESCRIPTION = """The REST API behind door-to-door canvassing: precincts, address
 offline sync and live progress. Every error is an RFC 9457 `application/problem+json`.
 
 Log in at `POST /v1/auth/token`, or send a campaign's API key as `Authorization: Bearer dsk_...` or `X-API-Key`.
-Each operation lists who may call it: `x-roles` (a member's role in the campaign) and `x-scope` (an API key's)."""
+Each operation lists who may call it: `x-roles` (a member's role in the campaign) and `x-scopes` (an API key's)."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (auth, campaigns, precincts, addresses):
         app.include_router(module.router)
     app.include_router(campaigns.index)
+    problems.document(app)
     return app
 
 

@@ -23,6 +23,7 @@ from app.ingest import (
     ImportReport,
     Progress,
     Rejection,
+    drop_too_long,
     mapped_columns,
     no_progress,
     parse_numbers,
@@ -37,11 +38,13 @@ ADDRESS_FIELDS = FieldSpec(
     defaults={"id": "address_id", "number": "number", "street": "street", "unit": "unit",
               "lon": "lon", "lat": "lat", "parcel": "parcel_id"},
     optional=frozenset({"unit", "parcel"}),
+    max_length={"id": 64, "number": 32, "street": 200, "unit": 64, "parcel": 64},
 )
 PEOPLE_FIELDS = FieldSpec(
     defaults={"id": "voter_id", "household": "address_id", "first_name": "first_name",
               "last_name": "last_name", "birth_year": "birth_year", "language": "language"},
     optional=frozenset({"birth_year", "language"}),
+    max_length={"id": 64, "first_name": 100, "last_name": 100, "language": 32},
 )
 # An address this close outside every precinct is a geocoding or boundary-mismatch slip, not a foreign door.
 SNAP_M = 50.0
@@ -103,6 +106,7 @@ def plan_addresses(path: Path, label: str, mapping: dict[str, list[str]], precin
 
     rejected: list[Rejection] = []
     table = _first_rows(table, label, source_column(mapping, "id"), rejected)
+    table = drop_too_long(table, ADDRESS_FIELDS, mapping, label, rejected)
     no_point = table["lon"].isna() | table["lat"].isna()
     _reject_rows(rejected, label, table.index[no_point].to_numpy(), "lon" if "lon" in mapping else "geometry",
                  "no coordinates", table["id"][no_point].tolist())
@@ -176,7 +180,7 @@ async def import_addresses(session: AsyncSession, campaign_id: int, path: Path, 
     await _write(session, insert(Building), new_b, progress, "buildings")
     await _write(session, update(Building), changed_b, progress, "buildings")
     building_id = dict((await session.execute(select(Building.key, Building.id)
-                                              .where(Building.campaign_id == campaign_id))).tuples().all())
+                                              .where(Building.campaign_id == campaign_id))).all())
 
     household_fields = ("building_id", "precinct_id", "number", "street", "unit")
     wanted_h = [{"campaign_id": campaign_id, "external_id": r["external_id"], "building_id": building_id[r["key"]],
@@ -218,6 +222,7 @@ def read_people(path: Path, label: str, mapping: dict[str, list[str]]) -> tuple[
         table["language"] = ""
     rejected: list[Rejection] = []
     table = _first_rows(table, label, source_column(mapping, "id"), rejected)
+    table = drop_too_long(table, PEOPLE_FIELDS, mapping, label, rejected)
     no_name = (table["first_name"] == "") & (table["last_name"] == "")
     _reject_rows(rejected, label, table.index[no_name].to_numpy(), source_column(mapping, "last_name"),
                  "no name", table["id"][no_name].tolist())
@@ -231,7 +236,7 @@ async def import_people(session: AsyncSession, campaign_id: int, path: Path, *, 
     read, table, rejected = await anyio.to_thread.run_sync(lambda: read_people(path, label, mapping))
     progress("reading", 1, 1)
     households = dict((await session.execute(select(Household.external_id, Household.id)
-                                             .where(Household.campaign_id == campaign_id))).tuples().all())
+                                             .where(Household.campaign_id == campaign_id))).all())
     household_id = table["household"].map(households)
     unknown = household_id.isna()
     household_column = source_column(mapping, "household")

@@ -62,6 +62,10 @@ def read_precincts(path: Path, label: str, *, id_field: str = DEFAULT_ID_FIELD,
         if not code:
             rejected.append(Rejection(label, i + 1, id_field, "no precinct id"))
             continue
+        if len(code) > 64 or len(name) > 200:
+            rejected.append(Rejection(label, i + 1, id_field if len(code) > 64 else name_field,
+                                      "longer than 64 characters" if len(code) > 64 else "longer than 200 characters"))
+            continue
         if code in seen:
             rejected.append(Rejection(label, i + 1, id_field, f"precinct {code} appears twice", code))
             continue

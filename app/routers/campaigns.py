@@ -4,6 +4,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, status
 
 from app.auth import service as auth_service
+from app.auth.models import Scope
 from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 from app.auth.service import Access
 from app.campaigns import service as campaign_service
@@ -13,7 +14,7 @@ from app.routers.deps import ALL_ROLES, Allow, CallerDep, SessionDep
 
 router = APIRouter(prefix="/v1/campaigns/{campaign_id}", tags=["campaigns"])
 
-any_member = Allow(*ALL_ROLES, scope=None)
+any_member = Allow(*ALL_ROLES, scope=Scope.progress_read)
 admin = Allow(Role.admin)
 
 

@@ -60,7 +60,8 @@ class Allow:
 
     @property
     def openapi(self) -> dict[str, Any]:
-        return {"x-roles": sorted(self.roles), "x-scope": self.scope}
+        # A list, so "no API key may call this" is [] rather than a null the spec would drop.
+        return {"x-roles": sorted(self.roles), "x-scopes": [self.scope] if self.scope else []}
 
 
 FIELD_ROLES = (Role.admin, Role.organizer)

@@ -5,6 +5,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
@@ -51,6 +52,44 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
 async def unhandled(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(request, 500, "Internal error", "internal", "Something went wrong on our side; it is logged.")
+
+
+PROBLEM_SCHEMA = {
+    "type": "object", "title": "Problem", "description": "An RFC 9457 problem detail.",
+    "required": ["type", "title", "status", "detail", "instance"],
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}, "instance": {"type": "string"},
+        "errors": {"type": "array", "description": "Each field at fault, for 422s.", "items": {
+            "type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"},
+                                             "type": {"type": "string"}}}},
+    },
+}
+ERRORS = {"401": "Not authenticated", "403": "Not allowed for this role or API key",
+          "404": "Not found, or not in a campaign the caller belongs to", "422": "Invalid input"}
+
+
+def document(app: FastAPI) -> None:
+    """Make the spec say what errors look like: every operation's 4xx answers are Problems."""
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+            schemas["Problem"] = PROBLEM_SCHEMA
+            ref = {"$ref": "#/components/schemas/Problem"}
+            for path, operations in schema["paths"].items():
+                for operation in operations.values():
+                    codes = (ERRORS if path != "/v1/auth/token"
+                             else {"401": "Wrong email or password", "422": ERRORS["422"]})
+                    for code, description in codes.items():
+                        operation["responses"][code] = {"description": description,
+                                                        "content": {PROBLEM: {"schema": ref}}}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def install(app: FastAPI) -> None:

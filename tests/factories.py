@@ -1,0 +1,76 @@
+"""The world the tests run in, built once per backend: Cambridge loaded, a foreign campaign, users and keys."""
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from uuid import UUID
+
+import pandas as pd
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.addresses import service as address_service
+from app.auth import service as auth_service
+from app.auth.models import Scope
+from app.campaigns import service as campaign_service
+from app.campaigns.models import Role
+from app.ingest import parse_map
+from app.precincts import service as precinct_service
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "cambridge"
+PASSWORD = "correct horse battery"
+SECRET = "test-secret-" + "x" * 40
+HOME, FOREIGN = "cambridge", "somerville"
+# Rows of the address file the foreign campaign loads: enough to have households of its own.
+FOREIGN_ROWS = 300
+
+
+@dataclass
+class World:
+    users: dict[str, UUID] = field(default_factory=dict)
+    emails: dict[str, str] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
+    key_ids: dict[str, UUID] = field(default_factory=dict)
+
+    def headers(self, who: str) -> dict[str, str]:
+        """Authorization for a user by role name, an API key by name, or nobody (`anonymous`)."""
+        if who == "anonymous":
+            return {}
+        if who in self.keys:
+            return {"Authorization": f"Bearer {self.keys[who]}"}
+        return {"Authorization": "Bearer " + auth_service.issue_token(self.users[who], secret=SECRET, minutes=10)}
+
+
+async def load_campaign(session: AsyncSession, slug: str, name: str, addresses: Path) -> int:
+    campaign = await campaign_service.create_campaign(session, slug, name)
+    assert campaign.id is not None
+    await precinct_service.import_precincts(session, campaign.id, DATA / "precincts.geojson",
+                                            label="precincts.geojson", name_field="name")
+    await address_service.import_addresses(session, campaign.id, addresses, label=addresses.name,
+                                           mapping=parse_map(None, address_service.ADDRESS_FIELDS))
+    await address_service.make_demo_people(session, campaign.id)
+    return campaign.id
+
+
+async def build_world(session: AsyncSession) -> World:
+    world = World()
+    home_id = await load_campaign(session, HOME, "Cambridge", DATA / "addresses.csv")
+    with tempfile.TemporaryDirectory() as folder:
+        subset = Path(folder) / "foreign.csv"
+        pd.read_csv(DATA / "addresses.csv", dtype=str, nrows=FOREIGN_ROWS).to_csv(subset, index=False)
+        foreign_id = await load_campaign(session, FOREIGN, "Somerville", subset)
+    home = await campaign_service.get_campaign(session, HOME)
+    foreign = await campaign_service.get_campaign(session, FOREIGN)
+    members = [(home, role.value, role) for role in Role] + [
+        (foreign, "foreign_admin", Role.admin), (foreign, "foreign_organizer", Role.organizer),
+        (foreign, "dual", Role.organizer), (home, "dual", Role.canvasser)]
+    for campaign, who, role in members:
+        email = f"{who}@{campaign.slug}.test" if who != "dual" else "dual@both.test"
+        user, _ = await campaign_service.add_member(session, campaign, email, role, name=who.title(),
+                                                    password=PASSWORD)
+        world.users[who], world.emails[who] = user.id, email
+    for name, campaign_id, scopes in (("key_all", home_id, list(Scope)), ("key_progress", home_id, [Scope.progress_read]),
+                                      ("key_revoked", home_id, list(Scope)), ("foreign_key", foreign_id, list(Scope))):
+        row, key = await auth_service.create_api_key(session, campaign_id, name=name, scopes=scopes, created_by=None)
+        world.keys[name], world.key_ids[name] = key, row.id
+    await auth_service.revoke_api_key(session, home_id, world.key_ids["key_revoked"])
+    return world

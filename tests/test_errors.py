@@ -1,0 +1,45 @@
+"""Every error is an RFC 9457 problem naming what is at fault."""
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response, status):
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body = response.json()
+    assert body["status"] == status
+    assert {"type", "title", "detail", "instance"} <= set(body)
+    return body
+
+
+class TestProblems:
+    async def test_unknown_route_is_a_problem(self, client):
+        body = assert_problem(await client.get("/v1/nowhere"), 404)
+        assert body["instance"] == "/v1/nowhere"
+
+    async def test_wrong_method_is_a_problem(self, client, world):
+        assert_problem(await client.put("/v1/auth/token"), 405)
+
+    async def test_validation_errors_name_each_field(self, client, world):
+        r = await client.get("/v1/campaigns/cambridge/precincts", params={"limit": "many"},
+                             headers=world.headers("organizer"))
+        body = assert_problem(r, 422)
+        assert [e["field"] for e in body["errors"]] == ["query.limit"]
+
+    async def test_malformed_json_body_is_a_problem(self, client, world):
+        r = await client.post("/v1/campaigns/cambridge/precincts", content=b"{not json",
+                              headers={**world.headers("organizer"), "content-type": "application/json"})
+        body = assert_problem(r, 422)
+        assert body["errors"][0]["field"].startswith("body")
+
+    async def test_a_bad_cursor_names_the_cursor(self, client, world):
+        r = await client.get("/v1/campaigns/cambridge/precincts", params={"cursor": "%%%"},
+                             headers=world.headers("organizer"))
+        body = assert_problem(r, 422)
+        assert body["errors"] == [{"field": "cursor", "message": "not a cursor this API gave out"}]
+
+    async def test_no_input_value_is_echoed(self, client):
+        r = await client.post("/v1/auth/token", data={"username": "a@b.test"})
+        body = assert_problem(r, 422)
+        assert body["errors"][0]["field"] == "body.password"
+        assert "a@b.test" not in r.text
