@@ -1,10 +1,10 @@
 """Engine, sessions and the column types shared by every table."""
 
-from collections.abc import AsyncIterator
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator, event
+from sqlalchemy import DateTime, MetaData, Table, TypeDecorator, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
@@ -65,6 +65,20 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-async def session_scope(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    async with maker() as session:
-        yield session
+async def bulk_insert(session: AsyncSession, table: Table, columns: Sequence[str],
+                      rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert many rows of plain values (int, float, str, bool, None) in the session's transaction.
+
+    PostgreSQL gets COPY (several times faster than INSERT for thousands of rows); SQLite one executemany.
+    """
+    if not rows:
+        return
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        raw = await connection.get_raw_connection()
+        await raw.driver_connection.copy_records_to_table(table.name, records=rows, columns=list(columns))
+    else:
+        marks = ", ".join("?" for _ in columns)
+        await connection.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})",
+                                         list(rows))
+

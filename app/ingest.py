@@ -94,7 +94,8 @@ def read_source(path: Path, label: str, *, geometry: bool = False) -> pd.DataFra
     if path.stat().st_size == 0:
         raise BadFile(f"{label}: the file is empty")
     try:
-        frame = pyogrio.read_dataframe(path, read_geometry=geometry or path.suffix.lower() != ".csv")
+        # Arrow reads about 3x faster, and its string columns make the clean-up vectorised.
+        frame = pyogrio.read_dataframe(path, read_geometry=geometry or path.suffix.lower() != ".csv", use_arrow=True)
     except (DataSourceError, FieldError, GeometryError, UnicodeDecodeError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BadFile(f"{label}: not a file Doorstep can read (CSV, GeoJSON, Shapefile, GeoPackage): {reason}") from exc

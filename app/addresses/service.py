@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import shapely
 from shapely import MultiPolygon, Polygon
-from sqlalchemy import delete, exists, func, insert, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses.models import Building, Household, Person
+from app.db import bulk_insert
 from app.errors import BadFile
 from app.geo.assign import assign_points
 from app.ingest import (
@@ -132,28 +133,71 @@ def plan_addresses(path: Path, label: str, mapping: dict[str, list[str]], precin
                        snapped=int(households["snapped_m"].notna().sum()))
 
 
-def _nan_to_none(value: Any) -> Any:
-    return None if isinstance(value, float) and np.isnan(value) else value
+def _plain(value: Any) -> Any:
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):  # value != value: NaN
+        return None
+    return value.item() if isinstance(value, np.generic) else value
 
 
-async def _write(session: AsyncSession, statement: Any, rows: list[dict[str, Any]], progress: Progress,
-                 stage: str) -> None:
-    for start in range(0, len(rows), WRITE_CHUNK):
-        await session.execute(statement, rows[start:start + WRITE_CHUNK])
-        progress(stage, min(start + WRITE_CHUNK, len(rows)), len(rows))
+def _values(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Rows of plain Python values (missing ones None), fast: a list per column, zipped."""
+    lists = []
+    for column in columns:
+        values = frame[column]
+        if (pd.api.types.is_integer_dtype(values.dtype) and not values.hasnans) or pd.api.types.is_bool_dtype(values):
+            lists.append(values.tolist())
+        else:
+            lists.append([_plain(v) for v in values.tolist()])
+    return list(zip(*lists, strict=True))
 
 
-def _diff(existing: dict[str, Any], wanted: list[dict[str, Any]], key: str,
-          fields: Sequence[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Split wanted rows into new ones and changed ones (with the stored id); unchanged rows drop out."""
+@dataclass
+class Upsert:
+    """Rows to insert (key first, then the fields) and changes to apply by id."""
+
+    new: list[tuple[Any, ...]]
+    changed: list[dict[str, Any]]
+    unchanged: int
+
+
+def plan_upsert(stored: dict[Any, tuple[Any, tuple[Any, ...]]], wanted: list[tuple[Any, ...]],
+                fields: Sequence[str]) -> Upsert:
+    """Compare wanted rows (key, *fields) with the stored ones (key -> (id, fields))."""
     new, changed = [], []
     for row in wanted:
-        old = existing.get(row[key])
+        old = stored.get(row[0])
         if old is None:
             new.append(row)
-        elif any(getattr(old, f) != row[f] for f in fields):
-            changed.append({"id": old.id, **{f: row[f] for f in fields}})
-    return new, changed
+        elif old[1] != row[1:]:
+            changed.append({"id": old[0], **dict(zip(fields, row[1:], strict=True))})
+    return Upsert(new, changed, len(wanted) - len(new) - len(changed))
+
+
+async def stored_rows(session: AsyncSession, model: type, key: str, fields: Sequence[str],
+                      campaign_id: int) -> dict[Any, tuple[Any, tuple[Any, ...]]]:
+    """The campaign's rows of a table as key -> (id, fields), to compare an import with."""
+    columns = [getattr(model, f) for f in (key, "id", *fields)]
+    result = await session.execute(select(*columns).where(model.campaign_id == campaign_id))
+    return {row[0]: (row[1], tuple(row[2:])) for row in result}
+
+
+async def apply_upsert(session: AsyncSession, model: type, key: str, fields: Sequence[str], campaign_id: int,
+                       upsert: Upsert, progress: Progress, stage: str) -> None:
+    """Insert the new rows and update the changed ones, in chunks that move the progress bar. Flushes only."""
+    table = model.__table__
+    total = len(upsert.new) + len(upsert.changed)
+    for start in range(0, len(upsert.new), WRITE_CHUNK):
+        chunk = [(campaign_id, *row) for row in upsert.new[start:start + WRITE_CHUNK]]
+        await bulk_insert(session, table, ("campaign_id", key, *fields), chunk)
+        progress(stage, start + len(chunk), total)
+    for start in range(0, len(upsert.changed), WRITE_CHUNK):
+        await session.execute(update(model), upsert.changed[start:start + WRITE_CHUNK])
+        progress(stage, len(upsert.new) + min(start + WRITE_CHUNK, len(upsert.changed)), total)
+
+
+BUILDING_FIELDS = ("precinct_id", "number", "street", "parcel", "lon", "lat", "snapped_m")
+HOUSEHOLD_FIELDS = ("building_id", "precinct_id", "number", "street", "unit")
+PERSON_FIELDS = ("household_id", "first_name", "last_name", "birth_year", "language", "synthetic")
 
 
 async def import_addresses(session: AsyncSession, campaign_id: int, path: Path, *, label: str,
@@ -169,38 +213,30 @@ async def import_addresses(session: AsyncSession, campaign_id: int, path: Path, 
     plan = await anyio.to_thread.run_sync(lambda: plan_addresses(path, label, mapping, precinct_ids, shapes))
     progress("reading", 1, 1)
 
-    building_fields = ("precinct_id", "number", "street", "parcel", "lon", "lat", "snapped_m")
-    wanted_b = [{"campaign_id": campaign_id, "key": r["key"], **{f: _nan_to_none(r[f]) for f in building_fields}}
-                for r in plan.buildings.assign(parcel=plan.buildings["parcel"].replace("", None))
-                .to_dict("records")]
-    old_b = {r.key: r for r in (await session.execute(
-        select(Building.id, Building.key, *[getattr(Building, f) for f in building_fields])
-        .where(Building.campaign_id == campaign_id))).all()}
-    new_b, changed_b = _diff(old_b, wanted_b, "key", building_fields)
-    await _write(session, insert(Building), new_b, progress, "buildings")
-    await _write(session, update(Building), changed_b, progress, "buildings")
+    buildings = plan.buildings.assign(parcel=plan.buildings["parcel"].astype(object).replace("", None))
+    wanted_b = _values(buildings, ("key", *BUILDING_FIELDS))
+    upsert_b = plan_upsert(await stored_rows(session, Building, "key", BUILDING_FIELDS, campaign_id), wanted_b,
+                           BUILDING_FIELDS)
+    await apply_upsert(session, Building, "key", BUILDING_FIELDS, campaign_id, upsert_b, progress, "buildings")
+
     building_id = dict((await session.execute(select(Building.key, Building.id)
                                               .where(Building.campaign_id == campaign_id))).all())
-
-    household_fields = ("building_id", "precinct_id", "number", "street", "unit")
-    wanted_h = [{"campaign_id": campaign_id, "external_id": r["external_id"], "building_id": building_id[r["key"]],
-                 "precinct_id": int(r["precinct_id"]), "number": r["number"], "street": r["street"], "unit": r["unit"]}
-                for r in plan.households.to_dict("records")]
-    old_h = {r.external_id: r for r in (await session.execute(
-        select(Household.id, Household.external_id, *[getattr(Household, f) for f in household_fields])
-        .where(Household.campaign_id == campaign_id))).all()}
-    new_h, changed_h = _diff(old_h, wanted_h, "external_id", household_fields)
-    await _write(session, insert(Household), new_h, progress, "households")
-    await _write(session, update(Household), changed_h, progress, "households")
+    households = plan.households.assign(building_id=plan.households["key"].map(building_id))
+    wanted_h = _values(households, ("external_id", *HOUSEHOLD_FIELDS))
+    upsert_h = plan_upsert(await stored_rows(session, Household, "external_id", HOUSEHOLD_FIELDS, campaign_id),
+                           wanted_h, HOUSEHOLD_FIELDS)
+    await apply_upsert(session, Household, "external_id", HOUSEHOLD_FIELDS, campaign_id, upsert_h, progress,
+                       "households")
 
     # A building whose every unit moved elsewhere is no stop any more.
-    await session.execute(delete(Building).where(
-        Building.campaign_id == campaign_id, ~exists().where(Household.building_id == Building.id)))
+    if upsert_h.changed:
+        await session.execute(delete(Building).where(
+            Building.campaign_id == campaign_id, ~exists().where(Household.building_id == Building.id)))
     await refresh_counts(session, campaign_id)
     await session.commit()
-    return ImportReport("addresses", label, read=plan.read, created=len(new_h), updated=len(changed_h),
-                        unchanged=len(wanted_h) - len(new_h) - len(changed_h), snapped=plan.snapped,
-                        rejected=plan.rejected, extra={"buildings_created": len(new_b)})
+    return ImportReport("addresses", label, read=plan.read, created=len(upsert_h.new), updated=len(upsert_h.changed),
+                        unchanged=upsert_h.unchanged, snapped=plan.snapped, rejected=plan.rejected,
+                        extra={"buildings_created": len(upsert_b.new)})
 
 
 def read_people(path: Path, label: str, mapping: dict[str, list[str]]) -> tuple[int, pd.DataFrame, list[Rejection]]:
@@ -252,20 +288,13 @@ async def import_people(session: AsyncSession, campaign_id: int, path: Path, *, 
 async def upsert_people(session: AsyncSession, campaign_id: int, table: pd.DataFrame, *, synthetic: bool,
                         progress: Progress) -> dict[str, int]:
     """Insert new people and update changed ones; counts of created, updated and unchanged. Flushes only."""
-    fields = ("household_id", "first_name", "last_name", "birth_year", "language", "synthetic")
-    wanted = [{"campaign_id": campaign_id, "external_id": r["external_id"], "household_id": int(r["household_id"]),
-               "first_name": r["first_name"], "last_name": r["last_name"],
-               "birth_year": None if pd.isna(r["birth_year"]) else int(r["birth_year"]),
-               "language": r["language"] or None, "synthetic": synthetic}
-              for r in table.to_dict("records")]
-    old = {r.external_id: r for r in (await session.execute(
-        select(Person.id, Person.external_id, *[getattr(Person, f) for f in fields])
-        .where(Person.campaign_id == campaign_id))).all()}
-    new, changed = _diff(old, wanted, "external_id", fields)
-    await _write(session, insert(Person), new, progress, "people")
-    await _write(session, update(Person), changed, progress, "people")
+    people = table.assign(synthetic=synthetic, language=table["language"].astype(object).replace("", None))
+    wanted = _values(people, ("external_id", *PERSON_FIELDS))
+    upsert = plan_upsert(await stored_rows(session, Person, "external_id", PERSON_FIELDS, campaign_id), wanted,
+                         PERSON_FIELDS)
+    await apply_upsert(session, Person, "external_id", PERSON_FIELDS, campaign_id, upsert, progress, "people")
     await refresh_counts(session, campaign_id)
-    return {"created": len(new), "updated": len(changed), "unchanged": len(wanted) - len(new) - len(changed)}
+    return {"created": len(upsert.new), "updated": len(upsert.changed), "unchanged": upsert.unchanged}
 
 
 FIRST_NAMES = ("Maria", "James", "Ana", "John", "Wei", "Fatima", "Michael", "Sofia", "David", "Aisha", "Daniel",

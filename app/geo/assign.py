@@ -6,8 +6,6 @@ import numpy as np
 import shapely
 from numpy.typing import NDArray
 from pyproj import CRS, Transformer
-from pyproj.aoi import AreaOfInterest
-from pyproj.database import query_utm_crs_info
 from shapely import MultiPolygon, Polygon
 
 __all__ = ["assign_points", "utm_crs"]
@@ -16,15 +14,19 @@ __all__ = ["assign_points", "utm_crs"]
 def utm_crs(lon: NDArray[np.float64], lat: NDArray[np.float64]) -> CRS:
     """The UTM zone (WGS84) holding the centre of the points' bounding box, a metric CRS for them.
 
+    The zone is arithmetic (6 degrees wide from -180); asking pyproj's database costs 70 ms an import.
+
     Examples
     --------
     >>> utm_crs(np.array([-71.1]), np.array([42.37])).to_epsg()
     32619
+    >>> utm_crs(np.array([151.2]), np.array([-33.9])).to_epsg()
+    32756
     """
     lon_c = float((np.nanmin(lon) + np.nanmax(lon)) / 2)
     lat_c = float((np.nanmin(lat) + np.nanmax(lat)) / 2)
-    info = query_utm_crs_info(datum_name="WGS 84", area_of_interest=AreaOfInterest(lon_c, lat_c, lon_c, lat_c))
-    return CRS.from_epsg(info[0].code)
+    zone = min(int((lon_c + 180) // 6) + 1, 60)
+    return CRS.from_epsg((32600 if lat_c >= 0 else 32700) + zone)
 
 
 def assign_points(
