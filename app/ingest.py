@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pyogrio
 from pyogrio.errors import DataSourceError, FieldError, GeometryError
+from shapely.errors import GEOSException
 
 from app.errors import BadFile, Invalid
 
@@ -96,7 +97,7 @@ def read_source(path: Path, label: str, *, geometry: bool = False) -> pd.DataFra
     try:
         # Arrow reads about 3x faster, and its string columns make the clean-up vectorised.
         frame = pyogrio.read_dataframe(path, read_geometry=geometry or path.suffix.lower() != ".csv", use_arrow=True)
-    except (DataSourceError, FieldError, GeometryError, UnicodeDecodeError, ValueError) as exc:
+    except (DataSourceError, FieldError, GeometryError, GEOSException, UnicodeDecodeError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BadFile(f"{label}: not a file Doorstep can read (CSV, GeoJSON, Shapefile, GeoPackage): {reason}") from exc
     if len(frame) == 0:

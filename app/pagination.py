@@ -27,6 +27,6 @@ def int_cursor(cursor: str | None) -> int:
     key = decode_cursor(cursor)
     if key is None:
         return 0
-    if not isinstance(key, int) or isinstance(key, bool):
+    if not isinstance(key, int) or isinstance(key, bool) or not 0 <= key < 2**63:
         raise Invalid("not a cursor this API gave out", field="cursor")
     return key

@@ -38,6 +38,12 @@ class TestProblems:
         body = assert_problem(r, 422)
         assert body["errors"] == [{"field": "cursor", "message": "not a cursor this API gave out"}]
 
+    async def test_a_cursor_past_any_id_is_refused_not_a_crash(self, client, world):
+        huge = "MTAwMDAwMDAwMDAwMDAwMDAwMDAw"  # 10**20, past a 64-bit integer
+        r = await client.get("/v1/campaigns/cambridge/households", params={"cursor": huge},
+                             headers=world.headers("organizer"))
+        assert assert_problem(r, 422)["errors"][0]["field"] == "cursor"
+
     async def test_no_input_value_is_echoed(self, client):
         r = await client.post("/v1/auth/token", data={"username": "a@b.test"})
         body = assert_problem(r, 422)

@@ -40,10 +40,11 @@ def read_precincts(path: Path, label: str, *, id_field: str = DEFAULT_ID_FIELD,
     frame = read_source(path, label, geometry=True)
     if not isinstance(frame, gpd.GeoDataFrame):
         raise BadFile(f"{label}: the file has no geometry")
-    for option, column in (("--id-field", id_field), ("--name-field", name_field)):
+    for option, column in (("id_field", id_field), ("name_field", name_field)):
         if column is not None and column not in frame.columns:
-            raise BadFile(f"{label}: no field {column!r} (choose one with {option}; fields are "
-                          f"{', '.join(c for c in frame.columns if c != 'geometry')})")
+            fields = ", ".join(c for c in frame.columns if c != "geometry") or "none"
+            raise BadFile(f"{label}: no field {column!r} for the precinct {option.removesuffix('_field')} "
+                          f"(fields are: {fields})", errors=[{"field": option, "message": f"no field {column!r}"}])
     if frame.crs is None:
         minx, miny, maxx, maxy = frame.total_bounds
         if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
@@ -70,6 +71,8 @@ def read_precincts(path: Path, label: str, *, id_field: str = DEFAULT_ID_FIELD,
             rejected.append(Rejection(label, i + 1, id_field, f"precinct {code} appears twice", code))
             continue
         shape, status = polygonal(geometry)
+        if shape is not None and not _lon_lat(shape):
+            shape, status = None, "coordinates outside longitude -180..180, latitude -90..90"
         if shape is None:
             rejected.append(Rejection(label, i + 1, "geometry", f"feature {i}: {status}", code))
             continue
@@ -78,6 +81,11 @@ def read_precincts(path: Path, label: str, *, id_field: str = DEFAULT_ID_FIELD,
         seen.add(code)
         rows.append(PrecinctRow(code, name or code, shape))
     return rows, rejected, repaired
+
+
+def _lon_lat(shape: Polygon | MultiPolygon) -> bool:
+    minx, miny, maxx, maxy = shape.bounds
+    return -180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90
 
 
 async def import_precincts(session: AsyncSession, campaign_id: int, path: Path, *, label: str,

@@ -97,5 +97,6 @@ class TestImportPrecinctsOverHttp:
         assert {e["field"] for e in body["errors"]} == {"body.type", "body.features"}
         collection = json.loads((DATA / "precincts.geojson").read_text())
         r = await client.post(BASE, params={"id_field": "nope"}, json=collection, headers=world.headers("organizer"))
-        assert "no field 'nope'" in assert_problem(r, 422)["detail"]
+        problem = assert_problem(r, 422)
+        assert "no field 'nope'" in problem["detail"] and problem["errors"][0]["field"] == "id_field"
         assert await session.scalar(select(func.count()).select_from(Precinct)) == before

@@ -76,17 +76,23 @@ class TestImportPrecincts:
         features = [{"type": "Feature", "properties": {"precinct_id": "A"}, "geometry": bowtie},
                     {"type": "Feature", "properties": {"precinct_id": "B"},
                      "geometry": {"type": "Point", "coordinates": [-71.1, 42.37]}},
-                    {"type": "Feature", "properties": {"precinct_id": ""}, "geometry": bowtie}]
+                    {"type": "Feature", "properties": {"precinct_id": ""}, "geometry": bowtie},
+                    {"type": "Feature", "properties": {"precinct_id": "C"}, "geometry": {
+                        "type": "Polygon", "coordinates": [[[0, 0], [1e308, 0], [0, 1e308], [0, 0]]]}}]
         path = tmp_path / "odd.geojson"
         path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
         report = await precinct_service.import_precincts(session, campaign_id, path, label="odd.geojson")
         assert report.created == 1 and report.extra["repaired"] == 1
         assert [(r.row, r.column, r.reason) for r in report.rejected] == [
-            (2, "geometry", "feature 1: not a polygon"), (3, "precinct_id", "no precinct id")]
+            (2, "geometry", "feature 1: not a polygon"), (3, "precinct_id", "no precinct id"),
+            (4, "geometry", "feature 3: coordinates outside longitude -180..180, latitude -90..90")]
         shape = (await stored(session, campaign_id))["A"][1]
         assert shape.is_valid and shape.geom_type == "MultiPolygon"
 
-    @pytest.mark.parametrize("content", [b"", b"\x00\x01garbage" * 50, b'{"type": "FeatureCollection"'])
+    @pytest.mark.parametrize("content", [
+        b"", b"\x00\x01garbage" * 50, b'{"type": "FeatureCollection"',
+        b'{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"precinct_id": "A"}, '
+        b'"geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0]]]}}]}'])
     async def test_unreadable_files_fail_whole_and_write_nothing(self, session, campaign_id, tmp_path, content):
         path = tmp_path / "bad.geojson"
         path.write_bytes(content)
@@ -96,7 +102,7 @@ class TestImportPrecincts:
                                     .where(Precinct.campaign_id == campaign_id)) == 0
 
     async def test_unknown_id_field_names_the_fields_there_are(self, session, campaign_id):
-        with pytest.raises(BadFile, match=r"no field 'ward_id'.*precinct_id"):
+        with pytest.raises(BadFile, match=r"no field 'ward_id' for the precinct id \(fields are: precinct_id, name"):
             await precinct_service.import_precincts(session, campaign_id, DATA / "precincts.geojson", label="p",
                                                     id_field="ward_id")
 
