@@ -192,7 +192,7 @@ def key_list(campaign: CampaignOpt) -> None:
 
 
 def _import(campaign: str, as_json: bool, work: Callable[[AsyncSession, int, Any], Awaitable[ImportReport]]) -> None:
-    with progress_bar(enabled=not as_json or err.is_terminal) as progress:
+    with progress_bar(enabled=err.is_terminal) as progress:
         async def go(session: AsyncSession) -> ImportReport:
             c = await _campaign(session, campaign)
             return await work(session, c.id or 0, progress)
@@ -238,7 +238,7 @@ def demo_data(campaign: CampaignOpt, seed: Annotated[int, typer.Option(help="Sam
     """Give every household made-up (synthetic) people: no voter file is public."""
     from app.addresses.service import make_demo_people
 
-    with progress_bar(enabled=not as_json or err.is_terminal) as progress:
+    with progress_bar(enabled=err.is_terminal) as progress:
         async def go(session: AsyncSession) -> dict[str, int]:
             c = await _campaign(session, campaign)
             return await make_demo_people(session, c.id or 0, seed=seed, progress=progress)

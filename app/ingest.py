@@ -125,6 +125,10 @@ def mapped_columns(frame: pd.DataFrame, mapping: Mapping[str, list[str]], spec: 
         joined = parts[0]
         for part in parts[1:]:
             joined = (joined + " " + part).str.strip()
+        nul = joined.str.contains("\x00", regex=False).to_numpy()
+        if nul.any():
+            at = int(np.flatnonzero(nul)[0])
+            raise BadFile(f"{label} row {at + 1}, column {'+'.join(sources)!r}: holds a NUL character")
         out[name] = joined
     return out
 

@@ -62,7 +62,7 @@ class Databases:
     async def drop(self, url: str) -> None:
         if self.backend == "sqlite":
             for suffix in ("", "-wal", "-shm"):
-                Path(f"{make_url(url).database}{suffix}").unlink(missing_ok=True)
+                Path(f"{make_url(url).database}{suffix}").unlink(missing_ok=True)  # noqa: ASYNC240
             return
         admin = await asyncpg.connect(self._pg_dsn(make_url(PG_URL).database or "postgres"))
         try:
@@ -105,7 +105,7 @@ async def empty_template(databases: Databases) -> str:
 
 @pytest.fixture(scope="session")
 async def world_template(databases: Databases, empty_template: str) -> tuple[str, factories.World]:
-    """Cambridge loaded (precincts, addresses, synthetic people) beside a small foreign campaign, with users and keys."""
+    """Cambridge loaded (precincts, addresses, synthetic people), a small foreign campaign, users and keys."""
     url = await databases.create(template=empty_template)
     engine = make_engine(url)
     async with make_sessionmaker(engine)() as session:

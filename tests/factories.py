@@ -68,8 +68,9 @@ async def build_world(session: AsyncSession) -> World:
         user, _ = await campaign_service.add_member(session, campaign, email, role, name=who.title(),
                                                     password=PASSWORD)
         world.users[who], world.emails[who] = user.id, email
-    for name, campaign_id, scopes in (("key_all", home_id, list(Scope)), ("key_progress", home_id, [Scope.progress_read]),
-                                      ("key_revoked", home_id, list(Scope)), ("foreign_key", foreign_id, list(Scope))):
+    keys = (("key_all", home_id, list(Scope)), ("key_progress", home_id, [Scope.progress_read]),
+            ("key_revoked", home_id, list(Scope)), ("foreign_key", foreign_id, list(Scope)))
+    for name, campaign_id, scopes in keys:
         row, key = await auth_service.create_api_key(session, campaign_id, name=name, scopes=scopes, created_by=None)
         world.keys[name], world.key_ids[name] = key, row.id
     await auth_service.revoke_api_key(session, home_id, world.key_ids["key_revoked"])

@@ -44,6 +44,16 @@ class TestProblems:
                              headers=world.headers("organizer"))
         assert assert_problem(r, 422)["errors"][0]["field"] == "cursor"
 
+    async def test_nul_characters_are_refused_alike_on_both_databases(self, client, world, session):
+        for url in ("/v1/campaigns/cambridge/precincts/9-1%00", "/v1/campaigns/cambridge/households?precinct=%00"):
+            r = await client.get(url, headers=world.headers("organizer"))
+            assert "NUL" in assert_problem(r, 422)["detail"]
+        r = await client.post("/v1/campaigns/cambridge/api-keys", json={"name": "a\x00b", "scopes": ["turfs:read"]},
+                              headers=world.headers("admin"))
+        assert assert_problem(r, 422)["errors"][0]["field"] == "body.name"
+        r = await client.post("/v1/auth/token", data={"username": "admin\x00@cambridge.test", "password": "x"})
+        assert_problem(r, 401)
+
     async def test_no_input_value_is_echoed(self, client):
         r = await client.post("/v1/auth/token", data={"username": "a@b.test"})
         body = assert_problem(r, 422)

@@ -113,6 +113,10 @@ def plan_addresses(path: Path, label: str, mapping: dict[str, list[str]], precin
                  "no coordinates", table["id"][no_point].tolist())
     table = table[~no_point]
 
+    if table.empty:
+        empty = pd.DataFrame(columns=["key", "number", "street", "parcel", "lon", "lat", "precinct_id", "snapped_m"])
+        return AddressPlan(read=len(frame), buildings=empty, households=empty.assign(external_id=[], unit=[]),
+                           rejected=rejected, snapped=0)
     # Units at one point, or on one parcel, are one building: one stop on a walk.
     point_key = "pt:" + table["lon"].map("{:.7f}".format) + "," + table["lat"].map("{:.7f}".format)
     table = table.assign(key=np.where(table["parcel"] != "", "parcel:" + table["parcel"], point_key))

@@ -4,10 +4,11 @@ from uuid import UUID
 from sqlmodel import Field, SQLModel
 
 from app.auth.models import Scope
+from app.text import Text
 
 
 class ApiKeyCreate(SQLModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     scopes: list[Scope] = Field(min_length=1)
 
 

@@ -63,6 +63,9 @@ def read_precincts(path: Path, label: str, *, id_field: str = DEFAULT_ID_FIELD,
         if not code:
             rejected.append(Rejection(label, i + 1, id_field, "no precinct id"))
             continue
+        if "\x00" in code or "\x00" in name:
+            rejected.append(Rejection(label, i + 1, id_field, "holds a NUL character"))
+            continue
         if len(code) > 64 or len(name) > 200:
             rejected.append(Rejection(label, i + 1, id_field if len(code) > 64 else name_field,
                                       "longer than 64 characters" if len(code) > 64 else "longer than 200 characters"))

@@ -7,7 +7,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import AppError
 
@@ -47,6 +49,39 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     for name, value in (exc.headers or {}).items():
         response.headers.setdefault(name, value)
     return response
+
+
+# SQLSTATEs for text PostgreSQL can't store (a NUL character, a byte sequence that isn't UTF-8).
+UNSTORABLE_TEXT = {"22021", "22P05"}
+
+
+async def database_error(request: Request, exc: Exception) -> JSONResponse:
+    """Text the database can't store is the caller's fault, not ours; anything else is a 500."""
+    assert isinstance(exc, DBAPIError)
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if code in UNSTORABLE_TEXT:
+        return problem(request, 422, "Invalid input", "invalid",
+                       "The input holds a character that can't be stored (a NUL byte, or text that isn't UTF-8).")
+    return await unhandled(request, exc)
+
+
+class RefuseNul:
+    """ASGI middleware: a NUL character in the URL is refused before any route sees it (PostgreSQL can't store one)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for part, raw in (("path", scope.get("raw_path") or scope["path"].encode()),
+                              ("query", scope.get("query_string", b""))):
+                if b"%00" in raw or b"\x00" in raw:
+                    response = problem(Request(scope), 422, "Invalid input", "invalid",
+                                       f"The URL's {part} holds a NUL character.",
+                                       errors=[{"field": part, "message": "NUL character"}])
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 async def unhandled(request: Request, exc: Exception) -> JSONResponse:
@@ -96,4 +131,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(AppError, app_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(Exception, unhandled)
+    app.add_middleware(RefuseNul)

@@ -206,6 +206,15 @@ class TestBadFiles:
         assert str(failure.value).startswith(name)
         assert (await count(session, Household, fresh), await count(session, Building, fresh)) == (0, 0)
 
+    async def test_a_file_whose_every_row_is_rejected_loads_nothing(self, session, fresh, tmp_path):
+        # GDAL ends a CSV line at a NUL byte, so this row loses its coordinates.
+        path = tmp_path / "nul.csv"
+        path.write_bytes(b"address_id,number,street,lon,lat\nA-1,1,MAIN\x00ST,-71.1,42.37\nA-2,2,MAIN ST,,\n")
+        report = await address_service.import_addresses(session, fresh, path, label="nul.csv", mapping=DEFAULT_MAP)
+        assert [(r.row, r.id, r.reason) for r in report.rejected] == [(1, "A-1", "no coordinates"),
+                                                                     (2, "A-2", "no coordinates")]
+        assert report.created == 0 == await count(session, Household, fresh)
+
     async def test_addresses_before_precincts_are_refused(self, session):
         campaign = await campaign_service.create_campaign(session, "bare", "Bare")
         with pytest.raises(BadFile, match="no precincts yet"):

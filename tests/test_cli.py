@@ -1,0 +1,221 @@
+"""The `doorstep` command line, run as a real subprocess against the test's database.
+
+Each call starts a Python process (a second or two), so the tests make few: one end-to-end flow, the bad inputs
+(run a few at a time), and `db upgrade` on a database nothing has touched.
+"""
+
+import asyncio
+import json
+import os
+import re
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import func, inspect, select, text
+from sqlalchemy.engine import make_url
+
+from app.addresses.models import Person
+from app.cli import alembic_config
+from app.config import Settings
+from app.db import make_engine, make_sessionmaker
+from app.main import create_app
+from app.models import metadata
+from tests.conftest import Databases
+from tests.factories import DATA, SECRET
+
+DOORSTEP = Path(sys.executable).parent / "doorstep"
+PRECINCTS = DATA / "precincts.geojson"
+ADDRESSES = DATA / "addresses.csv"
+ADDRESS_ROWS = 25336
+# Addresses just outside every precinct (the city line, slivers between precincts): placed in the nearest.
+SNAPPED = 33
+
+
+@dataclass(frozen=True)
+class Ran:
+    args: tuple[str, ...]
+    code: int
+    out: str
+    err: str
+
+    def __str__(self) -> str:
+        return f"`doorstep {' '.join(self.args)}`: exit {self.code}, stdout {self.out[:300]!r}, stderr {self.err!r}"
+
+
+async def doorstep(url: str, cwd: Path, *args: str | Path, stdin: str = "") -> Ran:
+    """Run the console script on the database at `url`, in `cwd` (which has no `.env` to read)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOORSTEP_")}
+    env |= {"DOORSTEP_DATABASE_URL": url, "DOORSTEP_JWT_SECRET": SECRET}
+    proc = await asyncio.create_subprocess_exec(
+        DOORSTEP, *map(str, args), cwd=cwd, env=env, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout=300)
+    assert proc.returncode is not None
+    return Ran(tuple(map(str, args)), proc.returncode, out.decode(), err.decode())
+
+
+def ok(ran: Ran) -> Ran:
+    assert ran.code == 0 and "Traceback" not in ran.err, ran
+    return ran
+
+
+def one_json_object(ran: Ran) -> dict[str, Any]:
+    ok(ran)
+    report = json.loads(ran.out)  # the whole of stdout: one object, nothing around it
+    assert isinstance(report, dict), ran
+    return report
+
+
+async def row_counts(url: str) -> dict[str, int]:
+    """Rows in every table: what a refused command must leave as it was."""
+    engine = make_engine(url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            return {t.name: await session.scalar(select(func.count()).select_from(t)) for t in metadata.sorted_tables}
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def api(url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The ASGI app on the same database, as a client sees it."""
+    app = create_app(Settings(database_url=url, jwt_secret=SECRET, _env_file=None))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                                                   base_url="http://test") as client:
+        yield client
+
+
+async def test_a_campaign_from_nothing(empty_db_url: str, tmp_path: Path) -> None:
+    """Create a campaign, import Cambridge twice, make up people, add a user who then logs in over HTTP."""
+    ok(await doorstep(empty_db_url, tmp_path, "campaign", "create", "cam", "--name", "Cambridge"))
+
+    report = one_json_object(await doorstep(empty_db_url, tmp_path, "import", "precincts", PRECINCTS,
+                                            "--name-field", "name", "--campaign", "cam", "--json"))
+    assert (report["kind"], report["read"], report["created"], report["updated"], report["rejected"]) == (
+        "precincts", 33, 33, 0, 0), report
+
+    addresses = ("import", "addresses", ADDRESSES, "--campaign", "cam", "--json")
+    first = one_json_object(await doorstep(empty_db_url, tmp_path, *addresses))
+    assert {k: first[k] for k in ("read", "created", "updated", "snapped", "rejected")} == {
+        "read": ADDRESS_ROWS, "created": ADDRESS_ROWS, "updated": 0, "snapped": SNAPPED, "rejected": 0}, first
+    again = one_json_object(await doorstep(empty_db_url, tmp_path, *addresses))
+    assert {k: again[k] for k in ("read", "created", "updated", "unchanged", "rejected")} == {
+        "read": ADDRESS_ROWS, "created": 0, "updated": 0, "unchanged": ADDRESS_ROWS, "rejected": 0}, again
+
+    demo = ok(await doorstep(empty_db_url, tmp_path, "demo-data", "--campaign", "cam"))
+    assert "SYNTHETIC" in demo.out and "not a voter file" in demo.out, demo
+    made = re.search(r"created (\d+)", demo.out)
+    assert made and int(made[1]) > ADDRESS_ROWS, demo  # one to four people a household
+
+    password = "a long enough password"
+    added = ok(await doorstep(empty_db_url, tmp_path, "user", "add", "Pat@Example.org", "--role", "canvasser",
+                              "--campaign", "cam", "--password-stdin", stdin=password + "\n"))
+    assert "pat@example.org is canvasser in cam" in added.out, added
+
+    async with api(empty_db_url) as client:
+        wrong = await client.post("/v1/auth/token", data={"username": "pat@example.org", "password": "not it"})
+        assert wrong.status_code == 401, wrong.text
+        r = await client.post("/v1/auth/token", data={"username": "pat@example.org", "password": password})
+        assert r.status_code == 200, r.text
+        auth = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        me = (await client.get("/v1/me", headers=auth)).json()
+        assert [(m["campaign_id"], m["role"]) for m in me["memberships"]] == [("cam", "canvasser")], me
+        summary = await client.get("/v1/campaigns/cam", headers=auth)
+        assert summary.status_code == 200, summary.text
+        assert {k: summary.json()[k] for k in ("precincts", "households", "people")} == {
+            "precincts": 33, "households": ADDRESS_ROWS, "people": int(made[1])}, summary.json()
+
+    engine = make_engine(empty_db_url)
+    async with make_sessionmaker(engine)() as session:
+        real = await session.scalar(select(func.count()).select_from(Person).where(Person.synthetic.is_not(True)))
+    await engine.dispose()
+    assert real == 0, "demo-data made people not flagged synthetic"
+
+
+def bad_files(folder: Path) -> None:
+    (folder / "empty.csv").write_bytes(b"")
+    header = "address_id,number,street,unit,lon,lat\n"
+    good_row = "PROBE-1,1,PROBE ST,,-71.1097,42.3736\n"
+    (folder / "good.csv").write_text(header + good_row)
+    (folder / "no_lon.csv").write_text("address_id,number,street,unit,lat\nPROBE-1,1,PROBE ST,,42.3736\n")
+    # Row 1 is fine: the import must still leave nothing behind.
+    (folder / "bad_lon.csv").write_text(header + good_row + "PROBE-2,2,PROBE ST,,west,42.3736\n")
+    (folder / "junk.gpkg").write_bytes(os.urandom(4096))
+
+
+# name: (arguments, words the one line must hold). Run in the world, whose campaign `cambridge` has precincts.
+BAD_INPUT: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "a missing file": (("import", "precincts", "missing.geojson", "--campaign", "cambridge"),
+                       ("missing.geojson", "no such file")),
+    "an empty file": (("import", "people", "empty.csv", "--campaign", "cambridge"), ("empty.csv", "empty")),
+    "no lon column": (("import", "addresses", "no_lon.csv", "--campaign", "cambridge"), ("no_lon.csv", "'lon'")),
+    "a lon that is no number": (("import", "addresses", "bad_lon.csv", "--campaign", "cambridge", "--json"),
+                                ("bad_lon.csv", "row 2", "column 'lon'", "'west'")),
+    "random bytes named .gpkg": (("import", "addresses", "junk.gpkg", "--campaign", "cambridge"),
+                                 ("junk.gpkg", "not a file Doorstep can read")),
+    "an unknown campaign": (("import", "addresses", "good.csv", "--campaign", "nowhere"), ("nowhere",)),
+    "an unknown role": (("user", "add", "new@example.org", "--role", "overlord", "--campaign", "cambridge",
+                         "--password-stdin"), ("--role", "overlord")),
+    "a --map item without =": (("import", "addresses", "good.csv", "--campaign", "cambridge", "--map", "lon"),
+                               ("--map", "'lon'")),
+}
+
+
+async def test_bad_input_gets_one_line_and_exit_code_2(db_url: str, tmp_path: Path) -> None:
+    """Each: exit code 2, one line on stderr naming the fault, no traceback, nothing on stdout, no row written."""
+    bad_files(tmp_path)
+    before = await row_counts(db_url)
+    # A few at a time: the processes are independent and, when right, write nothing.
+    slots = asyncio.Semaphore(max(2, min(4, os.cpu_count() or 1)))
+
+    async def run(args: tuple[str, ...]) -> Ran:
+        async with slots:
+            return await doorstep(db_url, tmp_path, *args, stdin="a long enough password\n")
+
+    runs = await asyncio.gather(*(run(args) for args, _ in BAD_INPUT.values()))
+    failures = []
+    for (name, (_, words)), ran in zip(BAD_INPUT.items(), runs, strict=True):
+        wrong = []
+        if ran.code != 2:
+            wrong.append(f"exit code {ran.code}, expected 2")
+        if "Traceback" in ran.err:
+            wrong.append("a traceback")
+        if len(ran.err.splitlines()) != 1 or not ran.err.startswith("doorstep: "):
+            wrong.append(f"{len(ran.err.splitlines())} lines on stderr, expected one starting 'doorstep: '")
+        wrong += [f"the message lacks {w!r}" for w in words if w not in ran.err]
+        if ran.out:
+            wrong.append("output on stdout")
+        if wrong:
+            failures.append(f"{name}: {'; '.join(wrong)}\n  {ran}")
+    after = await row_counts(db_url)
+    if after != before:
+        failures.append(f"rows left behind: {({t: after[t] - before[t] for t in after if after[t] != before[t]})}")
+    if failures:
+        pytest.fail(f"{len(failures)} of {len(BAD_INPUT)} bad inputs handled wrongly:\n" + "\n".join(failures))
+
+
+async def test_db_upgrade_on_a_fresh_database(databases: Databases, tmp_path: Path) -> None:
+    """`db upgrade` builds every table in a database nothing has touched (on SQLite, a file not yet made)."""
+    url = await databases.create()
+    try:
+        # The plain scheme, as an operator would write it; the settings pick the async driver.
+        plain = make_url(url).set(drivername=make_url(url).get_backend_name()).render_as_string(hide_password=False)
+        ran = ok(await doorstep(plain, tmp_path, "db", "upgrade"))
+        assert "Database at head." in ran.out, ran
+        head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+        engine = make_engine(url)
+        async with engine.connect() as connection:
+            tables = set(await connection.run_sync(lambda c: inspect(c).get_table_names()))
+            version = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
+        await engine.dispose()
+        assert {t.name for t in metadata.sorted_tables} <= tables
+        assert version == head
+    finally:
+        await databases.drop(url)
