@@ -10,7 +10,7 @@ DOORSTEP_TEST_PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 .PHONY: demo serve test bench openapi lint clean
 
 $(VENV)/.installed: pyproject.toml
-	test -x $(PY) || python3 scripts/venv.py $(VENV)
+	test -x $(PY) || python3 scripts/make_venv.py $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
@@ -35,4 +35,4 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check app tests bench alembic
 
 clean:
-	rm -rf $(VENV) doorstep.db doorstep.db-wal doorstep.db-shm bench/out
+	rm -rf $(VENV) doorstep.db doorstep.db-wal doorstep.db-shm .doorstep-demo.json bench/out

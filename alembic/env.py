@@ -32,9 +32,14 @@ def run_migrations(connection: Connection) -> None:
 
 
 async def run_async() -> None:
-    engine = make_engine(database_url())
+    engine = make_engine(database_url(), foreign_keys=False)
     async with engine.connect() as connection:
         await connection.run_sync(run_migrations)
+        if connection.dialect.name == "sqlite":
+            # Keys were off while tables were rebuilt: prove every reference still holds.
+            broken = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).all()
+            if broken:
+                raise RuntimeError(f"migration left broken references: {broken[:5]}")
     await engine.dispose()
 
 

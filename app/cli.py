@@ -13,6 +13,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import service as auth_service
@@ -232,6 +233,16 @@ def import_people(file: Path, campaign: CampaignOpt, mapping: MapOpt = None, as_
     _import(campaign, as_json, lambda s, cid, p: service(s, cid, file, label=file.name, mapping=fields, progress=p))
 
 
+@import_cli.command("streets")
+def import_streets(file: Path, campaign: CampaignOpt, mapping: MapOpt = None, as_json: JsonOpt = False) -> None:
+    """Import street centrelines (segments with node ids and address ranges); buildings are matched to them."""
+    from app.streets.service import STREET_FIELDS
+    from app.streets.service import import_streets as service
+
+    fields = parse_map(mapping, STREET_FIELDS)
+    _import(campaign, as_json, lambda s, cid, p: service(s, cid, file, label=file.name, mapping=fields, progress=p))
+
+
 @cli.command("demo-data")
 def demo_data(campaign: CampaignOpt, seed: Annotated[int, typer.Option(help="Same seed, same people.")] = 7,
               as_json: JsonOpt = False) -> None:
@@ -299,6 +310,11 @@ def main() -> None:
         first = exc.errors()[0]
         err.print(f"doorstep: settings: {first['msg']}", highlight=False, markup=False)
         sys.exit(2)
+    except (OperationalError, ProgrammingError) as exc:
+        reason = str(exc.orig).splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+        err.print(f"doorstep: database error: {reason} (is the database migrated? `doorstep db upgrade`)",
+                  highlight=False, markup=False)
+        sys.exit(1)
     except OSError as exc:
         # Most often the database can't be reached: say so in a line; it is no bad input, so not 2.
         err.print(f"doorstep: {exc}", highlight=False, markup=False)

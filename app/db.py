@@ -43,21 +43,31 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, foreign_keys: bool = True) -> None:
+    # Python's sqlite3 opens transactions itself, only before INSERT/UPDATE/DELETE, so DDL and reads would run
+    # outside them. Switch that off and BEGIN on SQLAlchemy's begin (below): migrations become atomic and a
+    # transaction reads one snapshot, as on PostgreSQL.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets readers go on while one writer commits; foreign keys are off by default in SQLite.
-    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
-def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """Create the async engine for `url`, with SQLite set up for concurrent use."""
+def make_engine(url: str, *, foreign_keys: bool = True, **kwargs: Any) -> AsyncEngine:
+    """Create the async engine for `url`, with SQLite set up for concurrent use.
+
+    `foreign_keys=False` is for migrations only: SQLite's batch mode rebuilds a table by dropping it, which
+    enforced foreign keys forbid while other tables point at it.
+    """
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect",
+                     lambda conn, record: _sqlite_pragmas(conn, record, foreign_keys=foreign_keys))
+        event.listen(engine.sync_engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
     return engine
 
 

@@ -12,6 +12,7 @@ from app.campaigns import service as campaign_service
 from app.campaigns.models import Role
 from app.ingest import Progress, no_progress, parse_map
 from app.precincts import service as precinct_service
+from app.streets import service as street_service
 
 SLUG = "cambridge"
 USERS = (("organizer@cambridge.example", "Demo Organizer", Role.organizer),
@@ -30,6 +31,9 @@ async def set_up_demo(session: AsyncSession, data: Path, saved: dict[str, str], 
         say(f"Created campaign {SLUG}.")
     assert campaign.id is not None
     counts = await campaign_service.campaign_counts(session, campaign.id)
+    if counts["precincts"] and counts["households"] and counts["people"]:
+        say(f"Reusing campaign {SLUG}: {counts['precincts']} precincts, {counts['households']} households, "
+            f"{counts['people']} synthetic people.")
     if counts["precincts"] == 0:
         report = await precinct_service.import_precincts(session, campaign.id, data / "precincts.geojson",
                                                          label="precincts.geojson", name_field="name",
@@ -40,6 +44,12 @@ async def set_up_demo(session: AsyncSession, data: Path, saved: dict[str, str], 
             session, campaign.id, data / "addresses.csv", label="addresses.csv",
             mapping=parse_map(None, address_service.ADDRESS_FIELDS), progress=progress)
         say(f"Loaded {report.created} households ({report.snapped} snapped, {len(report.rejected)} rejected).")
+    if not await street_service.has_streets(session, campaign.id):
+        report = await street_service.import_streets(session, campaign.id, data / "streets.geojson",
+                                                     label="streets.geojson",
+                                                     mapping=parse_map(None, street_service.STREET_FIELDS),
+                                                     progress=progress)
+        say(f"Loaded {report.created} street segments; {report.extra['buildings_matched']} buildings matched.")
     if counts["people"] == 0:
         made = await address_service.make_demo_people(session, campaign.id, progress=progress)
         say(f"Made {made['created']} SYNTHETIC people (no voter file is public).")

@@ -5,6 +5,8 @@ from app.auth.models import ApiKey, Scope
 from app.campaigns.models import Campaign, Membership, Role, User
 from app.db import metadata
 from app.precincts.models import Precinct
+from app.streets.models import Street
+from app.turfs.models import Turf, TurfCut
 
 __all__ = ["ApiKey", "Building", "Campaign", "Household", "Membership", "Person", "Precinct", "Role", "Scope",
-           "User", "metadata"]
+           "Street", "Turf", "TurfCut", "User", "metadata"]

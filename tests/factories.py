@@ -15,6 +15,7 @@ from app.campaigns import service as campaign_service
 from app.campaigns.models import Role
 from app.ingest import parse_map
 from app.precincts import service as precinct_service
+from app.streets import service as street_service
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "cambridge"
 PASSWORD = "correct horse battery"
@@ -48,6 +49,8 @@ async def load_campaign(session: AsyncSession, slug: str, name: str, addresses: 
     await address_service.import_addresses(session, campaign.id, addresses, label=addresses.name,
                                            mapping=parse_map(None, address_service.ADDRESS_FIELDS))
     await address_service.make_demo_people(session, campaign.id)
+    await street_service.import_streets(session, campaign.id, DATA / "streets.geojson", label="streets.geojson",
+                                        mapping=parse_map(None, street_service.STREET_FIELDS))
     return campaign.id
 
 

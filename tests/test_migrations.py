@@ -39,3 +39,37 @@ class TestMigrations:
                 lambda c: compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), metadata))
         await engine.dispose()
         assert diff == [], f"models and migrations differ; run alembic revision --autogenerate: {diff}"
+
+
+FIRST = "c9261692d988"
+ROWS = [
+    "INSERT INTO campaign (id, slug, name, created_at) VALUES (1, 'c', 'C', '2026-01-01 00:00:00+00')",
+    "INSERT INTO precinct (id, campaign_id, code, name, geometry, min_lon, min_lat, max_lon, max_lat, building_count,"
+    " household_count, person_count, created_at, updated_at) VALUES (1, 1, '1-1', 'P', :wkb, 0, 0, 1, 1, 1, 2, 0,"
+    " '2026-01-01 00:00:00+00', '2026-01-01 00:00:00+00')",
+    "INSERT INTO building (id, campaign_id, precinct_id, key, number, street, lon, lat) VALUES"
+    " (1, 1, 1, 'pt:0.5,0.5', '1', 'MAIN ST', 0.5, 0.5)",
+    "INSERT INTO household (id, campaign_id, building_id, precinct_id, external_id, number, street, unit) VALUES"
+    " (1, 1, 1, 1, 'A-1', '1', 'MAIN ST', ''), (2, 1, 1, 1, 'A-2', '1', 'MAIN ST', '2')",
+]
+
+
+async def test_upgrading_a_database_that_holds_data_keeps_it(databases):
+    """Batch migrations rebuild SQLite tables: rows and the references between them must survive."""
+    import shapely
+    from sqlalchemy import text
+
+    url = await databases.create()
+    await upgrade(url, FIRST)
+    engine = make_engine(url)
+    async with engine.begin() as conn:
+        for statement in ROWS:
+            await conn.execute(text(statement), {"wkb": shapely.box(0, 0, 1, 1).wkb} if ":wkb" in statement else {})
+    await upgrade(url)
+    async with engine.connect() as conn:
+        households = (await conn.execute(text("SELECT id, building_id, turf_id FROM household ORDER BY id"))).all()
+        building = (await conn.execute(text("SELECT street_id, street_side, street_pos_m FROM building"))).one()
+    await engine.dispose()
+    assert [tuple(h) for h in households] == [(1, 1, None), (2, 1, None)]
+    assert tuple(building) == (None, 0, 0.0)
+    await databases.drop(url)

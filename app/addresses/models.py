@@ -21,6 +21,11 @@ class Building(SQLModel, table=True):
     lat: float
     # Metres to the precinct it was snapped to; null when the precinct contains it.
     snapped_m: float | None = None
+    # The street segment it fronts (its block), which side (+1 left, -1 right of the segment's direction)
+    # and how far along: set when streets are imported, used to cut turf along streets and order walks.
+    street_id: int | None = Field(default=None, foreign_key="street.id", index=True, ondelete="SET NULL")
+    street_side: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    street_pos_m: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
 
 
 class Household(SQLModel, table=True):
@@ -37,6 +42,8 @@ class Household(SQLModel, table=True):
     number: str = Field(max_length=32)
     street: str = Field(max_length=200)
     unit: str = Field(default="", max_length=64)
+    # The active turf holding this door, if any; kept by drawing and cutting.
+    turf_id: int | None = Field(default=None, foreign_key="turf.id", index=True, ondelete="SET NULL")
 
 
 class Person(SQLModel, table=True):

@@ -12,11 +12,10 @@ import numpy as np
 import pandas as pd
 import shapely
 from shapely import MultiPolygon, Polygon
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses.models import Building, Household, Person
-from app.db import bulk_insert
 from app.errors import BadFile
 from app.geo.assign import assign_points
 from app.ingest import (
@@ -34,6 +33,8 @@ from app.ingest import (
 from app.pagination import encode_cursor, int_cursor
 from app.precincts.models import Precinct
 from app.precincts.service import precinct_shapes, refresh_counts
+from app.streets.service import match_buildings
+from app.upsert import apply_upsert, frame_values, plan_upsert, stored_rows
 
 ADDRESS_FIELDS = FieldSpec(
     defaults={"id": "address_id", "number": "number", "street": "street", "unit": "unit",
@@ -49,7 +50,6 @@ PEOPLE_FIELDS = FieldSpec(
 )
 # An address this close outside every precinct is a geocoding or boundary-mismatch slip, not a foreign door.
 SNAP_M = 50.0
-WRITE_CHUNK = 5000
 
 
 @dataclass
@@ -137,68 +137,6 @@ def plan_addresses(path: Path, label: str, mapping: dict[str, list[str]], precin
                        snapped=int(households["snapped_m"].notna().sum()))
 
 
-def _plain(value: Any) -> Any:
-    if value is None or value is pd.NA or (isinstance(value, float) and value != value):  # value != value: NaN
-        return None
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _values(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[Any, ...]]:
-    """Rows of plain Python values (missing ones None), fast: a list per column, zipped."""
-    lists = []
-    for column in columns:
-        values = frame[column]
-        if (pd.api.types.is_integer_dtype(values.dtype) and not values.hasnans) or pd.api.types.is_bool_dtype(values):
-            lists.append(values.tolist())
-        else:
-            lists.append([_plain(v) for v in values.tolist()])
-    return list(zip(*lists, strict=True))
-
-
-@dataclass
-class Upsert:
-    """Rows to insert (key first, then the fields) and changes to apply by id."""
-
-    new: list[tuple[Any, ...]]
-    changed: list[dict[str, Any]]
-    unchanged: int
-
-
-def plan_upsert(stored: dict[Any, tuple[Any, tuple[Any, ...]]], wanted: list[tuple[Any, ...]],
-                fields: Sequence[str]) -> Upsert:
-    """Compare wanted rows (key, *fields) with the stored ones (key -> (id, fields))."""
-    new, changed = [], []
-    for row in wanted:
-        old = stored.get(row[0])
-        if old is None:
-            new.append(row)
-        elif old[1] != row[1:]:
-            changed.append({"id": old[0], **dict(zip(fields, row[1:], strict=True))})
-    return Upsert(new, changed, len(wanted) - len(new) - len(changed))
-
-
-async def stored_rows(session: AsyncSession, model: type, key: str, fields: Sequence[str],
-                      campaign_id: int) -> dict[Any, tuple[Any, tuple[Any, ...]]]:
-    """The campaign's rows of a table as key -> (id, fields), to compare an import with."""
-    columns = [getattr(model, f) for f in (key, "id", *fields)]
-    result = await session.execute(select(*columns).where(model.campaign_id == campaign_id))
-    return {row[0]: (row[1], tuple(row[2:])) for row in result}
-
-
-async def apply_upsert(session: AsyncSession, model: type, key: str, fields: Sequence[str], campaign_id: int,
-                       upsert: Upsert, progress: Progress, stage: str) -> None:
-    """Insert the new rows and update the changed ones, in chunks that move the progress bar. Flushes only."""
-    table = model.__table__
-    total = len(upsert.new) + len(upsert.changed)
-    for start in range(0, len(upsert.new), WRITE_CHUNK):
-        chunk = [(campaign_id, *row) for row in upsert.new[start:start + WRITE_CHUNK]]
-        await bulk_insert(session, table, ("campaign_id", key, *fields), chunk)
-        progress(stage, start + len(chunk), total)
-    for start in range(0, len(upsert.changed), WRITE_CHUNK):
-        await session.execute(update(model), upsert.changed[start:start + WRITE_CHUNK])
-        progress(stage, len(upsert.new) + min(start + WRITE_CHUNK, len(upsert.changed)), total)
-
-
 BUILDING_FIELDS = ("precinct_id", "number", "street", "parcel", "lon", "lat", "snapped_m")
 HOUSEHOLD_FIELDS = ("building_id", "precinct_id", "number", "street", "unit")
 PERSON_FIELDS = ("household_id", "first_name", "last_name", "birth_year", "language", "synthetic")
@@ -218,7 +156,7 @@ async def import_addresses(session: AsyncSession, campaign_id: int, path: Path, 
     progress("reading", 1, 1)
 
     buildings = plan.buildings.assign(parcel=plan.buildings["parcel"].astype(object).replace("", None))
-    wanted_b = _values(buildings, ("key", *BUILDING_FIELDS))
+    wanted_b = frame_values(buildings, ("key", *BUILDING_FIELDS))
     upsert_b = plan_upsert(await stored_rows(session, Building, "key", BUILDING_FIELDS, campaign_id), wanted_b,
                            BUILDING_FIELDS)
     await apply_upsert(session, Building, "key", BUILDING_FIELDS, campaign_id, upsert_b, progress, "buildings")
@@ -226,7 +164,7 @@ async def import_addresses(session: AsyncSession, campaign_id: int, path: Path, 
     building_id = dict((await session.execute(select(Building.key, Building.id)
                                               .where(Building.campaign_id == campaign_id))).all())
     households = plan.households.assign(building_id=plan.households["key"].map(building_id))
-    wanted_h = _values(households, ("external_id", *HOUSEHOLD_FIELDS))
+    wanted_h = frame_values(households, ("external_id", *HOUSEHOLD_FIELDS))
     upsert_h = plan_upsert(await stored_rows(session, Household, "external_id", HOUSEHOLD_FIELDS, campaign_id),
                            wanted_h, HOUSEHOLD_FIELDS)
     await apply_upsert(session, Household, "external_id", HOUSEHOLD_FIELDS, campaign_id, upsert_h, progress,
@@ -236,6 +174,8 @@ async def import_addresses(session: AsyncSession, campaign_id: int, path: Path, 
     if upsert_h.changed:
         await session.execute(delete(Building).where(
             Building.campaign_id == campaign_id, ~exists().where(Household.building_id == Building.id)))
+    if upsert_b.new or upsert_b.changed:
+        await match_buildings(session, campaign_id)
     await refresh_counts(session, campaign_id)
     await session.commit()
     return ImportReport("addresses", label, read=plan.read, created=len(upsert_h.new), updated=len(upsert_h.changed),
@@ -293,7 +233,7 @@ async def upsert_people(session: AsyncSession, campaign_id: int, table: pd.DataF
                         progress: Progress) -> dict[str, int]:
     """Insert new people and update changed ones; counts of created, updated and unchanged. Flushes only."""
     people = table.assign(synthetic=synthetic, language=table["language"].astype(object).replace("", None))
-    wanted = _values(people, ("external_id", *PERSON_FIELDS))
+    wanted = frame_values(people, ("external_id", *PERSON_FIELDS))
     upsert = plan_upsert(await stored_rows(session, Person, "external_id", PERSON_FIELDS, campaign_id), wanted,
                          PERSON_FIELDS)
     await apply_upsert(session, Person, "external_id", PERSON_FIELDS, campaign_id, upsert, progress, "people")

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 import urllib.request
 import venv
 from pathlib import Path
@@ -24,12 +25,14 @@ def main(target: str) -> None:
     venv.EnvBuilder(with_pip=has_ensurepip, clear=False).create(path)
     if has_ensurepip:
         return
-    with urllib.request.urlopen("https://pypi.org/pypi/pip/json", timeout=60) as response:
+    index = "https://pypi.org/pypi/pip/json"
+    with urllib.request.urlopen(index, timeout=60) as response:
         release = json.load(response)
     wheel = next(f for f in release["urls"] if f["packagetype"] == "bdist_wheel")
     with tempfile.TemporaryDirectory() as folder:
         target_wheel = Path(folder) / wheel["filename"]
-        urllib.request.urlretrieve(wheel["url"], target_wheel)
+        # Mirrors may answer with addresses relative to the index.
+        urllib.request.urlretrieve(urllib.parse.urljoin(index, wheel["url"]), target_wheel)
         # A pip wheel runs from itself: python pip.whl/pip install pip.whl
         subprocess.run([str(python), f"{target_wheel}/pip", "install", "--no-index", str(target_wheel)], check=True)
 
