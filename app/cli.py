@@ -35,9 +35,10 @@ db_cli = typer.Typer(help="The database.", no_args_is_help=True)
 campaign_cli = typer.Typer(help="Campaigns.", no_args_is_help=True)
 user_cli = typer.Typer(help="Users and their roles.", no_args_is_help=True)
 key_cli = typer.Typer(help="API keys for third-party tools.", no_args_is_help=True)
-import_cli = typer.Typer(help="Load precincts, addresses and people.", no_args_is_help=True)
+import_cli = typer.Typer(help="Load precincts, addresses, people and streets.", no_args_is_help=True)
+turf_cli = typer.Typer(help="Turfs.", no_args_is_help=True)
 for sub, name in ((db_cli, "db"), (campaign_cli, "campaign"), (user_cli, "user"), (key_cli, "apikey"),
-                  (import_cli, "import")):
+                  (import_cli, "import"), (turf_cli, "turfs")):
     cli.add_typer(sub, name=name)
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "data" / "cambridge"
@@ -241,6 +242,49 @@ def import_streets(file: Path, campaign: CampaignOpt, mapping: MapOpt = None, as
 
     fields = parse_map(mapping, STREET_FIELDS)
     _import(campaign, as_json, lambda s, cid, p: service(s, cid, file, label=file.name, mapping=fields, progress=p))
+
+
+@turf_cli.command("cut")
+def turfs_cut(campaign: CampaignOpt, target: Annotated[int, typer.Option(help="Doors a turf.")] = 50,
+              precinct: Annotated[list[str] | None, typer.Option(help="A precinct id; repeat for several. "
+                                                                      "All precincts when absent.")] = None,
+              as_json: JsonOpt = False) -> None:
+    """Cut precincts into turfs of about TARGET doors; held, worked and drawn turfs stay."""
+    from app.turfs import service as turf_service
+
+    async def go(session: AsyncSession, progress: Callable[[str, int, int], None]) -> dict[str, Any]:
+        c = await _campaign(session, campaign)
+        assert c.id is not None
+        job = await turf_service.start_cut(session, c.id, codes=precinct, target=target, created_by="cli")
+        assert job.id is not None
+
+        async def step(code: str, done: int, total: int) -> None:
+            progress("precincts", done, total)
+        return await turf_service.cut_turfs(session, c.id, codes=precinct, target=target, cut_id=job.id, step=step)
+
+    with progress_bar(enabled=err.is_terminal) as progress:
+        report = run(lambda s: go(s, progress))
+    if as_json:
+        out.print_json(json.dumps(report))
+        return
+    show_quality(report)
+
+
+def show_quality(report: dict[str, Any]) -> None:
+    """The cut's quality as a table: overall, then each precinct."""
+    from rich.table import Table
+
+    table = Table(title=f"Turf cut, target {report['target_doors']} doors "
+                        f"({report['turfs_replaced']} turfs replaced, {report['turfs_kept']} kept)")
+    columns = {"turfs": "turfs", "doors_min": "min", "doors_median": "median", "doors_max": "max", "doors_cv": "CV",
+               "outside_15pct": "±15%", "non_contiguous": "split up", "polsby_popper_mean": "compact",
+               "split_block_share": "blocks split"}
+    table.add_column("precinct")
+    for header in columns.values():
+        table.add_column(header, justify="right")
+    for name, quality in [("all", report["overall"]), *report["precincts"].items()]:
+        table.add_row(name, *("" if quality.get(c) is None else str(quality.get(c)) for c in columns))
+    out.print(table)
 
 
 @cli.command("demo-data")

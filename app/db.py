@@ -67,8 +67,28 @@ def make_engine(url: str, *, foreign_keys: bool = True, **kwargs: Any) -> AsyncE
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect",
                      lambda conn, record: _sqlite_pragmas(conn, record, foreign_keys=foreign_keys))
-        event.listen(engine.sync_engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
     return engine
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # A transaction that reads and then writes can't upgrade its snapshot once another writer has committed
+    # ("database is locked" at once, busy_timeout or not); writers say so up front and queue instead.
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITER) else "BEGIN")
+
+
+WRITER = "doorstep_writer"
+
+
+async def begin_write(session: AsyncSession) -> None:
+    """Open the session's transaction as a writer: on SQLite it waits its turn to write from the start.
+
+    Call it before the service's first write. A transaction the session has open (the caller's reads, say)
+    is committed first: it holds no writes yet, and `expire_on_commit=False` keeps what it loaded.
+    """
+    if session.in_transaction():
+        await session.commit()
+    await session.connection(execution_options={WRITER: True})
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -92,3 +112,22 @@ async def bulk_insert(session: AsyncSession, table: Table, columns: Sequence[str
         await connection.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})",
                                          list(rows))
 
+
+
+async def bulk_set(session: AsyncSession, table: Table, column: str, ids: Sequence[int],
+                   values: Sequence[int | None]) -> None:
+    """Set one integer column of many rows by id, in the session's transaction.
+
+    PostgreSQL gets one UPDATE joined to unnest() of two arrays; SQLite one executemany.
+    """
+    if not ids:
+        return
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        raw = await connection.get_raw_connection()
+        await raw.driver_connection.execute(
+            f"UPDATE {table.name} SET {column} = v.value FROM unnest($1::bigint[], $2::bigint[]) AS v(id, value) "
+            f"WHERE {table.name}.id = v.id", list(ids), list(values))
+    else:
+        await connection.exec_driver_sql(f"UPDATE {table.name} SET {column} = ? WHERE id = ?",
+                                         list(zip(values, ids, strict=True)))

@@ -13,6 +13,7 @@ from app.campaigns.models import Role
 from app.ingest import Progress, no_progress, parse_map
 from app.precincts import service as precinct_service
 from app.streets import service as street_service
+from app.turfs import service as turf_service
 
 SLUG = "cambridge"
 USERS = (("organizer@cambridge.example", "Demo Organizer", Role.organizer),
@@ -50,6 +51,11 @@ async def set_up_demo(session: AsyncSession, data: Path, saved: dict[str, str], 
                                                      mapping=parse_map(None, street_service.STREET_FIELDS),
                                                      progress=progress)
         say(f"Loaded {report.created} street segments; {report.extra['buildings_matched']} buildings matched.")
+    if await turf_service.count_turfs(session, campaign.id) == 0:
+        job = await turf_service.start_cut(session, campaign.id, codes=None, target=50, created_by="demo")
+        assert job.id is not None
+        report = await turf_service.cut_turfs(session, campaign.id, codes=None, target=50, cut_id=job.id)
+        say(f"Cut {report['overall'].get('turfs', 0)} turfs of about 50 doors.")
     if counts["people"] == 0:
         made = await address_service.make_demo_people(session, campaign.id, progress=progress)
         say(f"Made {made['created']} SYNTHETIC people (no voter file is public).")

@@ -1,5 +1,6 @@
 """The ASGI app: `app.main:app`, built from settings by `create_app`."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -7,7 +8,7 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
-from app.routers import addresses, auth, campaigns, precincts, problems
+from app.routers import addresses, auth, campaigns, precincts, problems, turfs
 
 DESCRIPTION = """The REST API behind door-to-door canvassing: precincts, addresses and people, turfs, walk lists,
 offline sync and live progress. Every error is an RFC 9457 `application/problem+json`.
@@ -26,13 +27,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings.database_url)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.tasks = set()
         yield
+        # Background jobs (turf cuts) finish before the engine goes.
+        if app.state.tasks:
+            await asyncio.gather(*app.state.tasks, return_exceptions=True)
         await engine.dispose()
 
     app = FastAPI(title="Doorstep", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     problems.install(app)
-    for module in (auth, campaigns, precincts, addresses):
+    for module in (auth, campaigns, precincts, addresses, turfs):
         app.include_router(module.router)
     app.include_router(campaigns.index)
     problems.document(app)

@@ -16,6 +16,7 @@ from sqlalchemy import delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses.models import Building, Household, Person
+from app.db import begin_write
 from app.errors import BadFile
 from app.geo.assign import assign_points
 from app.ingest import (
@@ -148,6 +149,7 @@ async def import_addresses(session: AsyncSession, campaign_id: int, path: Path, 
 
     Raises BadFile when the file can't be imported at all; rows that can't be placed are reported.
     """
+    await begin_write(session)
     precinct_ids, shapes = await precinct_shapes(session, campaign_id)
     if not precinct_ids:
         raise BadFile(f"{label}: the campaign has no precincts yet; import them first")
@@ -212,6 +214,7 @@ def read_people(path: Path, label: str, mapping: dict[str, list[str]]) -> tuple[
 async def import_people(session: AsyncSession, campaign_id: int, path: Path, *, label: str,
                         mapping: dict[str, list[str]], progress: Progress = no_progress) -> ImportReport:
     """Create or update the campaign's people from a voter file linked by address id, in one transaction."""
+    await begin_write(session)
     progress("reading", 0, 1)
     read, table, rejected = await anyio.to_thread.run_sync(lambda: read_people(path, label, mapping))
     progress("reading", 1, 1)
@@ -285,6 +288,7 @@ def synthetic_people(households: pd.DataFrame, *, seed: int) -> pd.DataFrame:
 async def make_demo_people(session: AsyncSession, campaign_id: int, *, seed: int = 7,
                            progress: Progress = no_progress) -> dict[str, int]:
     """Give every household of the campaign seeded synthetic people, in one transaction."""
+    await begin_write(session)
     households = pd.DataFrame((await session.execute(
         select(Household.external_id, Household.id).where(Household.campaign_id == campaign_id))).all(),
         columns=["external_id", "id"])

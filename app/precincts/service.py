@@ -13,7 +13,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses.models import Building, Household, Person
-from app.db import utcnow
+from app.db import begin_write, utcnow
 from app.errors import BadFile, NotFound
 from app.geo.assign import assign_points
 from app.geo.repair import polygonal
@@ -98,6 +98,7 @@ async def import_precincts(session: AsyncSession, campaign_id: int, path: Path, 
 
     A precinct whose shape changed takes back the buildings that now fall in it.
     """
+    await begin_write(session)
     progress("reading", 0, 1)
     rows, rejected, repaired = await anyio.to_thread.run_sync(
         lambda: read_precincts(path, label, id_field=id_field, name_field=name_field))

@@ -1,6 +1,8 @@
 """Dependencies every router shares: the session, the settings, the caller and their rights in a campaign."""
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
@@ -39,6 +41,7 @@ async def get_caller(session: SessionDep, settings: SettingsDep,
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+log = logging.getLogger("doorstep")
 
 CampaignId = Annotated[str, Path(description="The campaign's slug, e.g. `cambridge`.", max_length=64)]
 
@@ -62,6 +65,18 @@ class Allow:
     def openapi(self) -> dict[str, Any]:
         # A list, so "no API key may call this" is [] rather than a null the spec would drop.
         return {"x-roles": sorted(self.roles), "x-scopes": [self.scope] if self.scope else []}
+
+
+def spawn(app: Any, work: Coroutine[Any, Any, Any]) -> None:
+    """Run `work` in the background; the app waits for it on shutdown and logs what it raises."""
+    task = asyncio.create_task(work)
+    app.state.tasks.add(task)
+
+    def done(finished: asyncio.Task[Any]) -> None:
+        app.state.tasks.discard(finished)
+        if not finished.cancelled() and finished.exception() is not None:
+            log.error("background job failed", exc_info=finished.exception())
+    task.add_done_callback(done)
 
 
 FIELD_ROLES = (Role.admin, Role.organizer)

@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses.models import Building
+from app.db import begin_write
 from app.errors import BadFile
 from app.geo.assign import utm_crs
 from app.geo.streets import house_number, match_streets, street_name
@@ -73,6 +74,7 @@ def read_streets(path: Path, label: str, mapping: dict[str, list[str]]) -> tuple
 async def import_streets(session: AsyncSession, campaign_id: int, path: Path, *, label: str,
                          mapping: dict[str, list[str]], progress: Progress = no_progress) -> ImportReport:
     """Create or update the campaign's street segments, then match buildings to them, in one transaction."""
+    await begin_write(session)
     progress("reading", 0, 1)
     read, segments, rejected = await anyio.to_thread.run_sync(lambda: read_streets(path, label, mapping))
     progress("reading", 1, 1)

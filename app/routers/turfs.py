@@ -1,0 +1,136 @@
+import json
+from typing import Annotated, Any
+
+import orjson
+import shapely
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from shapely.geometry import shape as geojson_shape
+
+from app.auth.models import Scope
+from app.auth.service import Access
+from app.errors import Invalid
+from app.precincts import service as precinct_service
+from app.routers.deps import FIELD_ROLES, Allow, SessionDep, spawn
+from app.routers.responses import GEOJSON_RESPONSE, geojson_response, link_next, wants_geojson
+from app.turfs import service as turf_service
+from app.turfs.models import Turf, TurfCut
+from app.turfs.schemas import (
+    GeometryIn,
+    TurfCreate,
+    TurfCutCreate,
+    TurfCutRead,
+    TurfDeleted,
+    TurfDetail,
+    TurfHousehold,
+    TurfPage,
+    TurfRead,
+    TurfUpdate,
+)
+
+router = APIRouter(prefix="/v1/campaigns/{campaign_id}", tags=["turfs"])
+
+readers = Allow(*FIELD_ROLES, scope=Scope.turfs_read)
+field = Allow(*FIELD_ROLES)
+
+
+def _shape(geometry: GeometryIn) -> Any:
+    try:
+        return geojson_shape(geometry.model_dump())
+    except (ValueError, TypeError, IndexError, AttributeError, shapely.errors.GEOSException) as exc:
+        raise Invalid(f"not GeoJSON {geometry.type} coordinates", field="geometry.coordinates") from exc
+
+
+def _read(row: Any, code: str) -> TurfRead:
+    return TurfRead(id=row.id, name=row.name, precinct_id=code, source=row.source, status=row.status,
+                    doors=row.doors, buildings=row.buildings, holders=row.holders, version=row.version,
+                    bbox=(row.min_lon, row.min_lat, row.max_lon, row.max_lat), created_at=row.created_at,
+                    updated_at=row.updated_at)
+
+
+async def _detail(session: Any, turf: Turf) -> TurfDetail:
+    detail = await turf_service.turf_detail(session, turf)
+    return TurfDetail(**_read(turf, detail["precinct_code"]).model_dump(), precincts=detail["precincts"],
+                      geometry=orjson.loads(shapely.to_geojson(shapely.from_wkb(turf.geometry))),
+                      households=[TurfHousehold(id=h.id, address_id=h.external_id, number=h.number, street=h.street,
+                                                unit=h.unit, building_id=h.building_id, precinct_id=h.code,
+                                                lon=h.lon, lat=h.lat) for h in detail["households"]])
+
+
+@router.get("/turfs", responses=GEOJSON_RESPONSE, openapi_extra=readers.openapi)
+async def list_turfs(request: Request, response: Response, access: Annotated[Access, Depends(readers)],
+                     session: SessionDep, precinct: str | None = None,
+                     status: Annotated[str | None, Query(pattern="^(active|archived)$")] = None,
+                     cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> TurfPage:
+    """The campaign's turfs, of one precinct or status if asked, a page at a time; GeoJSON on request."""
+    precinct_id = (await precinct_service.precinct_id_for(session, access.campaign_id, precinct)
+                   if precinct is not None else None)
+    geo = wants_geojson(request)
+    rows, next_cursor = await turf_service.list_turfs(session, access.campaign_id, precinct_id=precinct_id,
+                                                      status=status, cursor=cursor, limit=limit, geometry=geo)
+    if geo:
+        shapes = shapely.to_geojson(shapely.from_wkb([r.geometry for r in rows]))
+        features = [{"type": "Feature", "id": r.id, "bbox": [r.min_lon, r.min_lat, r.max_lon, r.max_lat],
+                     "geometry": orjson.loads(shape),
+                     "properties": {"id": r.id, "name": r.name, "precinct_id": r.precinct_code, "doors": r.doors,
+                                    "buildings": r.buildings, "status": r.status, "holders": r.holders}}
+                    for r, shape in zip(rows, shapes, strict=True)]
+        return geojson_response({"type": "FeatureCollection", "features": features}, request, next_cursor)
+    link_next(request, response, next_cursor)
+    return TurfPage(items=[_read(r, r.precinct_code) for r in rows], next_cursor=next_cursor)
+
+
+@router.post("/turfs", status_code=status.HTTP_201_CREATED, openapi_extra=field.openapi)
+async def draw_turf(body: TurfCreate, access: Annotated[Access, Depends(field)], session: SessionDep) -> TurfDetail:
+    """Draw a turf: the doors inside the polygon become its doors."""
+    turf = await turf_service.draw_turf(session, access.campaign_id, name=body.name, shape=_shape(body.geometry),
+                                        take_over=body.take_over)
+    return await _detail(session, turf)
+
+
+@router.get("/turfs/{turf_id}", openapi_extra=readers.openapi)
+async def read_turf(turf_id: int, access: Annotated[Access, Depends(readers)], session: SessionDep) -> TurfDetail:
+    """One turf with its polygon and its households."""
+    return await _detail(session, await turf_service.get_turf(session, access.campaign_id, turf_id))
+
+
+@router.patch("/turfs/{turf_id}", openapi_extra=field.openapi)
+async def update_turf(turf_id: int, body: TurfUpdate, access: Annotated[Access, Depends(field)],
+                      session: SessionDep) -> TurfDetail:
+    """Rename or reshape a turf; a new shape recomputes its doors."""
+    turf = await turf_service.update_turf(session, access.campaign_id, turf_id, name=body.name,
+                                          shape=_shape(body.geometry) if body.geometry else None,
+                                          take_over=body.take_over)
+    return await _detail(session, turf)
+
+
+@router.delete("/turfs/{turf_id}", openapi_extra=field.openapi)
+async def delete_turf(turf_id: int, access: Annotated[Access, Depends(field)], session: SessionDep) -> TurfDeleted:
+    """Delete a turf nobody has worked; a worked one is archived instead."""
+    outcome = await turf_service.delete_turf(session, access.campaign_id, turf_id)
+    return TurfDeleted(id=turf_id, outcome=outcome)
+
+
+def _cut_read(job: TurfCut) -> TurfCutRead:
+    return TurfCutRead(id=job.id, state=job.state, target_doors=job.target_doors,
+                       precincts=job.precincts.split() if job.precincts else None,
+                       precincts_total=job.precincts_total, precincts_done=job.precincts_done,
+                       turfs_made=job.turfs_made, report=json.loads(job.report) if job.report else None,
+                       error=job.error, created_at=job.created_at, finished_at=job.finished_at)
+
+
+@router.post("/turf-cuts", status_code=status.HTTP_202_ACCEPTED, openapi_extra=field.openapi)
+async def start_turf_cut(body: TurfCutCreate, request: Request, response: Response,
+                         access: Annotated[Access, Depends(field)], session: SessionDep) -> TurfCutRead:
+    """Cut precincts (or all) into turfs of about `target_doors` doors, in the background; poll the cut."""
+    job = await turf_service.start_cut(session, access.campaign_id, codes=body.precincts, target=body.target_doors,
+                                       created_by=str(access.caller.user_id) if access.caller.user_id else None)
+    assert job.id is not None
+    spawn(request.app, turf_service.run_cut(request.app.state.sessionmaker, job.id))
+    response.headers["Location"] = f"/v1/campaigns/{access.campaign.slug}/turf-cuts/{job.id}"
+    return _cut_read(job)
+
+
+@router.get("/turf-cuts/{cut_id}", openapi_extra=readers.openapi)
+async def read_turf_cut(cut_id: int, access: Annotated[Access, Depends(readers)], session: SessionDep) -> TurfCutRead:
+    """A cut's state, precincts done, turfs made and, once done, its quality report."""
+    return _cut_read(await turf_service.get_cut(session, access.campaign_id, cut_id))
