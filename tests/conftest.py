@@ -9,6 +9,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -112,6 +113,50 @@ async def world_template(databases: Databases, empty_template: str) -> tuple[str
         world = await factories.build_world(session)
     await engine.dispose()
     return url, world
+
+
+@pytest.fixture(scope="session")
+async def cut_template(databases: Databases, world_template: tuple[str, factories.World]) -> tuple[str, dict]:
+    """The world with all of Cambridge cut into turfs of about 50 doors; the cut's report beside it.
+
+    Tests that only read use its URL as it is; tests that change it take `cut_db_url`, a copy.
+    """
+    url = await databases.create(template=world_template[0])
+    engine = make_engine(url)
+    async with make_sessionmaker(engine)() as session:
+        report = await factories.cut_city(session)
+    await engine.dispose()
+    return url, report
+
+
+@pytest.fixture
+async def cut_db_url(databases: Databases, cut_template: tuple[str, dict]) -> AsyncIterator[str]:
+    url = await databases.create(template=cut_template[0])
+    yield url
+    await databases.drop(url)
+
+
+@pytest.fixture
+async def cut_client(cut_db_url: str) -> AsyncIterator[AsyncClient]:
+    async with app_client(cut_db_url) as c:
+        yield c
+
+
+@pytest.fixture
+async def cut_session(cut_db_url: str) -> AsyncIterator[AsyncSession]:
+    engine = make_engine(cut_db_url)
+    async with make_sessionmaker(engine)() as s:
+        yield s
+    await engine.dispose()
+
+
+@asynccontextmanager
+async def app_client(url: str, **settings: object) -> AsyncIterator[AsyncClient]:
+    """An HTTP client on the app, served from the database at `url`."""
+    app = create_app(Settings(database_url=url, jwt_secret=SECRET, _env_file=None, **settings))
+    async with app.router.lifespan_context(app), AsyncClient(transport=ASGITransport(app=app),
+                                                             base_url="http://test") as c:
+        yield c
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from app.campaigns.models import Role
 from app.ingest import parse_map
 from app.precincts import service as precinct_service
 from app.streets import service as street_service
+from app.turfs import service as turf_service
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "cambridge"
 PASSWORD = "correct horse battery"
@@ -78,3 +79,12 @@ async def build_world(session: AsyncSession) -> World:
         world.keys[name], world.key_ids[name] = key, row.id
     await auth_service.revoke_api_key(session, home_id, world.key_ids["key_revoked"])
     return world
+
+
+async def cut_city(session: AsyncSession, *, target: int = 50) -> dict:
+    """Cut all of Cambridge into turfs, as the service does for POST /turf-cuts; returns the report."""
+    campaign = await campaign_service.get_campaign(session, HOME)
+    assert campaign.id is not None
+    job = await turf_service.start_cut(session, campaign.id, codes=None, target=target, created_by="tests")
+    assert job.id is not None
+    return await turf_service.cut_turfs(session, campaign.id, codes=None, target=target, cut_id=job.id)
