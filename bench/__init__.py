@@ -5,7 +5,7 @@ Each module in MODULES registers its benchmarks with `bench.common.benchmark`; a
 
 import importlib
 
-MODULES = ("bench.imports",)
+MODULES = ("bench.imports", "bench.turfs")
 
 
 def load() -> None:

@@ -24,7 +24,7 @@ from scipy.sparse.csgraph import connected_components
 from shapely import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
-__all__ = ["PrecinctCut", "cut_precinct", "cut_quality", "partition", "polsby_popper"]
+__all__ = ["PrecinctCut", "cell_turfs", "cut_precinct", "cut_quality", "partition", "polsby_popper"]
 
 # A cut between two sites of one street block costs as much as this share of a turf's doors of imbalance.
 BLOCK_PENALTY = 0.04
@@ -217,6 +217,20 @@ def cut_precinct(x: NDArray[np.float64], y: NDArray[np.float64], doors: NDArray[
             labels[site] = graph.labels[home[site]]
     polygons = [_union(list(shapes[graph.labels == label])) for label in range(k)]
     return PrecinctCut(k=k, labels=labels, big=big, polygons=polygons)
+
+
+def cell_turfs(x: NDArray[np.float64], y: NDArray[np.float64], labels: NDArray[np.int64], k: int,
+               region: Polygon | MultiPolygon) -> list[BaseGeometry]:
+    """The shapes of turfs made of sites' Voronoi cells, for labels from anywhere (a baseline's clusters).
+
+    Examples
+    --------
+    >>> shapes = cell_turfs(np.array([1.0, 3.0]), np.array([1.0, 1.0]), np.array([0, 1]), 2, shapely.box(0, 0, 4, 2))
+    >>> [s.area for s in shapes]
+    [4.0, 4.0]
+    """
+    cells = np.array(_cells(x, y, region), dtype=object)
+    return [_union(list(cells[labels == label])) for label in range(k)]
 
 
 def _cells(x: NDArray[np.float64], y: NDArray[np.float64], region: Polygon | MultiPolygon) -> list[BaseGeometry]:
