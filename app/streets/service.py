@@ -97,6 +97,8 @@ async def match_buildings(session: AsyncSession, campaign_id: int) -> int:
     streets = (await session.execute(select(Street.id, Street.name, Street.geometry, Street.l_from, Street.l_to,
                                             Street.r_from, Street.r_to)
                                      .where(Street.campaign_id == campaign_id).order_by(Street.id))).all()
+    if not streets:
+        return 0
     buildings = (await session.execute(select(Building.id, Building.lon, Building.lat, Building.street,
                                               Building.number, Building.street_id, Building.street_side,
                                               Building.street_pos_m)

@@ -226,15 +226,21 @@ async def draw_turf(session: AsyncSession, campaign_id: int, *, name: str | None
     await bulk_set(session, Household.__table__, "turf_id", ids, [turf.id] * len(ids))
     await _recount(session, [turf.id, *standing])
     await _drop_empty(session, standing)
-    await session.commit()
+    # Counts were recomputed in SQL: read them back before the commit, so no read is left open after it.
+    await session.flush()
     await session.refresh(turf)
+    await session.commit()
     return turf
 
 
 async def _drawn_name(session: AsyncSession, precinct_id: int) -> str:
+    """`<precinct>-Dnn`, numbered past every drawn turf's default name in use."""
     code = await session.scalar(select(Precinct.code).where(Precinct.id == precinct_id))
-    count = await session.scalar(select(func.count()).select_from(Turf).where(Turf.precinct_id == precinct_id))
-    return f"{code}-D{(count or 0) + 1:02d}"
+    prefix = f"{code}-D"
+    names = (await session.execute(select(Turf.name).where(Turf.precinct_id == precinct_id,
+                                                           Turf.name.startswith(prefix)))).scalars().all()
+    numbers = [int(n.removeprefix(prefix)) for n in names if n.removeprefix(prefix).isdigit()]
+    return f"{prefix}{max(numbers, default=0) + 1:02d}"
 
 
 async def _drop_empty(session: AsyncSession, turf_ids: Sequence[int]) -> None:
@@ -279,8 +285,10 @@ async def update_turf(session: AsyncSession, campaign_id: int, turf_id: int, *, 
         await session.flush()
         await _recount(session, [turf.id, *standing])
         await _drop_empty(session, standing)
-    await session.commit()
+    # Counts were recomputed in SQL: read them back before the commit, so no read is left open after it.
+    await session.flush()
     await session.refresh(turf)
+    await session.commit()
     return turf
 
 
