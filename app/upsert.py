@@ -13,7 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import bulk_insert
 from app.ingest import Progress
 
-WRITE_CHUNK = 5000
+# Rows a COPY (or executemany) carries: big enough that round trips don't count, small enough to move a
+# progress bar on a city's file.
+WRITE_CHUNK = 20000
 
 
 def _plain(value: Any) -> Any:
@@ -27,7 +29,9 @@ def frame_values(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[Any,
     lists = []
     for column in columns:
         values = frame[column]
-        if (pd.api.types.is_integer_dtype(values.dtype) and not values.hasnans) or pd.api.types.is_bool_dtype(values):
+        plain = (pd.api.types.is_integer_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype)
+                 or (pd.api.types.is_string_dtype(values.dtype) and values.map(type).eq(str).all()))
+        if plain and not values.hasnans:
             lists.append(values.tolist())
         else:
             lists.append([_plain(v) for v in values.tolist()])

@@ -94,12 +94,15 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('street_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('street_side', sa.Integer(), server_default=sa.text('0'), nullable=False))
         batch_op.add_column(sa.Column('street_pos_m', sa.Float(), server_default=sa.text('0'), nullable=False))
-        batch_op.create_index(batch_op.f('ix_building_street_id'), ['street_id'], unique=False)
+        batch_op.create_index('ix_building_street_id', ['street_id'], unique=False,
+                              postgresql_where=sa.text('street_id IS NOT NULL'),
+                              sqlite_where=sa.text('street_id IS NOT NULL'))
         batch_op.create_foreign_key(batch_op.f('fk_building_street_id_street'), 'street', ['street_id'], ['id'], ondelete='SET NULL')
 
     with op.batch_alter_table('household', schema=None) as batch_op:
         batch_op.add_column(sa.Column('turf_id', sa.Integer(), nullable=True))
-        batch_op.create_index(batch_op.f('ix_household_turf_id'), ['turf_id'], unique=False)
+        batch_op.create_index('ix_household_turf_id', ['turf_id'], unique=False,
+                              postgresql_where=sa.text('turf_id IS NOT NULL'), sqlite_where=sa.text('turf_id IS NOT NULL'))
         batch_op.create_foreign_key(batch_op.f('fk_household_turf_id_turf'), 'turf', ['turf_id'], ['id'], ondelete='SET NULL')
 
 
@@ -107,12 +110,12 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('household', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_household_turf_id_turf'), type_='foreignkey')
-        batch_op.drop_index(batch_op.f('ix_household_turf_id'))
+        batch_op.drop_index('ix_household_turf_id')
         batch_op.drop_column('turf_id')
 
     with op.batch_alter_table('building', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_building_street_id_street'), type_='foreignkey')
-        batch_op.drop_index(batch_op.f('ix_building_street_id'))
+        batch_op.drop_index('ix_building_street_id')
         batch_op.drop_column('street_pos_m')
         batch_op.drop_column('street_side')
         batch_op.drop_column('street_id')

@@ -1,13 +1,17 @@
 """Buildings (one stop on a walk), households (one door) and people (voters)."""
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
 class Building(SQLModel, table=True):
     """Units that share a point (or a parcel) are one building: one stop on a walk list."""
 
-    __table_args__ = (UniqueConstraint("campaign_id", "key"),)
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "key"),
+        Index("ix_building_street_id", "street_id", postgresql_where=text("street_id IS NOT NULL"),
+              sqlite_where=text("street_id IS NOT NULL")),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     campaign_id: int = Field(foreign_key="campaign.id", ondelete="CASCADE")
@@ -23,7 +27,7 @@ class Building(SQLModel, table=True):
     snapped_m: float | None = None
     # The street segment it fronts (its block), which side (+1 left, -1 right of the segment's direction)
     # and how far along: set when streets are imported, used to cut turf along streets and order walks.
-    street_id: int | None = Field(default=None, foreign_key="street.id", index=True, ondelete="SET NULL")
+    street_id: int | None = Field(default=None, foreign_key="street.id", ondelete="SET NULL")
     street_side: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     street_pos_m: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
 
@@ -31,7 +35,12 @@ class Building(SQLModel, table=True):
 class Household(SQLModel, table=True):
     """One door: a unit in a building, under the address file's own id."""
 
-    __table_args__ = (UniqueConstraint("campaign_id", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "external_id"),
+        # Partial: doors are looked up by turf, never by "no turf", and an import writes no index entries.
+        Index("ix_household_turf_id", "turf_id", postgresql_where=text("turf_id IS NOT NULL"),
+              sqlite_where=text("turf_id IS NOT NULL")),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     campaign_id: int = Field(foreign_key="campaign.id", ondelete="CASCADE")
@@ -43,7 +52,7 @@ class Household(SQLModel, table=True):
     street: str = Field(max_length=200)
     unit: str = Field(default="", max_length=64)
     # The active turf holding this door, if any; kept by drawing and cutting.
-    turf_id: int | None = Field(default=None, foreign_key="turf.id", index=True, ondelete="SET NULL")
+    turf_id: int | None = Field(default=None, foreign_key="turf.id", ondelete="SET NULL")
 
 
 class Person(SQLModel, table=True):
