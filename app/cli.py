@@ -19,10 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import service as auth_service
 from app.auth.models import Scope
 from app.campaigns import service as campaign_service
-from app.campaigns.models import Campaign, Role
+from app.campaigns.models import Campaign, Role, User
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.errors import AppError
+from app.errors import NotFound as NotFoundError
 from app.ingest import ImportReport, parse_map
 
 T = TypeVar("T")
@@ -37,8 +38,9 @@ user_cli = typer.Typer(help="Users and their roles.", no_args_is_help=True)
 key_cli = typer.Typer(help="API keys for third-party tools.", no_args_is_help=True)
 import_cli = typer.Typer(help="Load precincts, addresses, people and streets.", no_args_is_help=True)
 turf_cli = typer.Typer(help="Turfs.", no_args_is_help=True)
+event_cli = typer.Typer(help="Canvass launches.", no_args_is_help=True)
 for sub, name in ((db_cli, "db"), (campaign_cli, "campaign"), (user_cli, "user"), (key_cli, "apikey"),
-                  (import_cli, "import"), (turf_cli, "turfs")):
+                  (import_cli, "import"), (turf_cli, "turfs"), (event_cli, "events")):
     cli.add_typer(sub, name=name)
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "data" / "cambridge"
@@ -268,6 +270,57 @@ def turfs_cut(campaign: CampaignOpt, target: Annotated[int, typer.Option(help="D
         out.print_json(json.dumps(report))
         return
     show_quality(report)
+
+
+@turf_cli.command("assign")
+def turfs_assign(turf: Annotated[str, typer.Argument(help="The turf's id or name.")],
+                 email: Annotated[str, typer.Argument(help="The member to give it to.")],
+                 campaign: CampaignOpt) -> None:
+    """Give a turf to a member of the campaign."""
+    from sqlalchemy import or_, select
+
+    from app.organizing import service as organizing
+    from app.turfs.models import Turf
+
+    async def go(session: AsyncSession) -> str:
+        c = await _campaign(session, campaign)
+        assert c.id is not None
+        by_id = Turf.id == int(turf) if turf.isdigit() else False
+        found = (await session.execute(select(Turf.id, Turf.name).where(
+            Turf.campaign_id == c.id, Turf.status == "active", or_(Turf.name == turf, by_id)))).first()
+        if found is None:
+            raise NotFoundError(f"no active turf {turf!r} in {campaign}")
+        user = await campaign_service.find_user(session, email)
+        if user is None:
+            raise NotFoundError(f"no user {email}")
+        rows = await organizing.assign(session, c.id, found.id, [user.id], by=None)
+        return f"{found.name} (turf {found.id}) is held by " + ", ".join(r.email for r in rows) + "."
+    out.print(run(go), highlight=False)
+
+
+@event_cli.command("list")
+def events_list(campaign: CampaignOpt) -> None:
+    """List a campaign's canvass launches: when, where, host, and turfs out of the pool."""
+    from app.organizing import service as organizing
+
+    async def go(session: AsyncSession) -> list[tuple[Any, dict[str, Any], str]]:
+        c = await _campaign(session, campaign)
+        rows = []
+        for event in await organizing.list_events(session, c.id or 0, user=None, role=None):
+            host = await session.get(User, event.host_id)
+            rows.append((event, await organizing.event_detail(session, event), host.email if host else "?"))
+        return rows
+
+    from rich.table import Table
+
+    table = Table(title=f"Events of {campaign}")
+    for column in ("id", "title", "starts", "ends", "host", "attendees", "turfs out"):
+        table.add_column(column)
+    for event, detail, host in run(go):
+        out_of = sum(1 for t in detail["turfs"] if t.checked_out_at)
+        table.add_row(str(event.id), event.title, f"{event.starts_at:%Y-%m-%d %H:%M}", f"{event.ends_at:%H:%M}", host,
+                      str(len(detail["attendees"])), f"{out_of}/{len(detail['turfs'])}")
+    out.print(table)
 
 
 def show_quality(report: dict[str, Any]) -> None:

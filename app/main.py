@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
-from app.routers import addresses, auth, campaigns, precincts, problems, turfs
+from app.routers import addresses, auth, campaigns, organizing, precincts, problems, turfs
 
 DESCRIPTION = """The REST API behind door-to-door canvassing: precincts, addresses and people, turfs, walk lists,
 offline sync and live progress. Every error is an RFC 9457 `application/problem+json`.
@@ -37,8 +37,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Doorstep", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     problems.install(app)
-    for module in (auth, campaigns, precincts, addresses, turfs):
+    # Organizing first: its /turfs:claim must not be taken for a turf id.
+    for module in (auth, campaigns, precincts, addresses, organizing, turfs):
         app.include_router(module.router)
+    app.include_router(organizing.public)
     app.include_router(campaigns.index)
     problems.document(app)
     return app

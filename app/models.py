@@ -4,9 +4,30 @@ from app.addresses.models import Building, Household, Person
 from app.auth.models import ApiKey, Scope
 from app.campaigns.models import Campaign, Membership, Role, User
 from app.db import metadata
+from app.organizing.models import Event, EventAttendee, EventTurf, JoinCode, TurfHistory, TurfHolding
 from app.precincts.models import Precinct
 from app.streets.models import Street
 from app.turfs.models import Turf, TurfCut
 
-__all__ = ["ApiKey", "Building", "Campaign", "Household", "Membership", "Person", "Precinct", "Role", "Scope",
-           "Street", "Turf", "TurfCut", "User", "metadata"]
+__all__ = [
+           "ApiKey",
+           "Building",
+           "Campaign",
+           "Event",
+           "EventAttendee",
+           "EventTurf",
+           "Household",
+           "JoinCode",
+           "Membership",
+           "Person",
+           "Precinct",
+           "Role",
+           "Scope",
+           "Street",
+           "Turf",
+           "TurfCut",
+           "TurfHistory",
+           "TurfHolding",
+           "User",
+           "metadata",
+]

@@ -22,6 +22,8 @@ class Campaign(SQLModel, table=True):
     # The campaign's id in URLs: `/v1/campaigns/cambridge/...`.
     slug: str = Field(max_length=64, unique=True)
     name: str = Field(max_length=200)
+    # A claimed turf with no synced activity for this long goes back to the pool.
+    claim_lapse_hours: int = Field(default=48, sa_column_kwargs={"server_default": "48"})
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

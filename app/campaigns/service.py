@@ -85,7 +85,8 @@ async def find_user(session: AsyncSession, email: str) -> User | None:
 
 
 async def add_member(session: AsyncSession, campaign: Campaign, email: str, role: Role | str, *,
-                     name: str | None = None, password: str | None = None) -> tuple[User, Membership]:
+                     name: str | None = None, password: str | None = None,
+                     commit: bool = True) -> tuple[User, Membership]:
     """Give a user (created if new, which needs a password) a role in a campaign, replacing any role they had.
 
     Raises Invalid for a bad email, role or short password.
@@ -113,7 +114,10 @@ async def add_member(session: AsyncSession, campaign: Campaign, email: str, role
         session.add(membership)
     else:
         membership.role = str(role)
-    await session.commit()
+    if commit:
+        await session.commit()
+    else:
+        await session.flush()
     return user, membership
 
 

@@ -8,9 +8,11 @@ from shapely.geometry import shape as geojson_shape
 
 from app.auth.models import Scope
 from app.auth.service import Access
+from app.campaigns.models import Role
 from app.errors import Invalid
+from app.organizing import service as organizing
 from app.precincts import service as precinct_service
-from app.routers.deps import FIELD_ROLES, Allow, SessionDep, spawn
+from app.routers.deps import ALL_ROLES, FIELD_ROLES, Allow, SessionDep, spawn
 from app.routers.responses import GEOJSON_RESPONSE, geojson_response, link_next, wants_geojson
 from app.turfs import service as turf_service
 from app.turfs.models import Turf, TurfCut
@@ -29,8 +31,18 @@ from app.turfs.schemas import (
 
 router = APIRouter(prefix="/v1/campaigns/{campaign_id}", tags=["turfs"])
 
-readers = Allow(*FIELD_ROLES, scope=Scope.turfs_read)
+# Hosts and canvassers read too, but only the turfs they hold or host (see _visible).
+readers = Allow(*ALL_ROLES, scope=Scope.turfs_read)
+cut_readers = Allow(*FIELD_ROLES, scope=Scope.turfs_read)
 field = Allow(*FIELD_ROLES)
+
+
+async def _visible(session: Any, access: Access) -> Any:
+    """The turf ids a host or canvasser may see; None for organizers, admins and API keys (all of them)."""
+    if access.role in (Role.host, Role.canvasser):
+        assert access.caller.user_id is not None
+        return await organizing.turf_ids_visible(session, access.campaign_id, access.caller.user_id, access.role)
+    return None
 
 
 def _shape(geometry: GeometryIn) -> Any:
@@ -66,7 +78,8 @@ async def list_turfs(request: Request, response: Response, access: Annotated[Acc
                    if precinct is not None else None)
     geo = wants_geojson(request)
     rows, next_cursor = await turf_service.list_turfs(session, access.campaign_id, precinct_id=precinct_id,
-                                                      status=status, cursor=cursor, limit=limit, geometry=geo)
+                                                      status=status, cursor=cursor, limit=limit, geometry=geo,
+                                                      only=await _visible(session, access))
     if geo:
         shapes = shapely.to_geojson(shapely.from_wkb([r.geometry for r in rows]))
         features = [{"type": "Feature", "id": r.id, "bbox": [r.min_lon, r.min_lat, r.max_lon, r.max_lat],
@@ -90,7 +103,8 @@ async def draw_turf(body: TurfCreate, access: Annotated[Access, Depends(field)],
 @router.get("/turfs/{turf_id}", openapi_extra=readers.openapi)
 async def read_turf(turf_id: int, access: Annotated[Access, Depends(readers)], session: SessionDep) -> TurfDetail:
     """One turf with its polygon and its households."""
-    return await _detail(session, await turf_service.get_turf(session, access.campaign_id, turf_id))
+    return await _detail(session, await turf_service.get_turf(session, access.campaign_id, turf_id,
+                                                              only=await _visible(session, access)))
 
 
 @router.patch("/turfs/{turf_id}", openapi_extra=field.openapi)
@@ -130,7 +144,8 @@ async def start_turf_cut(body: TurfCutCreate, request: Request, response: Respon
     return _cut_read(job)
 
 
-@router.get("/turf-cuts/{cut_id}", openapi_extra=readers.openapi)
-async def read_turf_cut(cut_id: int, access: Annotated[Access, Depends(readers)], session: SessionDep) -> TurfCutRead:
+@router.get("/turf-cuts/{cut_id}", openapi_extra=cut_readers.openapi)
+async def read_turf_cut(cut_id: int, access: Annotated[Access, Depends(cut_readers)],
+                        session: SessionDep) -> TurfCutRead:
     """A cut's state, precincts done, turfs made and, once done, its quality report."""
     return _cut_read(await turf_service.get_cut(session, access.campaign_id, cut_id))

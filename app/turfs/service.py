@@ -21,6 +21,7 @@ from app.errors import Conflict, Invalid, NotFound
 from app.geo.cut import cut_precinct, cut_quality
 from app.geo.shapes import Projection, invalid_reason
 from app.ingest import Progress, no_progress
+from app.organizing.models import TurfHistory
 from app.pagination import encode_cursor, int_cursor
 from app.precincts.models import Precinct
 from app.text import natural_key
@@ -54,18 +55,24 @@ async def count_turfs(session: AsyncSession, campaign_id: int) -> int:
     return await session.scalar(select(func.count()).select_from(Turf).where(Turf.campaign_id == campaign_id)) or 0
 
 
-async def get_turf(session: AsyncSession, campaign_id: int, turf_id: int) -> Turf:
-    """The campaign's turf with this id. Raises NotFound."""
-    turf = (await session.execute(select(Turf).where(Turf.campaign_id == campaign_id, Turf.id == turf_id))
-            ).scalar_one_or_none()
+async def get_turf(session: AsyncSession, campaign_id: int, turf_id: int, *, only: Any = None) -> Turf:
+    """The campaign's turf with this id (among the ids `only` selects, if given). Raises NotFound."""
+    query = select(Turf).where(Turf.campaign_id == campaign_id, Turf.id == turf_id)
+    if only is not None:
+        query = query.where(Turf.id.in_(only))
+    turf = (await session.execute(query)).scalar_one_or_none()
     if turf is None:
         raise NotFound(f"No turf {turf_id} in this campaign.")
     return turf
 
 
 async def list_turfs(session: AsyncSession, campaign_id: int, *, precinct_id: int | None, status: str | None,
-                     cursor: str | None, limit: int, geometry: bool = False) -> tuple[list[Any], str | None]:
-    """A page of the campaign's turfs in id order, with their precinct's code, and the next cursor."""
+                     cursor: str | None, limit: int, geometry: bool = False,
+                     only: Any = None) -> tuple[list[Any], str | None]:
+    """A page of the campaign's turfs in id order, with their precinct's code, and the next cursor.
+
+    `only`, a select of turf ids, limits the list to them (a canvasser's own turfs).
+    """
     columns = [c for c in Turf.__table__.columns if geometry or c.name != "geometry"]
     query = (select(*columns, Precinct.code.label("precinct_code")).join(Precinct, Precinct.id == Turf.precinct_id)
              .where(Turf.campaign_id == campaign_id, Turf.id > int_cursor(cursor)).order_by(Turf.id).limit(limit + 1))
@@ -73,6 +80,8 @@ async def list_turfs(session: AsyncSession, campaign_id: int, *, precinct_id: in
         query = query.where(Turf.precinct_id == precinct_id)
     if status is not None:
         query = query.where(Turf.status == status)
+    if only is not None:
+        query = query.where(Turf.id.in_(only))
     rows = (await session.execute(query)).all()
     next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
     return rows[:limit], next_cursor
@@ -162,11 +171,19 @@ async def _recount(session: AsyncSession, turf_ids: Sequence[int]) -> None:
                           .execution_options(synchronize_session=False))
 
 
+async def _has_history(session: AsyncSession, turf_ids: Sequence[int]) -> set[int]:
+    """The turfs someone has held: a knock made offline on one may still be on its way."""
+    if not turf_ids:
+        return set()
+    return set((await session.execute(select(TurfHistory.turf_id).where(TurfHistory.turf_id.in_(list(turf_ids)))
+                                      .distinct())).scalars())
+
+
 async def _release(session: AsyncSession, turf: Turf) -> str:
-    """Free a turf's doors; delete it if nobody worked it, else archive it (its history stays)."""
+    """Free a turf's doors; delete it if nobody worked or held it, else archive it (its history stays)."""
     await session.execute(update(Household).where(Household.turf_id == turf.id).values(turf_id=None)
                           .execution_options(synchronize_session=False))
-    if turf.knocks > 0:
+    if turf.knocks > 0 or await _has_history(session, [turf.id]):
         turf.status, turf.archived_at, turf.doors, turf.buildings = ARCHIVED, utcnow(), 0, 0
         turf.version += 1
         return ARCHIVED
@@ -473,7 +490,11 @@ async def cut_turfs(session: AsyncSession, campaign_id: int, *, codes: Sequence[
     if replaced:
         await session.execute(update(Household).where(Household.turf_id.in_(replaced)).values(turf_id=None)
                               .execution_options(synchronize_session=False))
-        await session.execute(delete(Turf).where(Turf.id.in_(replaced)))
+        # Turfs someone held once are archived, not deleted: their history stays for late syncs.
+        held_once = await _has_history(session, replaced)
+        await session.execute(update(Turf).where(Turf.id.in_(list(held_once))).values(
+            status=ARCHIVED, archived_at=utcnow(), doors=0, buildings=0, version=Turf.version + 1))
+        await session.execute(delete(Turf).where(Turf.id.in_([t for t in replaced if t not in held_once])))
     now = utcnow()
     rows = [{"campaign_id": campaign_id, "precinct_id": plan.precinct_id, "name": f"{plan.code}-T{n + 1:02d}",
              "source": "cut", "cut_id": cut_id, "status": ACTIVE, "geometry": shapely.to_wkb(shape),

@@ -1,0 +1,436 @@
+"""Getting turf into volunteers' hands: organizers assign, volunteers claim, hosts run canvass launches.
+
+Every change of who holds a turf writes `turf_history` (append-only) and keeps `turf.holders`.
+"""
+
+import math
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.service import issue_token
+from app.campaigns.models import Campaign, Membership, Role, User
+from app.campaigns.service import add_member, find_user, normal_email, password_matches
+from app.db import begin_write, utcnow
+from app.errors import AppError, Conflict, Forbidden, Invalid, NotFound, Unauthenticated
+from app.organizing.models import Event, EventAttendee, EventTurf, JoinCode, TurfHistory, TurfHolding
+from app.turfs.models import Turf
+
+ACTIVE = "active"
+
+
+class Gone(AppError):
+    status, title, slug = 410, "No longer valid", "gone"
+
+
+# History
+
+
+async def _record(session: AsyncSession, campaign_id: int, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        at = utcnow()
+        await session.execute(insert(TurfHistory), [{"campaign_id": campaign_id, "at": at, **r} for r in rows])
+
+
+async def _holders_changed(session: AsyncSession, turf_ids: Sequence[int]) -> None:
+    """Store each turf's holder count, and bump its version (walk lists show who is on it)."""
+    if not turf_ids:
+        return
+    count = select(func.count()).where(TurfHolding.turf_id == Turf.id).scalar_subquery()
+    await session.execute(update(Turf).where(Turf.id.in_(list(turf_ids))).values(holders=count)
+                          .execution_options(synchronize_session=False))
+
+
+def _reserved_now(now: datetime) -> Any:
+    """Turfs a running or coming event holds in its pool, not yet checked out."""
+    return (select(EventTurf.turf_id).join(Event, Event.id == EventTurf.event_id)
+            .where(Event.ends_at > now, EventTurf.checked_out_at.is_(None)))
+
+
+async def _active_turf(session: AsyncSession, campaign_id: int, turf_id: int) -> Turf:
+    turf = (await session.execute(select(Turf).where(Turf.campaign_id == campaign_id, Turf.id == turf_id))
+            ).scalar_one_or_none()
+    if turf is None:
+        raise NotFound(f"No turf {turf_id} in this campaign.")
+    if turf.status != ACTIVE:
+        raise Conflict(f"Turf {turf_id} is archived.")
+    return turf
+
+
+async def _members(session: AsyncSession, campaign_id: int, user_ids: Sequence[UUID]) -> None:
+    found = set((await session.execute(select(Membership.user_id).where(
+        Membership.campaign_id == campaign_id, Membership.user_id.in_(list(user_ids))))).scalars())
+    missing = [str(u) for u in user_ids if u not in found]
+    if missing:
+        raise Invalid(f"not members of this campaign: {', '.join(missing)}", field="user_ids")
+
+
+# Assignment by organizers
+
+
+async def assign(session: AsyncSession, campaign_id: int, turf_id: int, user_ids: Sequence[UUID], *,
+                 by: UUID | None) -> list[Any]:
+    """Give a turf to members (it may be held by several: a pair). Already holding is no change."""
+    await begin_write(session)
+    await _active_turf(session, campaign_id, turf_id)
+    await _members(session, campaign_id, user_ids)
+    held = set((await session.execute(select(TurfHolding.user_id).where(TurfHolding.turf_id == turf_id))).scalars())
+    new = [u for u in dict.fromkeys(user_ids) if u not in held]
+    if new:
+        await session.execute(insert(TurfHolding), [{"campaign_id": campaign_id, "turf_id": turf_id, "user_id": u,
+                                                     "via": "assigned", "since": utcnow(),
+                                                     "last_activity_at": utcnow()} for u in new])
+        await _record(session, campaign_id, [{"turf_id": turf_id, "user_id": u, "action": "assigned",
+                                              "by_user_id": by} for u in new])
+        await _holders_changed(session, [turf_id])
+    await session.commit()
+    return await holders(session, campaign_id, turf_id=turf_id)
+
+
+async def unassign(session: AsyncSession, campaign_id: int, turf_id: int, user_id: UUID, *, by: UUID | None,
+                   action: str = "unassigned") -> None:
+    """Take a turf back from a holder (or, as `released`, a holder gives it back). Raises NotFound."""
+    await begin_write(session)
+    await _active_turf(session, campaign_id, turf_id)
+    gone = await session.execute(delete(TurfHolding).where(TurfHolding.turf_id == turf_id,
+                                                           TurfHolding.user_id == user_id))
+    if not gone.rowcount:
+        raise NotFound(f"That user doesn't hold turf {turf_id}.")
+    await _record(session, campaign_id, [{"turf_id": turf_id, "user_id": user_id, "action": action,
+                                          "by_user_id": by}])
+    await _holders_changed(session, [turf_id])
+    await session.commit()
+
+
+async def holders(session: AsyncSession, campaign_id: int, *, turf_id: int | None = None,
+                  user_id: UUID | None = None) -> list[Any]:
+    """Who holds what: holdings with the turf's name and the holder's name and email."""
+    query = (select(TurfHolding.turf_id, Turf.name.label("turf_name"), TurfHolding.user_id, User.name, User.email,
+                    TurfHolding.via, TurfHolding.event_id, TurfHolding.since, TurfHolding.last_activity_at)
+             .join(Turf, Turf.id == TurfHolding.turf_id).join(User, User.id == TurfHolding.user_id)
+             .where(TurfHolding.campaign_id == campaign_id).order_by(TurfHolding.turf_id, User.email))
+    if turf_id is not None:
+        query = query.where(TurfHolding.turf_id == turf_id)
+    if user_id is not None:
+        query = query.where(TurfHolding.user_id == user_id)
+    return list((await session.execute(query)).all())
+
+
+async def history(session: AsyncSession, campaign_id: int, *, turf_id: int | None = None) -> list[Any]:
+    query = (select(TurfHistory).where(TurfHistory.campaign_id == campaign_id)
+             .order_by(TurfHistory.at, TurfHistory.id))
+    if turf_id is not None:
+        query = query.where(TurfHistory.turf_id == turf_id)
+    return list((await session.execute(query)).scalars())
+
+
+# Claims
+
+
+async def lapse_claims(session: AsyncSession, campaign_id: int, *, now: datetime | None = None) -> int:
+    """End claims with no activity for the campaign's lapse time; the turfs go back to the pool. Flushes only."""
+    now = now or utcnow()
+    hours = await session.scalar(select(Campaign.claim_lapse_hours).where(Campaign.id == campaign_id))
+    stale = (await session.execute(select(TurfHolding.id, TurfHolding.turf_id, TurfHolding.user_id).where(
+        TurfHolding.campaign_id == campaign_id, TurfHolding.via == "claimed",
+        TurfHolding.last_activity_at < now - timedelta(hours=hours or 48)))).all()
+    if stale:
+        await session.execute(delete(TurfHolding).where(TurfHolding.id.in_([s.id for s in stale])))
+        await _record(session, campaign_id, [{"turf_id": s.turf_id, "user_id": s.user_id, "action": "lapsed"}
+                                             for s in stale])
+        await _holders_changed(session, sorted({s.turf_id for s in stale}))
+    return len(stale)
+
+
+@dataclass(frozen=True)
+class Claim:
+    turf: Turf
+    new: bool
+
+
+async def claim(session: AsyncSession, campaign_id: int, user_id: UUID, *, lon: float, lat: float) -> Claim:
+    """Give a volunteer the nearest unheld turf, the least worked first; their open claim if they have one.
+
+    Under concurrent claims no turf is handed out twice: on PostgreSQL the candidate row is locked with
+    FOR UPDATE SKIP LOCKED, so a second claimer takes the next one; SQLite runs writers one at a time.
+    Raises Conflict when no turf is free.
+    """
+    await begin_write(session)
+    await lapse_claims(session, campaign_id)
+    mine = (await session.execute(select(Turf).join(TurfHolding, TurfHolding.turf_id == Turf.id).where(
+        TurfHolding.user_id == user_id, TurfHolding.via == "claimed", Turf.campaign_id == campaign_id)
+        .order_by(Turf.id).limit(1))).scalar_one_or_none()
+    if mine is not None:
+        await session.commit()
+        return Claim(mine, new=False)
+    # Squared distance from the turf's bounding-box centre, in degrees scaled to equal metres.
+    scale = math.cos(math.radians(lat))
+    dx = ((Turf.min_lon + Turf.max_lon) / 2 - lon) * scale
+    dy = (Turf.min_lat + Turf.max_lat) / 2 - lat
+    turf = (await session.execute(
+        select(Turf).where(Turf.campaign_id == campaign_id, Turf.status == ACTIVE, Turf.holders == 0,
+                           Turf.id.not_in(_reserved_now(utcnow())))
+        .order_by(Turf.knocks, dx * dx + dy * dy, Turf.id).limit(1)
+        .with_for_update(skip_locked=True))).scalar_one_or_none()
+    if turf is None:
+        await session.commit()
+        raise Conflict("Every turf is held or reserved right now; ask an organizer.")
+    session.add(TurfHolding(campaign_id=campaign_id, turf_id=turf.id, user_id=user_id, via="claimed"))
+    await _record(session, campaign_id, [{"turf_id": turf.id, "user_id": user_id, "action": "claimed",
+                                          "by_user_id": user_id}])
+    turf.holders += 1
+    await session.commit()
+    return Claim(turf, new=True)
+
+
+async def release(session: AsyncSession, campaign_id: int, turf_id: int, user_id: UUID) -> None:
+    """A holder gives a turf back. Raises NotFound when they don't hold it."""
+    await unassign(session, campaign_id, turf_id, user_id, by=user_id, action="released")
+
+
+# Join codes and sign-up
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are read aloud and typed on phones
+# Which roles each role may hand out in a join code.
+GRANTS = {Role.admin: set(Role), Role.organizer: {Role.organizer, Role.host, Role.canvasser},
+          Role.host: {Role.canvasser}}
+
+
+def _new_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(10))
+
+
+async def create_join_code(session: AsyncSession, campaign_id: int, *, role: Role, expires_at: datetime,
+                           max_uses: int | None, event_id: int | None, by: UUID, by_role: Role) -> JoinCode:
+    """Make a join code. Raises Forbidden for a role the maker can't grant, Invalid for a bad expiry or event."""
+    if role not in GRANTS.get(by_role, set()):
+        raise Forbidden(f"A {by_role} can't hand out the role {role}.")
+    if expires_at <= utcnow():
+        raise Invalid("expires_at is in the past", field="expires_at")
+    if event_id is not None:
+        event = await get_event(session, campaign_id, event_id)
+        if by_role == Role.host and event.host_id != by:
+            raise NotFound(f"No event {event_id} of yours.")
+    await begin_write(session)
+    code = JoinCode(campaign_id=campaign_id, code=_new_code(), role=str(role), expires_at=expires_at,
+                    max_uses=max_uses, event_id=event_id, created_by=by)
+    session.add(code)
+    await session.commit()
+    return code
+
+
+async def list_join_codes(session: AsyncSession, campaign_id: int, *, by: UUID, by_role: Role) -> list[JoinCode]:
+    """An organizer's view: every code; a host's: their own."""
+    query = select(JoinCode).where(JoinCode.campaign_id == campaign_id).order_by(JoinCode.id)
+    if by_role == Role.host:
+        query = query.where(JoinCode.created_by == by)
+    return list((await session.execute(query)).scalars())
+
+
+async def revoke_join_code(session: AsyncSession, campaign_id: int, code_id: int, *, by: UUID,
+                           by_role: Role) -> JoinCode:
+    await begin_write(session)
+    code = (await session.execute(select(JoinCode).where(JoinCode.campaign_id == campaign_id,
+                                                         JoinCode.id == code_id))).scalar_one_or_none()
+    if code is None or (by_role == Role.host and code.created_by != by):
+        raise NotFound(f"No join code {code_id}.")
+    if code.revoked_at is None:
+        code.revoked_at = utcnow()
+    await session.commit()
+    return code
+
+
+@dataclass(frozen=True)
+class Joined:
+    token: str
+    campaign: Campaign
+    role: str
+    event_id: int | None
+    new_account: bool
+
+
+async def join(session: AsyncSession, *, code: str, name: str, email: str, password: str, secret: str,
+               minutes: int) -> Joined:
+    """Sign up with a join code: make the account (or, with its password, add to an existing one) and log in.
+
+    Raises NotFound for an unknown code, Gone for an expired, used-up or revoked one (nothing is created),
+    Unauthenticated for an existing account's wrong password.
+    """
+    await begin_write(session)
+    found = (await session.execute(select(JoinCode).where(JoinCode.code == code.strip().upper()))).scalar_one_or_none()
+    if found is None:
+        raise NotFound("No such join code.")
+    now = utcnow()
+    if found.revoked_at is not None:
+        raise Gone("This join code was revoked.")
+    if found.expires_at <= now:
+        raise Gone("This join code has expired.")
+    if found.max_uses is not None and found.uses >= found.max_uses:
+        raise Gone("This join code has been used up.")
+    email = normal_email(email)
+    user = await find_user(session, email)
+    new_account = user is None
+    if user is not None and not password_matches(user.password_hash, password):
+        raise Unauthenticated("An account with this email exists; give its password to join with it.")
+    # Counted in the row itself, so two people racing for the last use can't both have it.
+    used = await session.execute(update(JoinCode).where(JoinCode.id == found.id, or_(
+        JoinCode.max_uses.is_(None), JoinCode.uses < JoinCode.max_uses)).values(uses=JoinCode.uses + 1))
+    if not used.rowcount:
+        raise Gone("This join code has been used up.")
+    campaign = await session.get(Campaign, found.campaign_id)
+    assert campaign is not None
+    existing = (await session.execute(select(Membership).where(
+        Membership.campaign_id == campaign.id, Membership.user_id == user.id))).scalar_one_or_none() if user else None
+    # A join code never lowers a role someone already has.
+    role = existing.role if existing is not None else found.role
+    user, _ = await add_member(session, campaign, email, role, name=name if user is None else None,
+                               password=password if user is None else None, commit=False)
+    if found.event_id is not None:
+        attending = await session.scalar(select(EventAttendee.id).where(EventAttendee.event_id == found.event_id,
+                                                                         EventAttendee.user_id == user.id))
+        if attending is None:
+            session.add(EventAttendee(event_id=found.event_id, user_id=user.id))
+    await session.commit()
+    return Joined(token=issue_token(user.id, secret=secret, minutes=minutes), campaign=campaign, role=role,
+                  event_id=found.event_id, new_account=new_account)
+
+
+# Canvass launches
+
+
+async def create_event(session: AsyncSession, campaign_id: int, *, host: UUID, title: str, starts_at: datetime,
+                       ends_at: datetime, lon: float, lat: float, capacity: int, turfs: int | None) -> Event:
+    """A host's canvass launch, with a pool of the unworked, unheld turfs nearest the meeting point.
+
+    Raises Invalid for times out of order.
+    """
+    if ends_at <= starts_at:
+        raise Invalid("ends_at must come after starts_at", field="ends_at")
+    if ends_at <= utcnow():
+        raise Invalid("the event would be over already", field="ends_at")
+    await begin_write(session)
+    event = Event(campaign_id=campaign_id, host_id=host, title=title.strip(), starts_at=starts_at, ends_at=ends_at,
+                  lon=lon, lat=lat, capacity=capacity)
+    session.add(event)
+    await session.flush()
+    scale = math.cos(math.radians(lat))
+    dx = ((Turf.min_lon + Turf.max_lon) / 2 - lon) * scale
+    dy = (Turf.min_lat + Turf.max_lat) / 2 - lat
+    pool = (await session.execute(
+        select(Turf.id).where(Turf.campaign_id == campaign_id, Turf.status == ACTIVE, Turf.holders == 0,
+                              Turf.knocks == 0, Turf.id.not_in(_reserved_now(utcnow())))
+        .order_by(dx * dx + dy * dy, Turf.id).limit(turfs or capacity)
+        .with_for_update(skip_locked=True))).scalars().all()
+    if pool:
+        await session.execute(insert(EventTurf), [{"event_id": event.id, "turf_id": t} for t in pool])
+    code = JoinCode(campaign_id=campaign_id, code=_new_code(), role=str(Role.canvasser), event_id=event.id,
+                    expires_at=ends_at, max_uses=capacity, created_by=host)
+    session.add(code)
+    await session.commit()
+    return event
+
+
+async def get_event(session: AsyncSession, campaign_id: int, event_id: int) -> Event:
+    event = (await session.execute(select(Event).where(Event.campaign_id == campaign_id, Event.id == event_id))
+             ).scalar_one_or_none()
+    if event is None:
+        raise NotFound(f"No event {event_id} in this campaign.")
+    return event
+
+
+async def visible_event(session: AsyncSession, campaign_id: int, event_id: int, *, user: UUID | None,
+                        role: Role | None) -> Event:
+    """The event, if the caller may see it: organizers any, a host their own. Raises NotFound otherwise."""
+    event = await get_event(session, campaign_id, event_id)
+    if role == Role.host and event.host_id != user:
+        raise NotFound(f"No event {event_id} in this campaign.")
+    return event
+
+
+async def list_events(session: AsyncSession, campaign_id: int, *, user: UUID | None,
+                      role: Role | None) -> list[Event]:
+    query = select(Event).where(Event.campaign_id == campaign_id).order_by(Event.starts_at, Event.id)
+    if role == Role.host:
+        query = query.where(Event.host_id == user)
+    return list((await session.execute(query)).scalars())
+
+
+async def event_detail(session: AsyncSession, event: Event) -> dict[str, Any]:
+    """An event's code, its turf pool and its attendees."""
+    code = await session.scalar(select(JoinCode.code).where(JoinCode.event_id == event.id, JoinCode.revoked_at.is_(
+        None)).order_by(JoinCode.id).limit(1))
+    turfs = (await session.execute(select(Turf.id, Turf.name, Turf.doors, EventTurf.checked_out_at)
+                                   .join(Turf, Turf.id == EventTurf.turf_id)
+                                   .where(EventTurf.event_id == event.id).order_by(Turf.id))).all()
+    attendees = (await session.execute(select(EventAttendee.user_id, User.name, EventAttendee.joined_at,
+                                              EventAttendee.checked_in_at, EventAttendee.turf_id)
+                                       .join(User, User.id == EventAttendee.user_id)
+                                       .where(EventAttendee.event_id == event.id).order_by(EventAttendee.id))).all()
+    return {"code": code, "turfs": turfs, "attendees": attendees}
+
+
+async def check_in(session: AsyncSession, campaign_id: int, event_id: int, user_id: UUID, *, by: UUID,
+                   pair_with: UUID | None = None) -> int:
+    """Check an attendee in and hand them a turf from the event's pool; returns its id.
+
+    Two attendees never get one turf unless the host pairs them (`pair_with`: an attendee already out).
+    Raises NotFound for a non-attendee, Conflict when the pool is empty or the event is over.
+    """
+    await begin_write(session)
+    event = await get_event(session, campaign_id, event_id)
+    now = utcnow()
+    if event.ends_at <= now:
+        raise Conflict("The event is over; its turfs went back to the pool.")
+    attendee = (await session.execute(select(EventAttendee).where(EventAttendee.event_id == event_id,
+                                                                  EventAttendee.user_id == user_id))
+                ).scalar_one_or_none()
+    if attendee is None:
+        raise NotFound("That person hasn't joined this event.")
+    if attendee.turf_id is not None:
+        await session.commit()
+        return attendee.turf_id
+    if pair_with is not None:
+        partner = (await session.execute(select(EventAttendee.turf_id).where(
+            EventAttendee.event_id == event_id, EventAttendee.user_id == pair_with))).scalar_one_or_none()
+        if partner is None:
+            raise Invalid("pair_with must be an attendee who has a turf already", field="pair_with")
+        turf_id = partner
+    else:
+        scale = math.cos(math.radians(event.lat))
+        dx = ((Turf.min_lon + Turf.max_lon) / 2 - event.lon) * scale
+        dy = (Turf.min_lat + Turf.max_lat) / 2 - event.lat
+        slot = (await session.execute(
+            select(EventTurf).join(Turf, Turf.id == EventTurf.turf_id)
+            .where(EventTurf.event_id == event_id, EventTurf.checked_out_at.is_(None), Turf.status == ACTIVE)
+            .order_by(dx * dx + dy * dy, EventTurf.id).limit(1).with_for_update(skip_locked=True))
+            ).scalar_one_or_none()
+        if slot is None:
+            raise Conflict("Every turf of this event is out; pair this person with someone.")
+        slot.checked_out_at = now
+        turf_id = slot.turf_id
+    attendee.checked_in_at, attendee.turf_id = now, turf_id
+    session.add(TurfHolding(campaign_id=campaign_id, turf_id=turf_id, user_id=user_id, via="event",
+                            event_id=event_id))
+    await session.flush()
+    await _record(session, campaign_id, [{"turf_id": turf_id, "user_id": user_id, "action": "checked_out",
+                                          "by_user_id": by, "event_id": event_id}])
+    await _holders_changed(session, [turf_id])
+    await session.commit()
+    return turf_id
+
+
+async def turf_ids_visible(session: AsyncSession, campaign_id: int, user_id: UUID, role: Role) -> Any:
+    """A select of the turf ids a host or canvasser may see: those they hold, and a host's events' pools."""
+    held = select(TurfHolding.turf_id).where(TurfHolding.campaign_id == campaign_id, TurfHolding.user_id == user_id)
+    if role != Role.host:
+        return held
+    hosted = (select(EventTurf.turf_id).join(Event, Event.id == EventTurf.event_id)
+              .where(Event.campaign_id == campaign_id, Event.host_id == user_id))
+    return held.union(hosted)
+

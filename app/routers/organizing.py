@@ -1,0 +1,187 @@
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Response, status
+
+from app.auth.models import Scope
+from app.auth.service import Access
+from app.campaigns.models import Role
+from app.errors import Forbidden
+from app.organizing import service as organizing
+from app.organizing.schemas import (
+    AssignmentCreate,
+    AttendeeRead,
+    CheckedIn,
+    CheckIn,
+    ClaimCreate,
+    ClaimRead,
+    EventCreate,
+    EventRead,
+    EventSummary,
+    EventTurfRead,
+    HistoryRead,
+    HolderRead,
+    JoinCodeCreate,
+    JoinCodeRead,
+    Joined,
+    JoinRequest,
+)
+from app.precincts.models import Precinct
+from app.routers.deps import ALL_ROLES, FIELD_ROLES, Allow, SessionDep, SettingsDep
+
+router = APIRouter(prefix="/v1/campaigns/{campaign_id}", tags=["organizing"])
+public = APIRouter(prefix="/v1", tags=["organizing"])
+
+field = Allow(*FIELD_ROLES)
+field_readers = Allow(*FIELD_ROLES, scope=Scope.turfs_read)
+members = Allow(*ALL_ROLES)
+hosts = Allow(Role.admin, Role.organizer, Role.host)
+
+
+def _user(access: Access) -> UUID:
+    assert access.caller.user_id is not None
+    return access.caller.user_id
+
+
+@router.post("/turfs/{turf_id}/assignments", status_code=status.HTTP_201_CREATED, openapi_extra=field.openapi)
+async def assign_turf(turf_id: int, body: AssignmentCreate, access: Annotated[Access, Depends(field)],
+                      session: SessionDep) -> list[HolderRead]:
+    """Give a turf to one or more members; returns everyone holding it."""
+    rows = await organizing.assign(session, access.campaign_id, turf_id, body.user_ids, by=access.caller.user_id)
+    return [HolderRead.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.delete("/turfs/{turf_id}/assignments/{user_id}", status_code=status.HTTP_204_NO_CONTENT,
+               openapi_extra=field.openapi)
+async def take_back_turf(turf_id: int, user_id: UUID, access: Annotated[Access, Depends(field)],
+                         session: SessionDep) -> Response:
+    """Take a turf back from a holder, however they came to hold it."""
+    await organizing.unassign(session, access.campaign_id, turf_id, user_id, by=access.caller.user_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/assignments", openapi_extra=field_readers.openapi)
+async def list_holders(access: Annotated[Access, Depends(field_readers)], session: SessionDep,
+                       turf: int | None = None, user: UUID | None = None) -> list[HolderRead]:
+    """Who holds what: assignments, claims and event check-outs."""
+    rows = await organizing.holders(session, access.campaign_id, turf_id=turf, user_id=user)
+    return [HolderRead.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.get("/turf-history", openapi_extra=field.openapi)
+async def turf_history(access: Annotated[Access, Depends(field)], session: SessionDep,
+                       turf: int | None = None) -> list[HistoryRead]:
+    """Every assignment, claim, release, lapse and check-out, oldest first."""
+    rows = await organizing.history(session, access.campaign_id, turf_id=turf)
+    return [HistoryRead.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.post("/turfs:claim", openapi_extra=members.openapi,
+             responses={201: {"description": "A turf newly claimed."}, 200: {"description": "The open claim."}})
+async def claim_turf(body: ClaimCreate, response: Response, access: Annotated[Access, Depends(members)],
+                     session: SessionDep) -> ClaimRead:
+    """Claim the nearest free turf, the least worked first; a volunteer with an open claim gets it back."""
+    claimed = await organizing.claim(session, access.campaign_id, _user(access), lon=body.lon, lat=body.lat)
+    response.status_code = status.HTTP_201_CREATED if claimed.new else status.HTTP_200_OK
+    code = await session.scalar(Precinct.__table__.select().with_only_columns(Precinct.code)
+                                .where(Precinct.id == claimed.turf.precinct_id))
+    return ClaimRead(turf_id=claimed.turf.id, name=claimed.turf.name, precinct_id=code or "", doors=claimed.turf.doors,
+                     new=claimed.new)
+
+
+@router.post("/turfs/{turf_id}/release", status_code=status.HTTP_204_NO_CONTENT, openapi_extra=members.openapi)
+async def release_turf(turf_id: int, access: Annotated[Access, Depends(members)], session: SessionDep) -> Response:
+    """Give back a turf you hold."""
+    await organizing.release(session, access.campaign_id, turf_id, _user(access))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _code_read(code: object) -> JoinCodeRead:
+    return JoinCodeRead.model_validate(code, from_attributes=True)
+
+
+@router.post("/join-codes", status_code=status.HTTP_201_CREATED, openapi_extra=hosts.openapi)
+async def create_join_code(body: JoinCodeCreate, access: Annotated[Access, Depends(hosts)],
+                           session: SessionDep) -> JoinCodeRead:
+    """Make a code volunteers sign up with: the role it grants, expiry, uses, and optionally an event."""
+    assert access.role is not None
+    code = await organizing.create_join_code(session, access.campaign_id, role=body.role, expires_at=body.expires_at,
+                                             max_uses=body.max_uses, event_id=body.event_id, by=_user(access),
+                                             by_role=access.role)
+    return _code_read(code)
+
+
+@router.get("/join-codes", openapi_extra=hosts.openapi)
+async def list_join_codes(access: Annotated[Access, Depends(hosts)], session: SessionDep) -> list[JoinCodeRead]:
+    """Join codes: all of them for organizers, a host's own for a host."""
+    assert access.role is not None
+    codes = await organizing.list_join_codes(session, access.campaign_id, by=_user(access), by_role=access.role)
+    return [_code_read(c) for c in codes]
+
+
+@router.delete("/join-codes/{code_id}", openapi_extra=hosts.openapi)
+async def revoke_join_code(code_id: int, access: Annotated[Access, Depends(hosts)],
+                           session: SessionDep) -> JoinCodeRead:
+    """Revoke a join code: it stops working at once."""
+    assert access.role is not None
+    return _code_read(await organizing.revoke_join_code(session, access.campaign_id, code_id, by=_user(access),
+                                                        by_role=access.role))
+
+
+@public.post("/join", status_code=status.HTTP_201_CREATED)
+async def join(body: JoinRequest, session: SessionDep, settings: SettingsDep) -> Joined:
+    """Sign up with a join code (or add the campaign to an existing account, with its password); logs in."""
+    assert settings.jwt_secret is not None
+    joined = await organizing.join(session, code=body.code, name=body.name, email=body.email, password=body.password,
+                                   secret=settings.jwt_secret.get_secret_value(), minutes=settings.token_minutes)
+    return Joined(access_token=joined.token, expires_in=settings.token_minutes * 60, campaign_id=joined.campaign.slug,
+                  role=joined.role, event_id=joined.event_id, new_account=joined.new_account)
+
+
+async def _event_read(session: SessionDep, event: object) -> EventRead:
+    detail = await organizing.event_detail(session, event)  # type: ignore[arg-type]
+    return EventRead(**EventSummary.model_validate(event, from_attributes=True).model_dump(),
+                     lon=event.lon, lat=event.lat, code=detail["code"],  # type: ignore[attr-defined]
+                     turfs=[EventTurfRead.model_validate(t, from_attributes=True) for t in detail["turfs"]],
+                     attendees=[AttendeeRead.model_validate(a, from_attributes=True) for a in detail["attendees"]])
+
+
+@router.post("/events", status_code=status.HTTP_201_CREATED, openapi_extra=hosts.openapi)
+async def create_event(body: EventCreate, access: Annotated[Access, Depends(hosts)],
+                       session: SessionDep) -> EventRead:
+    """Host a canvass launch: reserves the free turfs nearest the meeting point and makes its join code."""
+    event = await organizing.create_event(session, access.campaign_id, host=_user(access), title=body.title,
+                                          starts_at=body.starts_at, ends_at=body.ends_at, lon=body.lon, lat=body.lat,
+                                          capacity=body.capacity, turfs=body.turfs)
+    return await _event_read(session, event)
+
+
+@router.get("/events", openapi_extra=hosts.openapi)
+async def list_events(access: Annotated[Access, Depends(hosts)], session: SessionDep) -> list[EventSummary]:
+    """Events: all of them for organizers, a host's own for a host."""
+    events = await organizing.list_events(session, access.campaign_id, user=access.caller.user_id, role=access.role)
+    return [EventSummary.model_validate(e, from_attributes=True) for e in events]
+
+
+@router.get("/events/{event_id}", openapi_extra=hosts.openapi)
+async def read_event(event_id: int, access: Annotated[Access, Depends(hosts)], session: SessionDep) -> EventRead:
+    """An event with its turf pool and attendees."""
+    event = await organizing.visible_event(session, access.campaign_id, event_id, user=access.caller.user_id,
+                                           role=access.role)
+    return await _event_read(session, event)
+
+
+@router.post("/events/{event_id}/check-ins", openapi_extra=members.openapi)
+async def check_in(event_id: int, body: CheckIn, access: Annotated[Access, Depends(members)],
+                   session: SessionDep) -> CheckedIn:
+    """Check in at an event and get a turf from its pool; hosts check in others and pair them."""
+    me = _user(access)
+    attendee = body.user_id or me
+    if attendee != me or body.pair_with is not None:
+        # Only the event's host (or an organizer) checks in someone else, or pairs people.
+        await organizing.visible_event(session, access.campaign_id, event_id, user=me, role=access.role)
+        if access.role not in (Role.admin, Role.organizer, Role.host):
+            raise Forbidden("Only the host checks in other people or pairs them.")
+    turf_id = await organizing.check_in(session, access.campaign_id, event_id, attendee, by=me,
+                                        pair_with=body.pair_with)
+    return CheckedIn(user_id=attendee, turf_id=turf_id)
