@@ -4,6 +4,7 @@ from uuid import UUID
 from sqlmodel import Field, SQLModel
 
 from app.campaigns.models import Role
+from app.text import Text
 
 
 class CampaignRead(SQLModel):
@@ -14,6 +15,7 @@ class CampaignRead(SQLModel):
 
 
 class CampaignSummary(CampaignRead):
+    claim_lapse_hours: int = Field(description="A claimed turf with no synced activity this long goes back.")
     precincts: int
     buildings: int
     households: int
@@ -37,3 +39,8 @@ class Token(SQLModel):
     access_token: str
     token_type: str = "bearer"
     expires_in: int = Field(description="Seconds until the token expires.")
+
+
+class CampaignUpdate(SQLModel):
+    name: Text | None = Field(None, min_length=1, max_length=200)
+    claim_lapse_hours: int | None = Field(None, ge=1, le=24 * 30)

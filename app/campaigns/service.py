@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.campaigns.models import Campaign, Membership, Role, User
+from app.db import begin_write
 from app.errors import Conflict, Invalid, NotFound
 from app.precincts.models import Precinct
 
@@ -138,3 +139,17 @@ async def caller_campaigns(session: AsyncSession, *, user_id: UUID | None,
         select(Campaign, Membership.role).join(Membership, Membership.campaign_id == Campaign.id)
         .where(Membership.user_id == user_id).order_by(Campaign.slug))).all()
     return [(c, Role(role)) for c, role in rows]
+
+
+async def update_campaign(session: AsyncSession, campaign_id: int, *, name: str | None,
+                          claim_lapse_hours: int | None) -> Campaign:
+    """Change a campaign's settings."""
+    await begin_write(session)
+    campaign = await session.get(Campaign, campaign_id)
+    assert campaign is not None
+    if name is not None:
+        campaign.name = name.strip()
+    if claim_lapse_hours is not None:
+        campaign.claim_lapse_hours = claim_lapse_hours
+    await session.commit()
+    return campaign

@@ -9,7 +9,7 @@ from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 from app.auth.service import Access
 from app.campaigns import service as campaign_service
 from app.campaigns.models import Role
-from app.campaigns.schemas import CampaignRead, CampaignSummary
+from app.campaigns.schemas import CampaignRead, CampaignSummary, CampaignUpdate
 from app.routers.deps import ALL_ROLES, Allow, CallerDep, SessionDep
 
 router = APIRouter(prefix="/v1/campaigns/{campaign_id}", tags=["campaigns"])
@@ -26,9 +26,23 @@ def _key_read(row: object, cls: type[ApiKeyRead] = ApiKeyRead, **extra: str) -> 
 @router.get("", openapi_extra=any_member.openapi)
 async def read_campaign(access: Annotated[Access, Depends(any_member)], session: SessionDep) -> CampaignSummary:
     """The campaign, the caller's role in it, and how much it holds."""
+    return await _summary(session, access)
+
+
+async def _summary(session: SessionDep, access: Access) -> CampaignSummary:
     counts = await campaign_service.campaign_counts(session, access.campaign_id)
     return CampaignSummary(id=access.campaign.slug, name=access.campaign.name, role=access.role,
-                           created_at=access.campaign.created_at, **counts)
+                           created_at=access.campaign.created_at,
+                           claim_lapse_hours=access.campaign.claim_lapse_hours, **counts)
+
+
+@router.patch("", openapi_extra=admin.openapi)
+async def update_campaign(body: CampaignUpdate, access: Annotated[Access, Depends(admin)],
+                          session: SessionDep) -> CampaignSummary:
+    """Change the campaign's name or settings (admins)."""
+    campaign = await campaign_service.update_campaign(session, access.campaign_id, name=body.name,
+                                                      claim_lapse_hours=body.claim_lapse_hours)
+    return await _summary(session, Access(campaign, access.caller, access.role))
 
 
 @router.post("/api-keys", status_code=status.HTTP_201_CREATED, openapi_extra=admin.openapi)

@@ -294,3 +294,19 @@ class TestCli:
         listed = subprocess.run([doorstep, "events", "list", "--campaign", "cambridge"], capture_output=True,
                                 text=True, env=env, timeout=60)
         assert listed.returncode == 0 and "Events of cambridge" in listed.stdout
+
+
+class TestSettings:
+    async def test_admin_sets_the_lapse_time_and_claims_follow_it(self, cut_client, world, cut_session):
+        r = await cut_client.patch(HOME, json={"claim_lapse_hours": 2}, headers=world.headers("admin"))
+        assert r.json()["claim_lapse_hours"] == 2
+        assert_problem(await cut_client.patch(HOME, json={"claim_lapse_hours": 5},
+                                              headers=world.headers("organizer")), 403)
+        assert_problem(await cut_client.patch(HOME, json={"claim_lapse_hours": 0}, headers=world.headers("admin")), 422)
+        mine = (await cut_client.post(f"{HOME}/turfs:claim", json=HERE, headers=world.headers("canvasser"))).json()
+        await begin_write(cut_session)
+        await cut_session.execute(update(TurfHolding).where(TurfHolding.turf_id == mine["turf_id"]).values(
+            last_activity_at=datetime.now(UTC) - timedelta(hours=3)))
+        await cut_session.commit()
+        theirs = (await cut_client.post(f"{HOME}/turfs:claim", json=HERE, headers=world.headers("dual"))).json()
+        assert theirs["turf_id"] == mine["turf_id"]
