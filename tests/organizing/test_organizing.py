@@ -310,3 +310,29 @@ class TestSettings:
         await cut_session.commit()
         theirs = (await cut_client.post(f"{HOME}/turfs:claim", json=HERE, headers=world.headers("dual"))).json()
         assert theirs["turf_id"] == mine["turf_id"]
+
+
+class TestHistoryKeepsTurfs:
+    async def test_a_turf_once_held_is_archived_not_deleted(self, cut_client, world, cut_session):
+        turf = (await turf_ids(cut_client, world, "organizer"))[0]
+        user = str(world.users["canvasser"])
+        await cut_client.post(f"{HOME}/turfs/{turf}/assignments", json={"user_ids": [user]},
+                              headers=world.headers("organizer"))
+        await cut_client.delete(f"{HOME}/turfs/{turf}/assignments/{user}", headers=world.headers("organizer"))
+        r = await cut_client.delete(f"{HOME}/turfs/{turf}", headers=world.headers("organizer"))
+        assert r.json() == {"id": turf, "outcome": "archived"}
+        assert [a for a, _ in await actions(cut_session, turf)] == ["assigned", "unassigned"]
+
+    async def test_a_recut_archives_released_turfs_and_keeps_their_history(self, cut_client, world, cut_session):
+        claimed = (await cut_client.post(f"{HOME}/turfs:claim", json=HERE, headers=world.headers("canvasser"))).json()
+        await cut_client.post(f"{HOME}/turfs/{claimed['turf_id']}/release", headers=world.headers("canvasser"))
+        r = await cut_client.post(f"{HOME}/turf-cuts", json={"precincts": ["9-1"]}, headers=world.headers("organizer"))
+        for _ in range(600):
+            job = (await cut_client.get(r.headers["location"], headers=world.headers("organizer"))).json()
+            if job["state"] in ("done", "failed"):
+                break
+            await asyncio.sleep(0.1)
+        assert job["state"] == "done"
+        old = (await cut_client.get(f"{HOME}/turfs/{claimed['turf_id']}", headers=world.headers("organizer"))).json()
+        assert (old["status"], old["doors"]) == ("archived", 0)
+        assert [a for a, _ in await actions(cut_session, claimed["turf_id"])] == ["claimed", "released"]
