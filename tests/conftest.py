@@ -144,7 +144,14 @@ async def cut_client(cut_db_url: str) -> AsyncIterator[AsyncClient]:
 
 @pytest.fixture
 async def cut_session(cut_db_url: str) -> AsyncIterator[AsyncSession]:
-    engine = make_engine(cut_db_url)
+    async with db_session(cut_db_url) as s:
+        yield s
+
+
+@asynccontextmanager
+async def db_session(url: str) -> AsyncIterator[AsyncSession]:
+    """A session on the database at `url`, to check rows behind the API."""
+    engine = make_engine(url)
     async with make_sessionmaker(engine)() as s:
         yield s
     await engine.dispose()
@@ -191,10 +198,8 @@ async def client(settings: Settings) -> AsyncIterator[AsyncClient]:
 @pytest.fixture
 async def session(db_url: str) -> AsyncIterator[AsyncSession]:
     """A session on the test's database, to check rows behind the API."""
-    engine = make_engine(db_url)
-    async with make_sessionmaker(engine)() as s:
+    async with db_session(db_url) as s:
         yield s
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -243,6 +243,10 @@ async def draw_turf(session: AsyncSession, campaign_id: int, *, name: str | None
     await bulk_set(session, Household.__table__, "turf_id", ids, [turf.id] * len(ids))
     await _recount(session, [turf.id, *standing])
     await _drop_empty(session, standing)
+    return await _commit_turf(session, turf)
+
+
+async def _commit_turf(session: AsyncSession, turf: Turf) -> Turf:
     # Counts were recomputed in SQL: read them back before the commit, so no read is left open after it.
     await session.flush()
     await session.refresh(turf)
@@ -302,11 +306,7 @@ async def update_turf(session: AsyncSession, campaign_id: int, turf_id: int, *, 
         await session.flush()
         await _recount(session, [turf.id, *standing])
         await _drop_empty(session, standing)
-    # Counts were recomputed in SQL: read them back before the commit, so no read is left open after it.
-    await session.flush()
-    await session.refresh(turf)
-    await session.commit()
-    return turf
+    return await _commit_turf(session, turf)
 
 
 async def delete_turf(session: AsyncSession, campaign_id: int, turf_id: int) -> str:
