@@ -5,7 +5,7 @@ Each module in MODULES registers its benchmarks with `bench.common.benchmark`; a
 
 import importlib
 
-MODULES = ("bench.imports", "bench.turfs")
+MODULES = ("bench.imports", "bench.organizing", "bench.turfs")
 
 
 def load() -> None:

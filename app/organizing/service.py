@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import issue_token
@@ -20,6 +20,7 @@ from app.campaigns.service import add_member, find_user, normal_email, password_
 from app.db import begin_write, utcnow
 from app.errors import AppError, Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from app.organizing.models import Event, EventAttendee, EventTurf, JoinCode, TurfHistory, TurfHolding
+from app.precincts.models import Precinct
 from app.turfs.models import Turf
 
 ACTIVE = "active"
@@ -38,13 +39,16 @@ async def _record(session: AsyncSession, campaign_id: int, rows: Sequence[dict[s
         await session.execute(insert(TurfHistory), [{"campaign_id": campaign_id, "at": at, **r} for r in rows])
 
 
-async def _holders_changed(session: AsyncSession, turf_ids: Sequence[int]) -> None:
-    """Store each turf's holder count, and bump its version (walk lists show who is on it)."""
-    if not turf_ids:
-        return
-    count = select(func.count()).where(TurfHolding.turf_id == Turf.id).scalar_subquery()
-    await session.execute(update(Turf).where(Turf.id.in_(list(turf_ids))).values(holders=count)
-                          .execution_options(synchronize_session=False))
+async def _holders_changed(session: AsyncSession, deltas: dict[int, int]) -> None:
+    """Add each turf's change of holders to its stored count.
+
+    An increment, not a recount: concurrent changes to one turf queue on its row lock and add up, where a
+    recount could miss a holding another transaction hasn't committed yet.
+    """
+    for turf_id, delta in sorted(deltas.items()):
+        if delta:
+            await session.execute(update(Turf).where(Turf.id == turf_id).values(holders=Turf.holders + delta)
+                                  .execution_options(synchronize_session=False))
 
 
 def _reserved_now(now: datetime) -> Any:
@@ -53,14 +57,13 @@ def _reserved_now(now: datetime) -> Any:
             .where(Event.ends_at > now, EventTurf.checked_out_at.is_(None)))
 
 
-async def _active_turf(session: AsyncSession, campaign_id: int, turf_id: int) -> Turf:
-    turf = (await session.execute(select(Turf).where(Turf.campaign_id == campaign_id, Turf.id == turf_id))
-            ).scalar_one_or_none()
-    if turf is None:
+async def _active_turf(session: AsyncSession, campaign_id: int, turf_id: int) -> None:
+    """Check the campaign has this turf, active. Raises NotFound, Conflict."""
+    status = await session.scalar(select(Turf.status).where(Turf.campaign_id == campaign_id, Turf.id == turf_id))
+    if status is None:
         raise NotFound(f"No turf {turf_id} in this campaign.")
-    if turf.status != ACTIVE:
+    if status != ACTIVE:
         raise Conflict(f"Turf {turf_id} is archived.")
-    return turf
 
 
 async def _members(session: AsyncSession, campaign_id: int, user_ids: Sequence[UUID]) -> None:
@@ -88,7 +91,7 @@ async def assign(session: AsyncSession, campaign_id: int, turf_id: int, user_ids
                                                      "last_activity_at": utcnow()} for u in new])
         await _record(session, campaign_id, [{"turf_id": turf_id, "user_id": u, "action": "assigned",
                                               "by_user_id": by} for u in new])
-        await _holders_changed(session, [turf_id])
+        await _holders_changed(session, {turf_id: len(new)})
     await session.commit()
     return await holders(session, campaign_id, turf_id=turf_id)
 
@@ -104,7 +107,7 @@ async def unassign(session: AsyncSession, campaign_id: int, turf_id: int, user_i
         raise NotFound(f"That user doesn't hold turf {turf_id}.")
     await _record(session, campaign_id, [{"turf_id": turf_id, "user_id": user_id, "action": action,
                                           "by_user_id": by}])
-    await _holders_changed(session, [turf_id])
+    await _holders_changed(session, {turf_id: -1})
     await session.commit()
 
 
@@ -133,60 +136,72 @@ async def history(session: AsyncSession, campaign_id: int, *, turf_id: int | Non
 # Claims
 
 
-async def lapse_claims(session: AsyncSession, campaign_id: int, *, now: datetime | None = None) -> int:
-    """End claims with no activity for the campaign's lapse time; the turfs go back to the pool. Flushes only."""
-    now = now or utcnow()
-    hours = await session.scalar(select(Campaign.claim_lapse_hours).where(Campaign.id == campaign_id))
-    stale = (await session.execute(select(TurfHolding.id, TurfHolding.turf_id, TurfHolding.user_id).where(
-        TurfHolding.campaign_id == campaign_id, TurfHolding.via == "claimed",
-        TurfHolding.last_activity_at < now - timedelta(hours=hours or 48)))).all()
+async def lapse_claims(session: AsyncSession, campaign_id: int, *, hours: int, now: datetime | None = None) -> int:
+    """End claims with no activity for `hours`; the turfs go back to the pool. Flushes only."""
+    cutoff = (now or utcnow()) - timedelta(hours=hours)
+    stale = (await session.execute(delete(TurfHolding).where(
+        TurfHolding.campaign_id == campaign_id, TurfHolding.via == "claimed", TurfHolding.last_activity_at < cutoff)
+        .returning(TurfHolding.turf_id, TurfHolding.user_id))).all()
     if stale:
-        await session.execute(delete(TurfHolding).where(TurfHolding.id.in_([s.id for s in stale])))
         await _record(session, campaign_id, [{"turf_id": s.turf_id, "user_id": s.user_id, "action": "lapsed"}
                                              for s in stale])
-        await _holders_changed(session, sorted({s.turf_id for s in stale}))
+        deltas: dict[int, int] = {}
+        for s in stale:
+            deltas[s.turf_id] = deltas.get(s.turf_id, 0) - 1
+        await _holders_changed(session, deltas)
     return len(stale)
 
 
 @dataclass(frozen=True)
 class Claim:
-    turf: Turf
+    turf_id: int
+    name: str
+    precinct_code: str
+    doors: int
     new: bool
 
 
-async def claim(session: AsyncSession, campaign_id: int, user_id: UUID, *, lon: float, lat: float) -> Claim:
+async def claim(session: AsyncSession, campaign: Campaign, user_id: UUID, *, lon: float, lat: float) -> Claim:
     """Give a volunteer the nearest unheld turf, the least worked first; their open claim if they have one.
 
     Under concurrent claims no turf is handed out twice: on PostgreSQL the candidate row is locked with
     FOR UPDATE SKIP LOCKED, so a second claimer takes the next one; SQLite runs writers one at a time.
-    Raises Conflict when no turf is free.
+    Raises Conflict when no turf is free. A hot path: plain statements, only the columns needed.
     """
+    assert campaign.id is not None
+    campaign_id = campaign.id
     await begin_write(session)
-    await lapse_claims(session, campaign_id)
-    mine = (await session.execute(select(Turf).join(TurfHolding, TurfHolding.turf_id == Turf.id).where(
-        TurfHolding.user_id == user_id, TurfHolding.via == "claimed", Turf.campaign_id == campaign_id)
-        .order_by(Turf.id).limit(1))).scalar_one_or_none()
+    await lapse_claims(session, campaign_id, hours=campaign.claim_lapse_hours)
+    columns = (Turf.id, Turf.name, Precinct.code, Turf.doors)
+    mine = (await session.execute(
+        select(*columns).join(Precinct, Precinct.id == Turf.precinct_id)
+        .join(TurfHolding, TurfHolding.turf_id == Turf.id)
+        .where(TurfHolding.user_id == user_id, TurfHolding.via == "claimed", Turf.campaign_id == campaign_id)
+        .order_by(Turf.id).limit(1))).first()
     if mine is not None:
         await session.commit()
-        return Claim(mine, new=False)
+        return Claim(*mine, new=False)
     # Squared distance from the turf's bounding-box centre, in degrees scaled to equal metres.
     scale = math.cos(math.radians(lat))
     dx = ((Turf.min_lon + Turf.max_lon) / 2 - lon) * scale
     dy = (Turf.min_lat + Turf.max_lat) / 2 - lat
     turf = (await session.execute(
-        select(Turf).where(Turf.campaign_id == campaign_id, Turf.status == ACTIVE, Turf.holders == 0,
-                           Turf.id.not_in(_reserved_now(utcnow())))
+        select(*columns).join(Precinct, Precinct.id == Turf.precinct_id)
+        .where(Turf.campaign_id == campaign_id, Turf.status == ACTIVE, Turf.holders == 0,
+               Turf.id.not_in(_reserved_now(utcnow())))
         .order_by(Turf.knocks, dx * dx + dy * dy, Turf.id).limit(1)
-        .with_for_update(skip_locked=True))).scalar_one_or_none()
+        .with_for_update(of=Turf, skip_locked=True))).first()
     if turf is None:
         await session.commit()
         raise Conflict("Every turf is held or reserved right now; ask an organizer.")
-    session.add(TurfHolding(campaign_id=campaign_id, turf_id=turf.id, user_id=user_id, via="claimed"))
+    now = utcnow()
+    await session.execute(insert(TurfHolding).values(campaign_id=campaign_id, turf_id=turf.id, user_id=user_id,
+                                                     via="claimed", since=now, last_activity_at=now))
     await _record(session, campaign_id, [{"turf_id": turf.id, "user_id": user_id, "action": "claimed",
                                           "by_user_id": user_id}])
-    turf.holders += 1
+    await _holders_changed(session, {turf.id: 1})
     await session.commit()
-    return Claim(turf, new=True)
+    return Claim(*turf, new=True)
 
 
 async def release(session: AsyncSession, campaign_id: int, turf_id: int, user_id: UUID) -> None:
@@ -420,7 +435,7 @@ async def check_in(session: AsyncSession, campaign_id: int, event_id: int, user_
     await session.flush()
     await _record(session, campaign_id, [{"turf_id": turf_id, "user_id": user_id, "action": "checked_out",
                                           "by_user_id": by, "event_id": event_id}])
-    await _holders_changed(session, [turf_id])
+    await _holders_changed(session, {turf_id: 1})
     await session.commit()
     return turf_id
 

@@ -26,7 +26,6 @@ from app.organizing.schemas import (
     Joined,
     JoinRequest,
 )
-from app.precincts.models import Precinct
 from app.routers.deps import ALL_ROLES, FIELD_ROLES, Allow, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/v1/campaigns/{campaign_id}", tags=["organizing"])
@@ -81,12 +80,10 @@ async def turf_history(access: Annotated[Access, Depends(field)], session: Sessi
 async def claim_turf(body: ClaimCreate, response: Response, access: Annotated[Access, Depends(members)],
                      session: SessionDep) -> ClaimRead:
     """Claim the nearest free turf, the least worked first; a volunteer with an open claim gets it back."""
-    claimed = await organizing.claim(session, access.campaign_id, _user(access), lon=body.lon, lat=body.lat)
+    claimed = await organizing.claim(session, access.campaign, _user(access), lon=body.lon, lat=body.lat)
     response.status_code = status.HTTP_201_CREATED if claimed.new else status.HTTP_200_OK
-    code = await session.scalar(Precinct.__table__.select().with_only_columns(Precinct.code)
-                                .where(Precinct.id == claimed.turf.precinct_id))
-    return ClaimRead(turf_id=claimed.turf.id, name=claimed.turf.name, precinct_id=code or "", doors=claimed.turf.doors,
-                     new=claimed.new)
+    return ClaimRead(turf_id=claimed.turf_id, name=claimed.name, precinct_id=claimed.precinct_code,
+                     doors=claimed.doors, new=claimed.new)
 
 
 @router.post("/turfs/{turf_id}/release", status_code=status.HTTP_204_NO_CONTENT, openapi_extra=members.openapi)
