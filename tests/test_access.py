@@ -2,38 +2,48 @@
 
 Rules: no, invalid or revoked credentials get 401; a caller with no membership (or an API key of another
 campaign) gets 404, never 403, so campaign ids can't be probed; a member whose role isn't allowed, or a key
-without the scope, gets 403. A refused write leaves every table as it was.
+without the scope, gets 403. Past that, some endpoints narrow what a role may touch: a canvasser reads only the
+turfs they hold, a host their own events, codes and event turfs (someone else's is a 404, as if it didn't
+exist), and a host hands out only the canvasser role (403). A refused write leaves every table as it was.
 
 Each endpoint is one test that loops over the callers and campaigns, so the suite copies a database per
 endpoint rather than per case (a class per endpoint, as STYLE.md suggests, would copy one per case); a failure
 lists every case that went wrong, naming the caller and the campaign.
 
-Turfs are not in the world: a turf endpoint's test first draws (or cuts) what it needs in both campaigns.
+Turfs are not in the world: a turf endpoint's test first draws (or cuts) what it needs in both campaigns; an
+organizing endpoint's test cuts a precinct and hands out turfs, events and join codes through the services.
 """
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
 import shapely
 from shapely import Polygon
 from shapely.geometry import mapping
-from sqlalchemy import func, select
+from sqlalchemy import Integer, String, cast, func, literal, null, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses.models import Building, Household, Person
 from app.auth import service as auth_service
 from app.auth.models import ApiKey, Scope
-from app.campaigns.models import Campaign, Membership, Role
+from app.campaigns import service as campaign_service
+from app.campaigns.models import Campaign, Membership, Role, User
 from app.config import Settings
+from app.db import utcnow
 from app.main import create_app
+from app.organizing import service as organizing
+from app.organizing.models import Event, EventAttendee, EventTurf, JoinCode, TurfHistory, TurfHolding
 from app.precincts.models import Precinct
 from app.turfs import service as turf_service
 from app.turfs.models import Turf, TurfCut
-from tests.factories import FOREIGN, HOME, SECRET, World
+from tests.factories import FOREIGN, HOME, PASSWORD, SECRET, World
 
 # A precinct both campaigns have, holding households in both (the foreign campaign has only a few hundred).
 PRECINCT = "4-1"
@@ -43,7 +53,11 @@ PROBLEM = "application/problem+json"
 GEOJSON = "application/geo+json"
 EVERY_ROLE = frozenset(Role)
 FIELD = frozenset({Role.admin, Role.organizer})
+HOSTS = frozenset({Role.admin, Role.organizer, Role.host})
 ADMIN = frozenset({Role.admin})
+# The roles each role may hand out in a join code.
+GRANTS = {Role.admin: frozenset(Role), Role.organizer: frozenset({Role.organizer, Role.host, Role.canvasser}),
+          Role.host: frozenset({Role.canvasser})}
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,7 @@ CALLERS: dict[str, Who] = {
     "admin": Who({HOME: Role.admin}),
     "organizer": Who({HOME: Role.organizer}),
     "host": Who({HOME: Role.host}),
+    "other_host": Who({HOME: Role.host}),  # not in the world: each test adds them (see read_facts)
     "canvasser": Who({HOME: Role.canvasser}),
     "foreign_admin": Who({FOREIGN: Role.admin}),
     "foreign_organizer": Who({FOREIGN: Role.organizer}),
@@ -80,20 +95,15 @@ CALLERS: dict[str, Who] = {
     "garbage_token": INVALID,
     "anonymous": INVALID,
 }
+OTHER_HOST_EMAIL = "other_host@cambridge.test"
 
 
-def headers(world: World, who: str) -> dict[str, str]:
-    """The world's callers, plus credentials the world lacks: a key sent as X-API-Key, and bad ones."""
-    admin = world.users["admin"]
-    extra = {
-        "key_all_x_api_key": {"X-API-Key": world.keys["key_all"]},
-        "unknown_key": {"X-API-Key": "dsk_" + "A" * 43},
-        "expired_token": {"Authorization": "Bearer " + auth_service.issue_token(admin, secret=SECRET, minutes=-5)},
-        "forged_token": {"Authorization": "Bearer " + auth_service.issue_token(
-            admin, secret="not-the-secret-" + "y" * 40, minutes=10)},
-        "garbage_token": {"Authorization": "Bearer not.a.token"},
-    }
-    return extra[who] if who in extra else world.headers(who)
+def role_of(who: str, campaign: str | None) -> Role | None:
+    return CALLERS[who].roles.get(campaign or "")
+
+
+def bearer(user_id: UUID) -> dict[str, str]:
+    return {"Authorization": "Bearer " + auth_service.issue_token(user_id, secret=SECRET, minutes=10)}
 
 
 # What a write may change, counted per campaign: (table, campaign id) -> rows.
@@ -104,20 +114,62 @@ def turf_key(name: str, doors: int, status: str = "active") -> str:
     return f"{status} turf {name!r} of {doors} doors"
 
 
+def campaign_key(name: str, lapse_hours: int) -> str:
+    return f"campaign {name!r}, claims lapsing after {lapse_hours} h"
+
+
+def _tally(kind: str, campaign_id: Any, detail: Any, n: Any, *group: Any) -> Any:
+    """One part of count_rows' union: (kind, campaign id, detail, number) rows."""
+    columns = (literal(kind, String).label("kind"), cast(campaign_id, Integer).label("campaign_id"),
+               cast(detail, String).label("detail"), cast(n, Integer).label("n"))
+    return select(*columns).group_by(*group) if group else select(*columns)
+
+
 async def count_rows(session: AsyncSession) -> Counts:
+    """Rows per campaign: what a write may change. One statement for the small tables, as it runs twice a case."""
+    nothing = null()
+    parts = [_tally(m.__tablename__, m.campaign_id, nothing, func.count(), m.campaign_id)
+             for m in (Precinct, Building, Person, ApiKey, TurfHolding, JoinCode, Event)]
+    event_turfs = select(Event.campaign_id, EventTurf.checked_out_at).join(Event, Event.id == EventTurf.event_id
+                                                                          ).subquery()
+    attendees = select(Event.campaign_id, EventAttendee.checked_in_at).join(
+        Event, Event.id == EventAttendee.event_id).subquery()
+    parts += [
+        # By role, so a role handed out or raised shows too; users belong to no campaign.
+        _tally("membership", Membership.campaign_id, Membership.role, func.count(), Membership.campaign_id,
+               Membership.role),
+        _tally("user_account", nothing, nothing, select(func.count()).select_from(User).scalar_subquery()),
+        _tally("campaign", Campaign.id, Campaign.name, Campaign.claim_lapse_hours).select_from(Campaign),
+        _tally("api_key revoked", ApiKey.campaign_id, nothing, func.count(), ApiKey.campaign_id)
+        .where(ApiKey.revoked_at.is_not(None)),
+        # The holder counts turfs keep beside turf_holding: a change must move both.
+        _tally("turf holders", Turf.campaign_id, nothing, func.sum(Turf.holders), Turf.campaign_id),
+        _tally("turf_cut", TurfCut.campaign_id, TurfCut.state, func.count(), TurfCut.campaign_id, TurfCut.state),
+        _tally("turf_history", TurfHistory.campaign_id, TurfHistory.action, func.count(), TurfHistory.campaign_id,
+               TurfHistory.action),
+        _tally("join_code revoked", JoinCode.campaign_id, nothing, func.count(JoinCode.revoked_at),
+               JoinCode.campaign_id),
+        _tally("join_code uses", JoinCode.campaign_id, nothing, func.sum(JoinCode.uses), JoinCode.campaign_id),
+        # Event turfs and attendees belong to a campaign through their event.
+        _tally("event_turf", event_turfs.c.campaign_id, nothing, func.count(), event_turfs.c.campaign_id),
+        _tally("event_turf checked out", event_turfs.c.campaign_id, nothing, func.count(event_turfs.c.checked_out_at),
+               event_turfs.c.campaign_id),
+        _tally("event_attendee", attendees.c.campaign_id, nothing, func.count(), attendees.c.campaign_id),
+        _tally("event_attendee checked in", attendees.c.campaign_id, nothing, func.count(attendees.c.checked_in_at),
+               attendees.c.campaign_id),
+    ]
     counts: Counts = {}
-    for model in (Precinct, Building, Person, ApiKey, Membership):
-        rows = await session.execute(select(model.campaign_id, func.count()).group_by(model.campaign_id))
-        counts.update({(model.__tablename__, campaign_id): n for campaign_id, n in rows.all()})
+    for kind, campaign_id, detail, n in (await session.execute(union_all(*parts))).all():
+        if kind == "campaign":
+            counts[(campaign_key(detail, n), campaign_id)] = 1
+        elif n:
+            counts[(f"{kind} {detail}" if detail is not None else kind, campaign_id)] = n
     households = await session.execute(select(Household.campaign_id, func.count(), func.count(Household.turf_id))
                                        .group_by(Household.campaign_id))
     for campaign_id, n, in_turfs in households.all():
         counts[("household", campaign_id)] = n
         if in_turfs:
             counts[("household in a turf", campaign_id)] = in_turfs
-    revoked = await session.execute(select(ApiKey.campaign_id, func.count()).where(ApiKey.revoked_at.is_not(None))
-                                    .group_by(ApiKey.campaign_id))
-    counts.update({("api_key revoked", campaign_id): n for campaign_id, n in revoked.all()})
     # Each turf by what it is and the doors it holds, so a rename, a deletion or doors moving all show.
     turfs = await session.execute(
         select(Turf.campaign_id, Turf.status, Turf.name, func.count(Household.id))
@@ -126,9 +178,6 @@ async def count_rows(session: AsyncSession) -> Counts:
     for campaign_id, status, name, doors in turfs.all():
         key = (turf_key(name, doors, status), campaign_id)
         counts[key] = counts.get(key, 0) + 1
-    cuts = await session.execute(select(TurfCut.campaign_id, TurfCut.state, func.count())
-                                 .group_by(TurfCut.campaign_id, TurfCut.state))
-    counts.update({(f"turf_cut {state}", campaign_id): n for campaign_id, state, n in cuts.all()})
     # End the read transaction: on SQLite (WAL) it would pin a snapshot and hide the app's later writes.
     await session.rollback()
     return counts
@@ -180,6 +229,24 @@ class TurfFacts:
 
 
 @dataclass
+class EventFacts:
+    id: int
+    host: str  # a caller's name
+    pool: list[int]  # the turfs it reserved, in id order
+    code: str  # the join code attendees join it with
+
+
+@dataclass
+class Organizing:
+    """Who was handed what before the requests (see `organize`): the statuses and bodies follow from it."""
+
+    meeting: dict[str, tuple[float, float]]  # per campaign: where events meet and volunteers claim from
+    held: dict[str, dict[str, int]]  # per campaign: caller -> the turf assigned to them, in assignment order
+    events: dict[str, list[EventFacts]]
+    codes: dict[str, list[tuple[int, str]]]  # per campaign: (join code id, who made it), in id order
+
+
+@dataclass
 class Facts:
     """What the database holds before the requests, to check response bodies against."""
 
@@ -189,14 +256,31 @@ class Facts:
     households_in: dict[str, set[int]]
     key_names: dict[str, set[str]]
     ground: Ground
+    users: dict[str, UUID]  # the world's users, and the other host
+    emails: dict[str, str]
     turfs: dict[str, list[TurfFacts]] = field(default_factory=dict)  # in id order
     cuts: dict[str, list[int]] = field(default_factory=dict)
+    org: Organizing | None = None
+    dead_codes: list[str] = field(default_factory=list)  # expired, revoked, used up
+
+    @property
+    def organized(self) -> Organizing:
+        assert self.org is not None, "the endpoint's prepare must organize"
+        return self.org
 
 
-async def read_facts(session: AsyncSession) -> Facts:
+async def read_facts(session: AsyncSession, world: World) -> Facts:
+    # A second host, to own events, codes and turfs the first host must not reach.
+    home = await campaign_service.get_campaign(session, HOME)
+    other_host, _ = await campaign_service.add_member(session, home, OTHER_HOST_EMAIL, Role.host, name="Other Host",
+                                                      password=PASSWORD)
+    other_host_id = other_host.id
+    await session.rollback()
     ground = await find_ground(session)
     ids: dict[str, int] = {slug: id_ for slug, id_ in (await session.execute(select(Campaign.slug, Campaign.id)))}
-    facts = Facts(ids=ids, precincts={}, households={}, households_in={}, key_names={}, ground=ground)
+    facts = Facts(ids=ids, precincts={}, households={}, households_in={}, key_names={}, ground=ground,
+                  users=world.users | {"other_host": other_host_id},
+                  emails=world.emails | {"other_host": OTHER_HOST_EMAIL})
     for slug, campaign_id in ids.items():
         facts.precincts[slug] = await session.scalar(
             select(func.count()).select_from(Precinct).where(Precinct.campaign_id == campaign_id))
@@ -240,6 +324,9 @@ class Case:
     target_key: str | None = None  # the key a DELETE revokes
     target: TurfFacts | None = None  # the turf a PATCH or DELETE changes
     settled: dict[str, Any] = field(default_factory=dict)  # what a background job did, once it is done
+    memo: dict[str, Any] = field(default_factory=dict)  # what `send` picked, for the checks
+    before: Counts | None = None  # the rows as the case before left them; None once `send` wrote (see wrote)
+    after: Counts | None = None  # the rows once this case's request is done
 
     @property
     def caller(self) -> Who:
@@ -249,10 +336,47 @@ class Case:
     def campaign_id(self) -> int | None:
         return self.facts.ids.get(self.campaign or "")
 
+    @property
+    def role(self) -> Role | None:
+        return role_of(self.who, self.campaign)
+
+    @property
+    def user_id(self) -> UUID:
+        return self.facts.users[self.who]
+
+
+def wrote(case: Case) -> None:
+    """Say that the case's `send` wrote rows (made what the request names), so they are counted afresh before
+    the request rather than taken from the case before. Forgetting this fails the case, as `send`'s rows count
+    as the request's."""
+    case.before = None
+
+
+def headers(case: Case, who: str | None = None) -> dict[str, str]:
+    """The callers' credentials (the caller of `case` unless `who` is given), and credentials the world lacks:
+    a key sent as X-API-Key, the other host's token, and bad ones."""
+    who = who or case.who
+    admin = case.world.users["admin"]
+    extra = {
+        "key_all_x_api_key": {"X-API-Key": case.world.keys["key_all"]},
+        "unknown_key": {"X-API-Key": "dsk_" + "A" * 43},
+        "expired_token": {"Authorization": "Bearer " + auth_service.issue_token(admin, secret=SECRET, minutes=-5)},
+        "forged_token": {"Authorization": "Bearer " + auth_service.issue_token(
+            admin, secret="not-the-secret-" + "y" * 40, minutes=10)},
+        "garbage_token": {"Authorization": "Bearer not.a.token"},
+    }
+    if who in extra:
+        return extra[who]
+    if who in case.facts.users:
+        return bearer(case.facts.users[who])
+    return case.world.headers(who)
+
 
 Send = Callable[[Case], Awaitable[dict[str, Any]]]
 Check = Callable[[Case, httpx.Response], Awaitable[None]]
 Prepare = Callable[[httpx.AsyncClient, AsyncSession, World, Facts], Awaitable[None]]
+# For a caller a route lets in, the status the service answers instead of a success, if any.
+Refuse = Callable[[str, str | None], int | None]
 
 
 @dataclass(frozen=True)
@@ -267,9 +391,11 @@ class Endpoint:
     # For a write: the rows a success changes, given the case and the body of the success.
     effect: Callable[[Case, Any], Counts] | None = None
     keys_ok: bool = True  # outside a campaign: whether API keys may call it
+    public: bool = False  # outside a campaign: open to anyone, whatever credentials they send
+    refuse: Refuse | None = None  # what the service refuses, past the role and scope check
     prepare: Prepare | None = None  # makes, once before the cases, what the requests need (turfs, cuts)
     settle: Check | None = None  # after a success, waits for the work it left running in the background
-    media_type: str = "application/json"  # of a success
+    media_type: str | None = "application/json"  # of a success; None: no body
     variant: str = ""  # tells apart two entries for one route
 
     @property
@@ -279,7 +405,10 @@ class Endpoint:
     def __str__(self) -> str:
         return f"{self.method} {self.route}" + (f" ({self.variant})" if self.variant else "")
 
-    def expected(self, who: Who, campaign: str | None) -> int:
+    def admitted(self, who: Who, campaign: str | None) -> int:
+        """The status of the credential, campaign, role and scope checks: `ok` when the caller gets past them."""
+        if self.public:
+            return self.ok
         if not who.valid:
             return 401
         if not self.in_campaign:
@@ -294,6 +423,36 @@ class Endpoint:
             return 404
         return self.ok if role in self.roles else 403
 
+    def expected(self, who: str, campaign: str | None) -> int:
+        status = self.admitted(CALLERS[who], campaign)
+        if status == self.ok and self.refuse is not None:
+            return self.refuse(who, campaign) or status
+        return status
+
+
+def always(status: int) -> Refuse:
+    """Refused to everyone the route lets in: the thing named isn't theirs to touch, or the request is bad."""
+    return lambda who, campaign: status
+
+
+def hidden_from(*roles: Role) -> Refuse:
+    """A 404 for members of these roles: the case names what they can't see (another's turf, event or code)."""
+    return lambda who, campaign: 404 if role_of(who, campaign) in roles else None
+
+
+def grants(role: Role) -> Refuse:
+    """A join code handing out `role`: refused to members who may not grant it."""
+    return lambda who, campaign: None if role in GRANTS.get(role_of(who, campaign), frozenset()) else 403
+
+
+def hosting(who: str, campaign: str | None) -> int | None:
+    """Checking in someone else at the event of EVENT_HOST: a canvasser is forbidden, another host is not told
+    the event exists."""
+    role = role_of(who, campaign)
+    if role == Role.canvasser:
+        return 403
+    return 404 if role == Role.host and who != EVENT_HOST.get(campaign or "") else None
+
 
 # Successful reads: the body must be the caller's campaign's, not another's.
 
@@ -305,7 +464,7 @@ async def check_my_campaigns(case: Case, r: httpx.Response) -> None:
 
 async def check_me(case: Case, r: httpx.Response) -> None:
     body = r.json()
-    assert body["email"] == case.world.emails[case.who]
+    assert body["email"] == case.facts.emails[case.who]
     assert [(m["campaign_id"], m["role"]) for m in body["memberships"]] == sorted(case.caller.roles.items())
 
 
@@ -314,6 +473,26 @@ async def check_campaign(case: Case, r: httpx.Response) -> None:
     assert (body["id"], body["role"]) == (campaign, case.caller.roles.get(campaign))
     assert body["precincts"] == case.facts.precincts[campaign]
     assert body["households"] == case.facts.households[campaign]
+
+
+async def send_campaign_update(case: Case) -> dict[str, Any]:
+    campaign = await campaign_service.find_campaign(case.session, owner(case))
+    assert campaign is not None
+    case.memo["was"] = (campaign.name, campaign.claim_lapse_hours)
+    await case.session.rollback()
+    return {"json": {"name": f"Renamed {case.n}", "claim_lapse_hours": 100 + case.n}}
+
+
+async def check_campaign_updated(case: Case, r: httpx.Response) -> None:
+    body = r.json()
+    assert (body["id"], body["role"], body["name"], body["claim_lapse_hours"]) == (
+        case.campaign, case.role, f"Renamed {case.n}", 100 + case.n)
+    assert body["households"] == case.facts.households[case.campaign or ""]
+
+
+def campaign_updated_effect(case: Case, body: Any) -> Counts:
+    return {(campaign_key(*case.memo["was"]), case.campaign_id): -1,
+            (campaign_key(f"Renamed {case.n}", 100 + case.n), case.campaign_id): 1}
 
 
 async def check_key_list(case: Case, r: httpx.Response) -> None:
@@ -364,7 +543,7 @@ async def check_precincts_import(case: Case, r: httpx.Response) -> None:
     body = r.json()
     assert (body["read"], body["created"], body["rejected"]) == (1, 1, 0)
     probe = await case.client.get(f"/v1/campaigns/{case.campaign}/precincts/probe-{case.n}",
-                                  headers=headers(case.world, case.who))
+                                  headers=headers(case))
     assert probe.status_code == 200 and probe.json()["name"] == "Probe"
 
 
@@ -405,6 +584,7 @@ async def send_revoke(case: Case) -> dict[str, Any]:
     campaign_id = case.campaign_id or case.facts.ids[HOME]
     row, case.target_key = await auth_service.create_api_key(case.session, campaign_id, name=f"target-{case.n}",
                                                              scopes=[Scope.turfs_read], created_by=None)
+    wrote(case)
     return {"key_id": row.id}
 
 
@@ -454,27 +634,59 @@ async def cut_turfs(client: httpx.AsyncClient, session: AsyncSession, world: Wor
         assert job["state"] == "done" and job["turfs_made"] > 0, job
 
 
+def shown(case: Case) -> list[TurfFacts]:
+    """The turfs a caller sees: all the campaign's, but for a canvasser the turfs they hold and for a host also
+    the turf pools of their events."""
+    turfs = case.facts.turfs[owner(case)]
+    if case.role not in (Role.host, Role.canvasser):
+        return turfs
+    org = case.facts.organized
+    seen = {turf for holder, turf in org.held[HOME].items() if holder == case.who}
+    if case.role == Role.host:
+        seen |= {turf for event in org.events[HOME] if event.host == case.who for turf in event.pool}
+    assert seen and len(seen) < len(turfs), "the case shows nothing of the filter"
+    return [t for t in turfs if t.id in seen]
+
+
 async def check_turf_list(case: Case, r: httpx.Response) -> None:
-    body, mine = r.json(), case.facts.turfs[owner(case)]
+    body, mine = r.json(), shown(case)
     assert body["next_cursor"] is None
     assert [(t["id"], t["name"], t["doors"]) for t in body["items"]] == [(t.id, t.name, t.doors) for t in mine]
     assert {t["precinct_id"] for t in body["items"]} == {PRECINCT}
 
 
 async def check_turf_geojson(case: Case, r: httpx.Response) -> None:
-    body, mine = r.json(), case.facts.turfs[owner(case)]
+    body, mine = r.json(), shown(case)
     assert body["type"] == "FeatureCollection"
     got = [(f["id"], f["properties"]["name"], f["properties"]["doors"], f["geometry"]["type"])
            for f in body["features"]]
     assert got == [(t.id, t.name, t.doors, "Polygon") for t in mine]
 
 
-async def send_turf(case: Case) -> dict[str, Any]:
-    return {"turf_id": case.facts.turfs[owner(case)][0].id}
+def turf_for(case: Case, *, own: bool) -> int:
+    """A turf of the organized world for the case to name: one the caller holds or hosts (`own`), or another
+    volunteer's. Callers who see every turf get volunteers' turfs either way."""
+    org, slug = case.facts.organized, owner(case)
+    held = org.held[slug]
+    if slug == FOREIGN:
+        return held["dual"] if own else held["foreign_admin"]
+    pools = {event.host: event.pool[0] for event in org.events[HOME]}
+    picks = {"canvasser": (held["canvasser"], held["dual"]), "dual": (held["dual"], held["canvasser"]),
+             "host": (pools["host"], pools["other_host"]), "other_host": (pools["other_host"], pools["host"])}
+    mine, theirs = picks.get(case.who, (held["dual"], held["canvasser"]))
+    return mine if own else theirs
+
+
+def turf_sender(*, own: bool) -> Send:
+    async def send(case: Case) -> dict[str, Any]:
+        case.memo["turf"] = turf_for(case, own=own)
+        return {"turf_id": case.memo["turf"]}
+    return send
 
 
 async def check_turf(case: Case, r: httpx.Response) -> None:
-    body, turf = r.json(), case.facts.turfs[owner(case)][0]
+    body = r.json()
+    turf = next(t for t in case.facts.turfs[owner(case)] if t.id == case.memo["turf"])
     assert (body["id"], body["name"], body["doors"], body["precinct_id"]) == (turf.id, turf.name, turf.doors, PRECINCT)
     assert {h["id"] for h in body["households"]} == turf.households
     assert turf.households <= case.facts.households_in[owner(case)]
@@ -492,7 +704,7 @@ async def check_drawn(case: Case, r: httpx.Response) -> None:
     assert (body["name"], body["source"], body["status"]) == (f"probe-{case.n}", "drawn", "active")
     assert body["doors"] == len(body["households"]) > 0 and PRECINCT in body["precincts"]
     probe = await case.client.get(f"/v1/campaigns/{case.campaign}/turfs/{body['id']}",
-                                  headers=headers(case.world, case.who))
+                                  headers=headers(case))
     assert probe.status_code == 200 and probe.json()["name"] == f"probe-{case.n}"
 
 
@@ -510,6 +722,7 @@ async def send_target(case: Case) -> dict[str, Any]:
     if turf is None:
         turf = await turf_service.draw_turf(case.session, campaign_id, name=f"target-{case.n}",
                                             shape=case.facts.ground.spots[case.n], take_over=False)
+        wrote(case)
     assert turf.id is not None and turf.doors > 0
     case.target = TurfFacts(turf.id, turf.name, turf.source, turf.doors, set())
     await case.session.rollback()
@@ -536,7 +749,7 @@ async def check_deleted(case: Case, r: httpx.Response) -> None:
     assert case.target is not None
     assert r.json() == {"id": case.target.id, "outcome": "deleted"}
     probe = await case.client.get(f"/v1/campaigns/{case.campaign}/turfs/{case.target.id}",
-                                  headers=headers(case.world, case.who))
+                                  headers=headers(case))
     assert probe.status_code == 404, probe.text
 
 
@@ -553,12 +766,13 @@ async def send_cut(case: Case) -> dict[str, Any]:
                                       )).scalars().all()
     for turf_id in cut:
         await turf_service.delete_turf(case.session, campaign_id, turf_id)
+        wrote(case)
     await case.session.rollback()
     return {"json": CUT_BODY}
 
 
 async def settle_cut(case: Case, r: httpx.Response) -> None:
-    auth = headers(case.world, case.who)
+    auth = headers(case)
     case.settled["job"] = await finish(case.client, r.headers["location"], auth)
     listed = await case.client.get(f"/v1/campaigns/{case.campaign}/turfs", params={"limit": 1000}, headers=auth)
     assert listed.status_code == 200, listed.text
@@ -592,10 +806,427 @@ async def check_cut_read(case: Case, r: httpx.Response) -> None:
     assert body["report"]["overall"]["doors"] == sum(t.doors for t in case.facts.turfs[owner(case)])
 
 
+# Organizing: each test cuts PRECINCT in both campaigns into small turfs and hands some out (see `organize`).
+
+TARGET_DOORS = 20  # small turfs: dozens at home, a dozen abroad, enough to hold, reserve and claim in every case
+# Who is given a turf (by the campaign's MAKER), in this order; the turfs each host's event reserves.
+HOLDERS = {HOME: ("canvasser", "dual", "host"), FOREIGN: ("dual", "foreign_admin")}
+POOLS = {HOME: {"host": 7, "other_host": 2}, FOREIGN: {"foreign_organizer": 4}}
+MAKER = {HOME: "organizer", FOREIGN: "foreign_admin"}  # assigns the turfs and makes a join code of their own
+EVENT_HOST = {HOME: "host", FOREIGN: "foreign_organizer"}  # whose event the check-ins go to
+TAKEN_FROM = {HOME: "canvasser", FOREIGN: "dual"}  # whose turf an organizer takes back
+DAY = timedelta(days=1)
+
+
+async def organize(client: httpx.AsyncClient, session: AsyncSession, world: World, facts: Facts) -> None:
+    """In each campaign: cut PRECINCT, assign a turf to each of HOLDERS, run an event per host of POOLS (with its
+    join code), and have the MAKER make a join code."""
+    org = Organizing(meeting={}, held={}, events={}, codes={})
+    now = utcnow()
+    names = {user_id: name for name, user_id in facts.users.items()}
+    for slug in (HOME, FOREIGN):
+        campaign_id, maker = facts.ids[slug], facts.users[MAKER[slug]]
+        job = await turf_service.start_cut(session, campaign_id, codes=[PRECINCT], target=TARGET_DOORS,
+                                           created_by="tests")
+        assert job.id is not None
+        await turf_service.cut_turfs(session, campaign_id, codes=[PRECINCT], target=TARGET_DOORS, cut_id=job.id)
+        turfs = (await session.execute(select(Turf).where(Turf.campaign_id == campaign_id).order_by(Turf.id))
+                 ).scalars().all()
+        middle = turfs[len(turfs) // 2]
+        lon, lat = (middle.min_lon + middle.max_lon) / 2, (middle.min_lat + middle.max_lat) / 2
+        org.meeting[slug] = (lon, lat)
+        ids = [t.id for t in turfs if t.id is not None]
+        await session.rollback()
+        org.held[slug] = {}
+        for holder, turf_id in zip(HOLDERS[slug], ids, strict=False):
+            await organizing.assign(session, campaign_id, turf_id, [facts.users[holder]], by=maker)
+            org.held[slug][holder] = turf_id
+        org.events[slug] = []
+        for host, size in POOLS[slug].items():
+            event = await organizing.create_event(
+                session, campaign_id, host=facts.users[host], title=f"{host}'s launch",
+                starts_at=now - timedelta(hours=1), ends_at=now + DAY, lon=lon, lat=lat, capacity=100, turfs=size)
+            detail = await organizing.event_detail(session, event)
+            assert event.id is not None and detail["code"] and len(detail["turfs"]) == size, detail
+            org.events[slug].append(EventFacts(event.id, host, [t.id for t in detail["turfs"]], detail["code"]))
+            await session.rollback()
+        await organizing.create_join_code(session, campaign_id, role=Role.canvasser, expires_at=now + DAY,
+                                          max_uses=None, event_id=None, by=maker,
+                                          by_role=CALLERS[MAKER[slug]].roles[slug])
+        codes = await session.execute(select(JoinCode.id, JoinCode.created_by)
+                                      .where(JoinCode.campaign_id == campaign_id).order_by(JoinCode.id))
+        org.codes[slug] = [(code_id, names[made_by]) for code_id, made_by in codes.all()]
+        await session.rollback()
+        # Each member may succeed once per test, taking a free turf.
+        free, members = len(ids) - len(org.held[slug]) - sum(POOLS[slug].values()), members_of(slug)
+        assert free >= members, f"{free} free turfs in {slug} for {members} members"
+    facts.org = org
+
+
+def members_of(slug: str) -> int:
+    return sum(1 for who in CALLERS.values() if slug in who.roles)
+
+
+def is_member(case: Case) -> bool:
+    return case.caller.is_user and case.role is not None
+
+
+async def free_turf(case: Case) -> int:
+    """A turf of the campaign a case names that nobody holds and no event reserved, the first by id."""
+    campaign_id = case.facts.ids[owner(case)]
+    turf_id = await case.session.scalar(
+        select(Turf.id).where(Turf.campaign_id == campaign_id, Turf.status == "active",
+                              Turf.id.not_in(select(TurfHolding.turf_id)), Turf.id.not_in(select(EventTurf.turf_id)))
+        .order_by(Turf.id).limit(1))
+    await case.session.rollback()
+    assert turf_id is not None, "no free turf left"
+    return turf_id
+
+
+def taken(case: Case) -> set[int]:
+    """The turfs held or reserved before the requests."""
+    org, slug = case.facts.organized, owner(case)
+    return set(org.held[slug].values()) | {turf for event in org.events[slug] for turf in event.pool}
+
+
+def event_for(case: Case, *, own: bool) -> EventFacts:
+    """An event for the case to name: the caller's own (the first host's, for callers who host none), or another
+    host's; abroad, the only one."""
+    events = {event.host: event for event in case.facts.organized.events[owner(case)]}
+    if owner(case) == FOREIGN:
+        return events[EVENT_HOST[FOREIGN]]
+    mine, theirs = ("other_host", "host") if case.who == "other_host" else ("host", "other_host")
+    return events[mine if own else theirs]
+
+
+def check_in_event(case: Case) -> EventFacts:
+    return next(e for e in case.facts.organized.events[owner(case)] if e.host == EVENT_HOST[owner(case)])
+
+
+def nothing(case: Case, body: Any) -> Counts:
+    return {}
+
+
+def holding_effect(case: Case, action: str, change: int) -> Counts:
+    """A holding made (1) or ended (-1), with its history row and the turf's holder count."""
+    return {("turf_holding", case.campaign_id): change, ("turf holders", case.campaign_id): change,
+            (f"turf_history {action}", case.campaign_id): 1}
+
+
+def assign_sender(*, member: bool) -> Send:
+    """Assign a free turf to a member of the campaign named, or (not `member`) to someone of the other only."""
+    users = ({HOME: "canvasser", FOREIGN: "foreign_organizer"} if member
+             else {HOME: "foreign_admin", FOREIGN: "canvasser"})
+
+    async def send(case: Case) -> dict[str, Any]:
+        case.memo["turf"], case.memo["user"] = await free_turf(case), case.facts.users[users[owner(case)]]
+        return {"turf_id": case.memo["turf"], "json": {"user_ids": [str(case.memo["user"])]}}
+    return send
+
+
+async def check_assigned(case: Case, r: httpx.Response) -> None:
+    got = [(h["turf_id"], h["user_id"], h["via"]) for h in r.json()]
+    assert got == [(case.memo["turf"], str(case.memo["user"]), "assigned")]
+
+
+async def send_unassign(case: Case) -> dict[str, Any]:
+    slug = owner(case)
+    turf_id, user_id = case.facts.organized.held[slug][TAKEN_FROM[slug]], case.facts.users[TAKEN_FROM[slug]]
+    held = await case.session.scalar(select(TurfHolding.id).where(TurfHolding.turf_id == turf_id,
+                                                                  TurfHolding.user_id == user_id))
+    await case.session.rollback()
+    if held is None:  # an allowed case before took it back: give it again, so there is a holding to take
+        await organizing.assign(case.session, case.facts.ids[slug], turf_id, [user_id], by=None)
+        await case.session.rollback()
+        wrote(case)
+    return {"turf_id": turf_id, "user_id": str(user_id)}
+
+
+async def check_holders(case: Case, r: httpx.Response) -> None:
+    held, users = case.facts.organized.held[owner(case)], case.facts.users
+    got = sorted((h["turf_id"], h["user_id"], h["via"]) for h in r.json())
+    assert got == sorted((turf, str(users[holder]), "assigned") for holder, turf in held.items())
+
+
+async def check_history(case: Case, r: httpx.Response) -> None:
+    slug, users = owner(case), case.facts.users
+    got = [(h["turf_id"], h["user_id"], h["action"], h["by_user_id"]) for h in r.json()]
+    assert got == [(turf, str(users[holder]), "assigned", str(users[MAKER[slug]]))
+                   for holder, turf in case.facts.organized.held[slug].items()]
+
+
+async def send_claim(case: Case) -> dict[str, Any]:
+    lon, lat = case.facts.organized.meeting[owner(case)]
+    return {"json": {"lon": lon, "lat": lat}}
+
+
+async def check_claimed(case: Case, r: httpx.Response) -> None:
+    body = r.json()
+    assert (body["new"], body["precinct_id"]) == (True, PRECINCT)
+    assert body["turf_id"] in {t.id for t in case.facts.turfs[owner(case)]} - taken(case)
+
+
+async def send_claim_again(case: Case) -> dict[str, Any]:
+    if is_member(case):
+        lon, lat = case.facts.organized.meeting[owner(case)]
+        campaign = await campaign_service.get_campaign(case.session, owner(case))
+        claim = await organizing.claim(case.session, campaign, case.user_id, lon=lon, lat=lat)
+        case.memo["turf"] = claim.turf_id
+        await case.session.rollback()
+        wrote(case)
+    return await send_claim(case)
+
+
+async def check_claimed_again(case: Case, r: httpx.Response) -> None:
+    assert (r.json()["turf_id"], r.json()["new"]) == (case.memo["turf"], False)
+
+
+async def send_release(case: Case) -> dict[str, Any]:
+    # A member is given a turf to give back; anyone else names the turf an organizer took back.
+    if is_member(case):
+        turf_id = await free_turf(case)
+        await organizing.assign(case.session, case.facts.ids[owner(case)], turf_id, [case.user_id], by=None)
+        await case.session.rollback()
+        wrote(case)
+    else:
+        turf_id = case.facts.organized.held[owner(case)][TAKEN_FROM[owner(case)]]
+    return {"turf_id": turf_id}
+
+
+async def send_release_other(case: Case) -> dict[str, Any]:
+    slug = owner(case)
+    holder = next(h for h in HOLDERS[slug] if h != case.who)
+    return {"turf_id": case.facts.organized.held[slug][holder]}
+
+
+def code_sender(role: Role, *, own_event: bool | None = None) -> Send:
+    """Make a join code for `role`; for an event if `own_event` is given (see event_for)."""
+    async def send(case: Case) -> dict[str, Any]:
+        body: dict[str, Any] = {"role": role, "expires_at": (utcnow() + DAY).isoformat(), "max_uses": 5}
+        case.memo["role"] = role
+        if own_event is not None:
+            body["event_id"] = case.memo["event"] = event_for(case, own=own_event).id
+        return {"json": body}
+    return send
+
+
+async def check_code_made(case: Case, r: httpx.Response) -> None:
+    body = r.json()
+    assert (body["role"], body["uses"], body["max_uses"], body["revoked_at"], body["event_id"]) == (
+        case.memo["role"], 0, 5, None, case.memo.get("event"))
+    assert re.fullmatch(r"[A-Z2-9]{10}", body["code"]), body["code"]
+
+
+async def check_codes(case: Case, r: httpx.Response) -> None:
+    want = [code_id for code_id, maker in case.facts.organized.codes[owner(case)]
+            if case.role != Role.host or maker == case.who]
+    assert want and [c["id"] for c in r.json()] == want
+
+
+def revoke_sender(*, own: bool) -> Send:
+    """A fresh join code to revoke, made by the caller (`own`; by the campaign's MAKER if they can't make one),
+    or by another host (abroad: another organizer)."""
+    async def send(case: Case) -> dict[str, Any]:
+        slug = owner(case)
+        if own:
+            maker = case.who if case.campaign == slug and case.role in HOSTS else MAKER[slug]
+        else:
+            maker = next(m for m in (("other_host", "host") if slug == HOME else ("foreign_organizer", "foreign_admin"))
+                         if m != case.who)
+        code = await organizing.create_join_code(
+            case.session, case.facts.ids[slug], role=Role.canvasser, expires_at=utcnow() + DAY, max_uses=None,
+            event_id=None, by=case.facts.users[maker], by_role=CALLERS[maker].roles[slug])
+        case.memo["code"] = (code.id, code.code)
+        await case.session.rollback()
+        wrote(case)
+        return {"code_id": code.id}
+    return send
+
+
+async def check_code_revoked(case: Case, r: httpx.Response) -> None:
+    code_id, code = case.memo["code"]
+    assert (r.json()["id"], r.json()["code"]) == (code_id, code) and r.json()["revoked_at"] is not None
+    probe = await case.client.post("/v1/join", json={"code": code, "name": "Probe", "password": PASSWORD,
+                                                     "email": f"probe-{case.n}@example.test"})
+    assert probe.status_code == 410, f"a revoked code must stop working at once: {probe.text}"
+
+
+def joiner(case: Case, code: str, email: str | None = None, password: str = PASSWORD) -> dict[str, Any]:
+    email = email or f"joiner-{case.n}@example.test"
+    return {"json": {"code": code, "name": f"Joiner {case.n}", "email": email, "password": password}}
+
+
+async def send_join(case: Case) -> dict[str, Any]:
+    return joiner(case, event_for(case, own=True).code)
+
+
+async def check_joined(case: Case, r: httpx.Response) -> None:
+    body = r.json()
+    assert (body["campaign_id"], body["role"], body["event_id"], body["new_account"]) == (
+        HOME, "canvasser", event_for(case, own=True).id, True)
+    me = await case.client.get("/v1/me", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert me.status_code == 200, me.text
+    assert [(m["campaign_id"], m["role"]) for m in me.json()["memberships"]] == [(HOME, "canvasser")]
+
+
+def joined_effect(case: Case, body: Any) -> Counts:
+    home = case.facts.ids[HOME]
+    return {("user_account", None): 1, ("membership canvasser", home): 1, ("join_code uses", home): 1,
+            ("event_attendee", home): 1}
+
+
+async def send_unknown_code(case: Case) -> dict[str, Any]:
+    return joiner(case, "NOSUCHCODE")  # the O can't be in a code
+
+
+async def kill_codes(client: httpx.AsyncClient, session: AsyncSession, world: World, facts: Facts) -> None:
+    """Three join codes of the home campaign that worked once: expired, revoked, used up."""
+    campaign_id, maker = facts.ids[HOME], facts.users["organizer"]
+    made = [await organizing.create_join_code(session, campaign_id, role=Role.canvasser, expires_at=utcnow() + DAY,
+                                              max_uses=1, event_id=None, by=maker, by_role=Role.organizer)
+            for _ in range(3)]
+    expired, revoked, used = ((code.id, code.code) for code in made)
+    await session.execute(update(JoinCode).where(JoinCode.id == expired[0])
+                          .values(expires_at=utcnow() - timedelta(minutes=1)))
+    await session.commit()
+    await organizing.revoke_join_code(session, campaign_id, revoked[0], by=maker, by_role=Role.organizer)
+    await organizing.join(session, code=used[1], name="First", email="first@example.test", password=PASSWORD,
+                          secret=SECRET, minutes=10)
+    await session.rollback()
+    facts.dead_codes = [expired[1], revoked[1], used[1]]
+
+
+async def send_dead_code(case: Case) -> dict[str, Any]:
+    return joiner(case, case.facts.dead_codes[case.n % len(case.facts.dead_codes)])
+
+
+async def send_wrong_password(case: Case) -> dict[str, Any]:
+    # Someone's account, not yet in the campaign: joining must not add them without their password.
+    return joiner(case, event_for(case, own=True).code, case.world.emails["foreign_admin"], "not their password")
+
+
+async def send_event(case: Case) -> dict[str, Any]:
+    lon, lat = case.facts.organized.meeting[owner(case)]
+    start = utcnow() + timedelta(hours=1)
+    return {"json": {"title": f"probe-{case.n}", "starts_at": start.isoformat(),
+                     "ends_at": (start + timedelta(hours=2)).isoformat(), "lon": lon, "lat": lat, "capacity": 10,
+                     "turfs": 1}}
+
+
+async def check_event_made(case: Case, r: httpx.Response) -> None:
+    body = r.json()
+    assert (body["title"], body["host_id"], body["capacity"], body["attendees"]) == (
+        f"probe-{case.n}", str(case.user_id), 10, [])
+    assert body["code"] and len(body["turfs"]) == 1
+    assert body["turfs"][0]["id"] in {t.id for t in case.facts.turfs[owner(case)]} - taken(case)
+
+
+def event_effect(case: Case, body: Any) -> Counts:
+    return {("event", case.campaign_id): 1, ("event_turf", case.campaign_id): len(body["turfs"]),
+            ("join_code", case.campaign_id): 1}
+
+
+async def check_events(case: Case, r: httpx.Response) -> None:
+    want = [e.id for e in case.facts.organized.events[owner(case)] if case.role != Role.host or e.host == case.who]
+    assert want and [e["id"] for e in r.json()] == want
+
+
+def event_sender(*, own: bool) -> Send:
+    async def send(case: Case) -> dict[str, Any]:
+        case.memo["event"] = event_for(case, own=own)
+        return {"event_id": case.memo["event"].id}
+    return send
+
+
+async def check_event(case: Case, r: httpx.Response) -> None:
+    body, event = r.json(), case.memo["event"]
+    assert (body["id"], body["host_id"], body["code"]) == (event.id, str(case.facts.users[event.host]), event.code)
+    assert [t["id"] for t in body["turfs"]] == event.pool and body["attendees"] == []
+
+
+async def join_event(case: Case, event: EventFacts, email: str) -> UUID:
+    """Join an event with its code, as a new volunteer or an existing member (their password is PASSWORD)."""
+    await organizing.join(case.session, code=event.code, name=f"Volunteer {case.n}", email=email,
+                          password=PASSWORD, secret=SECRET, minutes=10)
+    user_id = await case.session.scalar(select(User.id).where(User.email == email))
+    await case.session.rollback()
+    wrote(case)
+    assert user_id is not None
+    return user_id
+
+
+async def send_check_in(case: Case) -> dict[str, Any]:
+    event = check_in_event(case)
+    if is_member(case):
+        await join_event(case, event, case.facts.emails[case.who])
+        case.memo["attendee"] = case.user_id
+    case.memo["event"] = event
+    return {"event_id": event.id, "json": {}}
+
+
+async def send_check_in_unjoined(case: Case) -> dict[str, Any]:
+    return {"event_id": check_in_event(case).id, "json": {}}
+
+
+async def newcomer(case: Case, event: EventFacts) -> UUID:
+    """An attendee of the event not checked in: the one the cases before named, or a volunteer joining now."""
+    user_id = await case.session.scalar(select(EventAttendee.user_id).where(
+        EventAttendee.event_id == event.id, EventAttendee.checked_in_at.is_(None)).order_by(EventAttendee.id).limit(1))
+    await case.session.rollback()
+    return user_id or await join_event(case, event, f"volunteer-{case.n}@example.test")
+
+
+async def send_check_in_other(case: Case) -> dict[str, Any]:
+    event = check_in_event(case)
+    case.memo.update(event=event, attendee=await newcomer(case, event))
+    return {"event_id": event.id, "json": {"user_id": str(case.memo["attendee"])}}
+
+
+async def send_pairing(case: Case) -> dict[str, Any]:
+    event = check_in_event(case)
+    partner = (await case.session.execute(select(EventAttendee.user_id, EventAttendee.turf_id).where(
+        EventAttendee.event_id == event.id, EventAttendee.turf_id.is_not(None)).order_by(EventAttendee.id).limit(1)
+    )).first()
+    await case.session.rollback()
+    if partner is None:
+        user_id = await join_event(case, event, f"partner-{case.n}@example.test")
+        turf_id = await organizing.check_in(case.session, case.facts.ids[owner(case)], event.id, user_id,
+                                            by=case.facts.users[event.host])
+        await case.session.rollback()
+        partner = (user_id, turf_id)
+    case.memo.update(event=event, attendee=await newcomer(case, event), turf=partner[1])
+    return {"event_id": event.id, "json": {"user_id": str(case.memo["attendee"]), "pair_with": str(partner[0])}}
+
+
+async def check_checked_in(case: Case, r: httpx.Response) -> None:
+    body = r.json()
+    assert body["user_id"] == str(case.memo["attendee"])
+    if "turf" in case.memo:
+        assert body["turf_id"] == case.memo["turf"], "paired onto the partner's turf"
+    else:
+        assert body["turf_id"] in case.memo["event"].pool
+
+
+def checked_in_effect(case: Case, body: Any) -> Counts:
+    return holding_effect(case, "checked_out", 1) | {("event_turf checked out", case.campaign_id): 1,
+                                                     ("event_attendee checked in", case.campaign_id): 1}
+
+
+def paired_effect(case: Case, body: Any) -> Counts:
+    return holding_effect(case, "checked_out", 1) | {("event_attendee checked in", case.campaign_id): 1}
+
+
+TURFS = "/v1/campaigns/{campaign_id}/turfs"
+CODES = "/v1/campaigns/{campaign_id}/join-codes"
+EVENTS = "/v1/campaigns/{campaign_id}/events"
+CHECK_INS = "/v1/campaigns/{campaign_id}/events/{event_id}/check-ins"
+
 ENDPOINTS = (
     Endpoint("GET", "/v1/campaigns", check=check_my_campaigns),
     Endpoint("GET", "/v1/me", check=check_me, keys_ok=False),
     Endpoint("GET", "/v1/campaigns/{campaign_id}", EVERY_ROLE, Scope.progress_read, check=check_campaign),
+    Endpoint("PATCH", "/v1/campaigns/{campaign_id}", ADMIN, send=send_campaign_update, check=check_campaign_updated,
+             effect=campaign_updated_effect),
     Endpoint("POST", "/v1/campaigns/{campaign_id}/api-keys", ADMIN, ok=201, send=send_new_key, check=check_new_key,
              effect=lambda case, _: {("api_key", case.campaign_id): 1}),
     Endpoint("GET", "/v1/campaigns/{campaign_id}/api-keys", ADMIN, check=check_key_list),
@@ -613,23 +1244,86 @@ ENDPOINTS = (
              effect=lambda case, _: {("household", case.campaign_id): 1, ("building", case.campaign_id): 1}),
     Endpoint("POST", "/v1/campaigns/{campaign_id}/people", FIELD, send=send_people, check=check_one_created,
              effect=lambda case, _: {("person", case.campaign_id): 1}),
-    Endpoint("GET", "/v1/campaigns/{campaign_id}/turfs", FIELD, Scope.turfs_read, prepare=draw_turfs,
-             check=check_turf_list),
-    Endpoint("GET", "/v1/campaigns/{campaign_id}/turfs", FIELD, Scope.turfs_read, prepare=draw_turfs,
-             send=fixed(headers={"Accept": GEOJSON}), check=check_turf_geojson, media_type=GEOJSON,
-             variant="GeoJSON"),
-    Endpoint("GET", "/v1/campaigns/{campaign_id}/turfs/{turf_id}", FIELD, Scope.turfs_read, prepare=draw_turfs,
-             send=send_turf, check=check_turf),
-    Endpoint("POST", "/v1/campaigns/{campaign_id}/turfs", FIELD, ok=201, prepare=draw_turfs, send=send_draw,
-             check=check_drawn, effect=drawn_effect),
-    Endpoint("PATCH", "/v1/campaigns/{campaign_id}/turfs/{turf_id}", FIELD, prepare=draw_turfs, send=send_rename,
+    # Turfs. Every member reads them, but a canvasser only the turfs they hold, a host also their events' pools.
+    Endpoint("GET", TURFS, EVERY_ROLE, Scope.turfs_read, prepare=organize, check=check_turf_list),
+    Endpoint("GET", TURFS, EVERY_ROLE, Scope.turfs_read, prepare=organize, send=fixed(headers={"Accept": GEOJSON}),
+             check=check_turf_geojson, media_type=GEOJSON, variant="GeoJSON"),
+    Endpoint("GET", TURFS + "/{turf_id}", EVERY_ROLE, Scope.turfs_read, prepare=organize,
+             send=turf_sender(own=True), check=check_turf, variant="one the caller holds or hosts"),
+    Endpoint("GET", TURFS + "/{turf_id}", EVERY_ROLE, Scope.turfs_read, prepare=organize,
+             send=turf_sender(own=False), check=check_turf, refuse=hidden_from(Role.host, Role.canvasser),
+             variant="another volunteer's"),
+    Endpoint("POST", TURFS, FIELD, ok=201, prepare=draw_turfs, send=send_draw, check=check_drawn, effect=drawn_effect),
+    Endpoint("PATCH", TURFS + "/{turf_id}", FIELD, prepare=draw_turfs, send=send_rename,
              check=check_renamed, effect=renamed_effect),
-    Endpoint("DELETE", "/v1/campaigns/{campaign_id}/turfs/{turf_id}", FIELD, prepare=draw_turfs, send=send_target,
+    Endpoint("DELETE", TURFS + "/{turf_id}", FIELD, prepare=draw_turfs, send=send_target,
              check=check_deleted, effect=deleted_effect),
     Endpoint("POST", "/v1/campaigns/{campaign_id}/turf-cuts", FIELD, ok=202, prepare=draw_turfs, send=send_cut,
              settle=settle_cut, check=check_cut, effect=cut_effect),
     Endpoint("GET", "/v1/campaigns/{campaign_id}/turf-cuts/{cut_id}", FIELD, Scope.turfs_read, prepare=cut_turfs,
              send=send_cut_id, check=check_cut_read),
+    # Who holds what: organizers assign and take back; every member claims and releases.
+    Endpoint("POST", TURFS + "/{turf_id}/assignments", FIELD, ok=201, prepare=organize,
+             send=assign_sender(member=True), check=check_assigned,
+             effect=lambda case, _: holding_effect(case, "assigned", 1)),
+    Endpoint("POST", TURFS + "/{turf_id}/assignments", FIELD, ok=201, prepare=organize,
+             send=assign_sender(member=False), effect=nothing, refuse=always(422), variant="to a non-member"),
+    Endpoint("DELETE", TURFS + "/{turf_id}/assignments/{user_id}", FIELD, ok=204, prepare=organize,
+             send=send_unassign, effect=lambda case, _: holding_effect(case, "unassigned", -1),
+             media_type=None),
+    Endpoint("GET", "/v1/campaigns/{campaign_id}/assignments", FIELD, Scope.turfs_read, prepare=organize,
+             check=check_holders),
+    Endpoint("GET", "/v1/campaigns/{campaign_id}/turf-history", FIELD, prepare=organize, check=check_history),
+    Endpoint("POST", TURFS + ":claim", EVERY_ROLE, ok=201, prepare=organize, send=send_claim, check=check_claimed,
+             effect=lambda case, _: holding_effect(case, "claimed", 1)),
+    Endpoint("POST", TURFS + ":claim", EVERY_ROLE, prepare=organize, send=send_claim_again,
+             check=check_claimed_again, effect=nothing, variant="holding a claim"),
+    Endpoint("POST", TURFS + "/{turf_id}/release", EVERY_ROLE, ok=204, prepare=organize, send=send_release,
+             effect=lambda case, _: holding_effect(case, "released", -1), media_type=None),
+    Endpoint("POST", TURFS + "/{turf_id}/release", EVERY_ROLE, ok=204, prepare=organize, send=send_release_other,
+             effect=nothing, refuse=always(404), media_type=None, variant="another's turf"),
+    # Join codes: organizers and hosts make them; a host only for canvassers, and sees and revokes only theirs.
+    *(Endpoint("POST", CODES, HOSTS, ok=201, send=code_sender(role), check=check_code_made,
+               effect=lambda case, _: {("join_code", case.campaign_id): 1}, refuse=grants(role),
+               variant=f"granting {role}") for role in Role),
+    Endpoint("POST", CODES, HOSTS, ok=201, prepare=organize, send=code_sender(Role.canvasser, own_event=True),
+             check=check_code_made, effect=lambda case, _: {("join_code", case.campaign_id): 1},
+             variant="for one's own event"),
+    Endpoint("POST", CODES, HOSTS, ok=201, prepare=organize, send=code_sender(Role.canvasser, own_event=False),
+             check=check_code_made, effect=lambda case, _: {("join_code", case.campaign_id): 1},
+             refuse=hidden_from(Role.host), variant="for another host's event"),
+    Endpoint("GET", CODES, HOSTS, prepare=organize, check=check_codes),
+    Endpoint("DELETE", CODES + "/{code_id}", HOSTS, prepare=organize, send=revoke_sender(own=True),
+             check=check_code_revoked, effect=lambda case, _: {("join_code revoked", case.campaign_id): 1},
+             variant="one's own"),
+    Endpoint("DELETE", CODES + "/{code_id}", HOSTS, prepare=organize, send=revoke_sender(own=False),
+             check=check_code_revoked, effect=lambda case, _: {("join_code revoked", case.campaign_id): 1},
+             refuse=hidden_from(Role.host), variant="another's"),
+    # Signing up with a code: open to anyone, whatever credentials they send along.
+    Endpoint("POST", "/v1/join", ok=201, public=True, prepare=organize, send=send_join, check=check_joined,
+             effect=joined_effect, variant="an event's code"),
+    Endpoint("POST", "/v1/join", ok=201, public=True, send=send_unknown_code, effect=joined_effect,
+             refuse=always(404), variant="unknown code"),
+    Endpoint("POST", "/v1/join", ok=201, public=True, prepare=kill_codes, send=send_dead_code, effect=joined_effect,
+             refuse=always(410), variant="expired, revoked or used-up code"),
+    Endpoint("POST", "/v1/join", ok=201, public=True, prepare=organize, send=send_wrong_password,
+             effect=joined_effect, refuse=always(401), variant="an account's email, wrong password"),
+    # Canvass launches: organizers and hosts run them, a host sees only theirs; members check in.
+    Endpoint("POST", EVENTS, HOSTS, ok=201, prepare=organize, send=send_event, check=check_event_made,
+             effect=event_effect),
+    Endpoint("GET", EVENTS, HOSTS, prepare=organize, check=check_events),
+    Endpoint("GET", EVENTS + "/{event_id}", HOSTS, prepare=organize, send=event_sender(own=True), check=check_event,
+             variant="one's own"),
+    Endpoint("GET", EVENTS + "/{event_id}", HOSTS, prepare=organize, send=event_sender(own=False),
+             check=check_event, refuse=hidden_from(Role.host), variant="another host's"),
+    Endpoint("POST", CHECK_INS, EVERY_ROLE, prepare=organize, send=send_check_in,
+             check=check_checked_in, effect=checked_in_effect, variant="oneself"),
+    Endpoint("POST", CHECK_INS, EVERY_ROLE, prepare=organize, send=send_check_in_unjoined, effect=checked_in_effect,
+             refuse=always(404), variant="oneself, not having joined"),
+    Endpoint("POST", CHECK_INS, EVERY_ROLE, prepare=organize, send=send_check_in_other,
+             check=check_checked_in, effect=checked_in_effect, refuse=hosting, variant="someone else"),
+    Endpoint("POST", CHECK_INS, EVERY_ROLE, prepare=organize, send=send_pairing,
+             check=check_checked_in, effect=paired_effect, refuse=hosting, variant="someone else, paired"),
 )
 # Open to all by design: logging in.
 PUBLIC = {("POST", "/v1/auth/token")}
@@ -645,6 +1339,7 @@ def test_every_route_is_in_the_matrix() -> None:
         documented = (op.get("x-roles"), op.get("x-scopes"))
         wanted = (sorted(e.roles), [e.scope] if e.scope else []) if e.in_campaign else (None, None)
         assert documented == wanted, f"{e}: the spec says who may call it differently"
+        assert ("security" not in op) == e.public, f"{e}: the spec says whether it needs credentials differently"
 
 
 def assert_problem(r: httpx.Response, status: int) -> None:
@@ -658,19 +1353,23 @@ def assert_problem(r: httpx.Response, status: int) -> None:
 async def run_case(endpoint: Endpoint, case: Case) -> dict[str, Any] | None:
     """Send one request and check it; returns a refusal's body, for comparing the 404s."""
     extra = await endpoint.send(case) if endpoint.send else {}
-    path_params = {k: extra.pop(k) for k in ("precinct_id", "key_id", "turf_id", "cut_id") if k in extra}
+    path_params = {k: extra.pop(k) for k in list(extra) if f"{{{k}}}" in endpoint.route}
     url = endpoint.route.format(campaign_id=case.campaign, **path_params)
-    before = await count_rows(case.session) if endpoint.effect else {}
-    sent_headers = headers(case.world, case.who) | extra.pop("headers", {})
+    before: Counts = {}
+    if endpoint.effect:
+        before = case.before if case.before is not None else await count_rows(case.session)
+    sent_headers = headers(case) | extra.pop("headers", {})
     r = await case.client.request(endpoint.method, url, headers=sent_headers, **extra)
-    want = endpoint.expected(case.caller, case.campaign)
+    want = endpoint.expected(case.who, case.campaign)
     wrong = [] if r.status_code == want else [f"status {r.status_code}, expected {want}: {r.text[:200]}"]
     if endpoint.settle and r.status_code == want == endpoint.ok:
         await endpoint.settle(case, r)
     if endpoint.effect:
-        done = changes(before, await count_rows(case.session))
+        case.after = await count_rows(case.session)
+        done = changes(before, case.after)
         # A request that failed, as it should or not, must have changed nothing.
-        wanted = endpoint.effect(case, r.json()) if r.status_code == want == endpoint.ok else {}
+        succeeded = r.status_code == want == endpoint.ok
+        wanted = endpoint.effect(case, r.json() if r.content else None) if succeeded else {}
         if done != wanted:
             wrong.append(f"rows changed by (table, campaign id): {done}, expected {wanted}")
     if wrong:
@@ -678,7 +1377,10 @@ async def run_case(endpoint: Endpoint, case: Case) -> dict[str, Any] | None:
     if want != endpoint.ok:
         assert_problem(r, want)
         return r.json()
-    assert r.headers["content-type"].split(";")[0] == endpoint.media_type
+    if endpoint.media_type is None:
+        assert r.content == b"", r.text
+    else:
+        assert r.headers["content-type"].split(";")[0] == endpoint.media_type
     if endpoint.check:
         await endpoint.check(case, r)
     return None
@@ -686,23 +1388,26 @@ async def run_case(endpoint: Endpoint, case: Case) -> dict[str, Any] | None:
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
 async def test_access(endpoint: Endpoint, client: httpx.AsyncClient, session: AsyncSession, world: World) -> None:
-    facts = await read_facts(session)
+    facts = await read_facts(session, world)
     if endpoint.prepare:
         await endpoint.prepare(client, session, world, facts)
         await read_turfs(session, facts)
     # Allowed writes go last, so every refusal is checked against the world as built.
     cases = [(who, campaign) for campaign in (CAMPAIGNS if endpoint.in_campaign else (None,)) for who in CALLERS]
-    cases.sort(key=lambda c: endpoint.expected(CALLERS[c[0]], c[1]) == endpoint.ok)
+    cases.sort(key=lambda c: endpoint.expected(*c) == endpoint.ok)
     failures: list[str] = []
     not_found: dict[str, dict[str, Any]] = {}
+    counted = None  # the rows as the last case left them: the next case's before, unless its `send` writes
     for n, (who, campaign) in enumerate(cases):
-        case = Case(client, session, world, facts, who, campaign, n)
+        case = Case(client, session, world, facts, who, campaign, n, before=counted)
         try:
             refusal = await run_case(endpoint, case)
         except AssertionError as exc:
             failures.append(f"as {who} in {campaign or '-'}: {exc}")
+            counted = None
             continue
-        if refusal and refusal["status"] == 404 and campaign:
+        counted = case.after
+        if refusal and refusal["status"] == 404 and campaign and endpoint.admitted(CALLERS[who], campaign) == 404:
             # The same answer whether the campaign exists or not: nothing to tell the two apart by.
             shape = {k: v.replace(campaign, "<campaign>") if isinstance(v, str) else v
                      for k, v in refusal.items() if k != "instance"}
@@ -728,37 +1433,69 @@ async def test_a_key_of_another_campaign_cannot_be_revoked(client: httpx.AsyncCl
         assert r.status_code == 200, f"{key} stopped working: {r.text}"
 
 
-async def test_a_turf_of_another_campaign_is_not_found(client: httpx.AsyncClient, session: AsyncSession,
-                                                       world: World) -> None:
-    """Naming another campaign's turf or cut in one's own campaign gets the 404 of an id that doesn't exist,
-    even as an admin, never a 403 or the thing itself; and nothing changes."""
-    facts = await read_facts(session)
-    await draw_turfs(client, session, world, facts)
+def naming(ids: dict[str, Any], member: UUID) -> list[tuple[str, str, dict[str, Any], str]]:
+    """Requests naming `ids` (a turf, its holder, a cut, an event, a join code): (method, path, arguments, the
+    kind of id whose number the answer may quote). `member` is a member of the caller's own campaign."""
+    turf, holder, event = ids["turf"], ids["holder"], ids["event"]
+    expires = (utcnow() + DAY).isoformat()
+    return [
+        ("GET", f"turfs/{turf}", {}, "turf"),
+        ("PATCH", f"turfs/{turf}", {"json": {"name": "stolen"}}, "turf"),
+        ("DELETE", f"turfs/{turf}", {}, "turf"),
+        ("GET", f"turf-cuts/{ids['cut']}", {}, "cut"),
+        ("POST", f"turfs/{turf}/assignments", {"json": {"user_ids": [str(member)]}}, "turf"),
+        ("DELETE", f"turfs/{turf}/assignments/{holder}", {}, "turf"),
+        ("POST", f"turfs/{turf}/release", {}, "turf"),
+        ("GET", f"events/{event}", {}, "event"),
+        ("POST", f"events/{event}/check-ins", {"json": {}}, "event"),
+        ("POST", f"events/{event}/check-ins", {"json": {"user_id": str(holder)}}, "event"),
+        ("POST", "join-codes", {"json": {"role": "canvasser", "expires_at": expires, "event_id": event}}, "event"),
+        ("DELETE", f"join-codes/{ids['code']}", {}, "code"),
+    ]
+
+
+async def test_an_id_of_another_campaign_is_not_found(client: httpx.AsyncClient, session: AsyncSession,
+                                                      world: World) -> None:
+    """Naming another campaign's turf, cut, event or join code in one's own campaign gets the 404 of an id that
+    doesn't exist, even as an admin, never a 403 or the thing itself; and nothing changes. The ids named are
+    dual's turf and their event abroad, so even what the caller holds or joined elsewhere isn't there."""
+    facts = await read_facts(session, world)
+    await organize(client, session, world, facts)
     await cut_turfs(client, session, world, facts)
     await read_turfs(session, facts)
-    missing = 1 + max(t.id for turfs in facts.turfs.values() for t in turfs)
-    missing_cut = 1 + max(c for cuts in facts.cuts.values() for c in cuts)
+    org = facts.organized
+    home_event = next(e for e in org.events[HOME] if e.host == EVENT_HOST[HOME])
+    await organizing.join(session, code=home_event.code, name="Dual", email=world.emails["dual"], password=PASSWORD,
+                          secret=SECRET, minutes=10)
+    await session.rollback()
+    theirs = {slug: {"turf": org.held[slug]["dual"], "holder": facts.users["dual"], "cut": facts.cuts[slug][0],
+                     "event": next(e.id for e in org.events[slug] if e.host == EVENT_HOST[slug]),
+                     "code": org.codes[slug][0][0]} for slug in (HOME, FOREIGN)}
+    missing = {"turf": 1 + max(t.id for turfs in facts.turfs.values() for t in turfs),
+               "cut": 1 + max(c for cuts in facts.cuts.values() for c in cuts),
+               "event": 1 + max(e.id for events in org.events.values() for e in events),
+               "code": 1 + max(c for codes in org.codes.values() for c, _ in codes), "holder": facts.users["dual"]}
     before = await count_rows(session)
-    requests = (("GET", "turfs/{turf}", {}), ("PATCH", "turfs/{turf}", {"json": {"name": "stolen"}}),
-                ("DELETE", "turfs/{turf}", {}), ("GET", "turf-cuts/{cut}", {}))
     callers = (("admin", HOME, FOREIGN), ("organizer", HOME, FOREIGN), ("key_all", HOME, FOREIGN),
                ("foreign_admin", FOREIGN, HOME), ("dual", FOREIGN, HOME))
+    member = {HOME: facts.users["canvasser"], FOREIGN: facts.users["foreign_organizer"]}
     failures = []
     for who, campaign, other in callers:
-        for method, path, extra in requests:
-            if who.startswith("key") and method != "GET":
-                continue  # no key may write turfs at all: the matrix shows its 403
+        for (method, path, extra, kind), (_, missing_path, missing_extra, _) in zip(
+                naming(theirs[other], member[campaign]), naming(missing, member[campaign]), strict=True):
+            if who.startswith("key") and not (method == "GET" and path.startswith("turf")):
+                continue  # keys may only read turfs and cuts: the matrix shows their 403
             bodies = []
-            for turf, cut in ((facts.turfs[other][0].id, facts.cuts[other][0]), (missing, missing_cut)):
-                r = await client.request(method, f"/v1/campaigns/{campaign}/" + path.format(turf=turf, cut=cut),
-                                         headers=world.headers(who), **extra)
+            for named, url, arguments in ((theirs[other][kind], path, extra), (missing[kind], missing_path,
+                                                                              missing_extra)):
+                r = await client.request(method, f"/v1/campaigns/{campaign}/{url}", headers=world.headers(who),
+                                         **arguments)
                 if r.status_code != 404:
-                    failures.append(f"{who} {method} {path} of {other if turf != missing else 'nobody'} "
+                    failures.append(f"{who} {method} {url} ({other if named != missing[kind] else 'nobody'}'s) "
                                     f"in {campaign}: {r.status_code} {r.text[:200]}")
                     break
                 assert_problem(r, 404)
-                named = turf if "{turf}" in path else cut
-                bodies.append({k: v.replace(f" {named} ", " <id> ") if isinstance(v, str) else v
+                bodies.append({k: re.sub(rf"\b{named}\b", "<id>", v) if isinstance(v, str) else v
                                for k, v in r.json().items() if k != "instance"})
             else:
                 if bodies[0] != bodies[1]:

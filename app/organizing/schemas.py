@@ -17,7 +17,7 @@ class HolderRead(SQLModel):
     turf_name: str
     user_id: UUID
     name: str
-    email: str
+    email: str | None = Field(description="For members only; API keys don't get volunteers' emails.")
     via: str = Field(description="assigned, claimed or event")
     event_id: int | None
     since: datetime

@@ -340,7 +340,7 @@ async def create_event(session: AsyncSession, campaign_id: int, *, host: UUID, t
     pool = (await session.execute(
         select(Turf.id).where(Turf.campaign_id == campaign_id, Turf.status == ACTIVE, Turf.holders == 0,
                               Turf.knocks == 0, Turf.id.not_in(_reserved_now(utcnow())))
-        .order_by(dx * dx + dy * dy, Turf.id).limit(turfs or capacity)
+        .order_by(dx * dx + dy * dy, Turf.id).limit(capacity if turfs is None else turfs)
         .with_for_update(skip_locked=True))).scalars().all()
     if pool:
         await session.execute(insert(EventTurf), [{"event_id": event.id, "turf_id": t} for t in pool])

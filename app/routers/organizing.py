@@ -64,7 +64,11 @@ async def list_holders(access: Annotated[Access, Depends(field_readers)], sessio
                        turf: int | None = None, user: UUID | None = None) -> list[HolderRead]:
     """Who holds what: assignments, claims and event check-outs."""
     rows = await organizing.holders(session, access.campaign_id, turf_id=turf, user_id=user)
-    return [HolderRead.model_validate(r, from_attributes=True) for r in rows]
+    holders = [HolderRead.model_validate(r, from_attributes=True) for r in rows]
+    if access.role is None:
+        # A third-party tool needs who holds what, not how to reach the volunteers.
+        holders = [h.model_copy(update={"email": None}) for h in holders]
+    return holders
 
 
 @router.get("/turf-history", openapi_extra=field.openapi)

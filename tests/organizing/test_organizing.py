@@ -336,3 +336,19 @@ class TestHistoryKeepsTurfs:
         old = (await cut_client.get(f"{HOME}/turfs/{claimed['turf_id']}", headers=world.headers("organizer"))).json()
         assert (old["status"], old["doors"]) == ("archived", 0)
         assert [a for a, _ in await actions(cut_session, claimed["turf_id"])] == ["claimed", "released"]
+
+
+class TestPrivacyAndPools:
+    async def test_keys_see_who_holds_what_without_emails(self, cut_client, world):
+        turf = (await turf_ids(cut_client, world, "organizer"))[0]
+        await cut_client.post(f"{HOME}/turfs/{turf}/assignments", json={"user_ids": [str(world.users["canvasser"])]},
+                              headers=world.headers("organizer"))
+        by_key = (await cut_client.get(f"{HOME}/assignments", headers=world.headers("key_all"))).json()
+        by_organizer = (await cut_client.get(f"{HOME}/assignments", headers=world.headers("organizer"))).json()
+        assert [h["email"] for h in by_key] == [None]
+        assert [h["email"] for h in by_organizer] == [world.emails["canvasser"]]
+
+    async def test_an_event_can_reserve_no_turfs(self, cut_client, world):
+        body = {"title": "Phone bank", "starts_at": later(0), "ends_at": later(2), **HERE, "capacity": 12, "turfs": 0}
+        event = (await cut_client.post(f"{HOME}/events", json=body, headers=world.headers("host"))).json()
+        assert event["turfs"] == []
