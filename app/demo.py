@@ -50,8 +50,9 @@ async def set_up_demo(session: AsyncSession, data: Path, saved: dict[str, str], 
                                                      label="streets.geojson",
                                                      mapping=parse_map(None, street_service.STREET_FIELDS),
                                                      progress=progress)
+        buildings = (await campaign_service.campaign_counts(session, campaign.id))["buildings"]
         say(f"Loaded {report.created} street segments; {report.extra['buildings_matched']} of "
-            f"{counts['buildings']} buildings matched to the street they front.")
+            f"{buildings} buildings matched to the street they front.")
     if await turf_service.count_turfs(session, campaign.id) == 0:
         job = await turf_service.start_cut(session, campaign.id, codes=None, target=50, created_by="demo")
         assert job.id is not None
