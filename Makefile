@@ -29,7 +29,7 @@ bench: $(VENV)/.installed
 	DOORSTEP_TEST_PG_URL=$(DOORSTEP_TEST_PG_URL) $(PY) -m bench
 
 openapi: $(VENV)/.installed
-	$(PY) -m app.openapi > openapi/openapi.json
+	$(PY) -m app.openapi openapi
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check app tests bench alembic

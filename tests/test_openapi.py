@@ -3,13 +3,17 @@
 import json
 from pathlib import Path
 
-from app.openapi import document
+import yaml
+
+from app.openapi import document, yaml_document
 
 SPEC = Path(__file__).resolve().parent.parent / "openapi" / "openapi.json"
 
 
 def test_committed_openapi_matches_the_app():
     assert json.loads(SPEC.read_text()) == json.loads(document()), "openapi/openapi.json is stale: run make openapi"
+    committed = yaml.safe_load(SPEC.with_suffix(".yaml").read_text())
+    assert committed == yaml.safe_load(yaml_document()) == json.loads(document()), "openapi/openapi.yaml is stale"
 
 
 def test_every_campaign_operation_states_who_may_call_it():
