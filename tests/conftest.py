@@ -189,9 +189,7 @@ def settings(db_url: str) -> Settings:
 
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app), AsyncClient(transport=ASGITransport(app=app),
-                                                             base_url="http://test") as c:
+    async with app_client(settings.database_url) as c:
         yield c
 
 

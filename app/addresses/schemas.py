@@ -1,7 +1,9 @@
 from sqlmodel import Field, SQLModel
 
 
-class HouseholdRead(SQLModel):
+class HouseholdBrief(SQLModel):
+    """A door: its address, building, precinct and point."""
+
     id: int
     address_id: str = Field(description="The address file's own id.")
     number: str
@@ -11,6 +13,9 @@ class HouseholdRead(SQLModel):
     precinct_id: str
     lon: float
     lat: float
+
+
+class HouseholdRead(HouseholdBrief):
     people: int
 
 

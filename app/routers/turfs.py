@@ -6,6 +6,7 @@ import shapely
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from shapely.geometry import shape as geojson_shape
 
+from app.addresses.schemas import HouseholdBrief
 from app.auth.models import Scope
 from app.auth.service import Access
 from app.campaigns.models import Role
@@ -23,7 +24,6 @@ from app.turfs.schemas import (
     TurfCutRead,
     TurfDeleted,
     TurfDetail,
-    TurfHousehold,
     TurfPage,
     TurfRead,
     TurfUpdate,
@@ -63,7 +63,7 @@ async def _detail(session: Any, turf: Turf) -> TurfDetail:
     detail = await turf_service.turf_detail(session, turf)
     return TurfDetail(**_read(turf, detail["precinct_code"]).model_dump(), precincts=detail["precincts"],
                       geometry=orjson.loads(shapely.to_geojson(shapely.from_wkb(turf.geometry))),
-                      households=[TurfHousehold(id=h.id, address_id=h.external_id, number=h.number, street=h.street,
+                      households=[HouseholdBrief(id=h.id, address_id=h.external_id, number=h.number, street=h.street,
                                                 unit=h.unit, building_id=h.building_id, precinct_id=h.code,
                                                 lon=h.lon, lat=h.lat) for h in detail["households"]])
 

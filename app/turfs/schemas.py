@@ -3,6 +3,7 @@ from typing import Any, Literal
 
 from sqlmodel import Field, SQLModel
 
+from app.addresses.schemas import HouseholdBrief
 from app.text import Text
 
 
@@ -40,22 +41,10 @@ class TurfRead(SQLModel):
     updated_at: datetime
 
 
-class TurfHousehold(SQLModel):
-    id: int
-    address_id: str
-    number: str
-    street: str
-    unit: str
-    building_id: int
-    precinct_id: str
-    lon: float
-    lat: float
-
-
 class TurfDetail(TurfRead):
     precincts: list[str]
     geometry: dict[str, Any]
-    households: list[TurfHousehold]
+    households: list[HouseholdBrief]
 
 
 class TurfPage(SQLModel):
