@@ -5,10 +5,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
 
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
-from app.routers import addresses, auth, campaigns, organizing, precincts, problems, turfs
+from app.routers import addresses, auth, campaigns, organizing, precincts, problems, scripts, turfs, walklists
 
 DESCRIPTION = """The REST API behind door-to-door canvassing: precincts, addresses and people, turfs, walk lists,
 offline sync and live progress. Every error is an RFC 9457 `application/problem+json`.
@@ -37,8 +38,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Doorstep", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     problems.install(app)
+    # Walk lists go to phones on weak signal: anything over 1 KB goes gzipped to clients that accept it.
+    app.add_middleware(GZipMiddleware, minimum_size=1000)
     # Organizing first: its /turfs:claim must not be taken for a turf id.
-    for module in (auth, campaigns, precincts, addresses, organizing, turfs):
+    for module in (auth, campaigns, precincts, addresses, organizing, turfs, walklists, scripts):
         app.include_router(module.router)
     app.include_router(organizing.public)
     app.include_router(campaigns.index)

@@ -6,8 +6,10 @@ from app.campaigns.models import Campaign, Membership, Role, User
 from app.db import metadata
 from app.organizing.models import Event, EventAttendee, EventTurf, JoinCode, TurfHistory, TurfHolding
 from app.precincts.models import Precinct
+from app.scripts.models import Script, ScriptVersion
 from app.streets.models import Street
 from app.turfs.models import Turf, TurfCut
+from app.walklists.models import WalkStop
 
 __all__ = [
            "ApiKey",
@@ -23,11 +25,14 @@ __all__ = [
            "Precinct",
            "Role",
            "Scope",
+           "Script",
+           "ScriptVersion",
            "Street",
            "Turf",
            "TurfCut",
            "TurfHistory",
            "TurfHolding",
            "User",
+           "WalkStop",
            "metadata",
 ]

@@ -23,6 +23,7 @@ from app.campaigns.service import create_campaign
 from app.db import make_engine, make_sessionmaker
 from app.geo.cut import cell_turfs, cut_quality
 from app.ingest import parse_map
+from app.precincts import service as precinct_service
 from app.precincts.models import Precinct
 from app.precincts.service import import_precincts
 from app.streets.service import STREET_FIELDS, import_streets
@@ -103,7 +104,7 @@ async def cut_city(ctx: Context, backend: str) -> list[Result]:
             precincts = pd.DataFrame((await session.execute(
                 select(Precinct.id, Precinct.code, Precinct.geometry).where(Precinct.campaign_id == campaign_id)))
                 .all(), columns=["id", "code", "geometry"]).set_index("id")
-            projection = await turf_service.projection(session, campaign_id)
+            projection = await precinct_service.projection(session, campaign_id)
         await engine.dispose()
     k_of = {pid: report["precincts"][code]["turfs"] for pid, code in precincts["code"].items()
             if report["precincts"][code]["turfs"]}

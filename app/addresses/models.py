@@ -1,7 +1,11 @@
 """Buildings (one stop on a walk), households (one door) and people (voters)."""
 
+from datetime import datetime
+
 from sqlalchemy import Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
+
+from app.db import UTCDateTime
 
 
 class Building(SQLModel, table=True):
@@ -53,6 +57,9 @@ class Household(SQLModel, table=True):
     unit: str = Field(default="", max_length=64)
     # The active turf holding this door, if any; kept by drawing and cutting.
     turf_id: int | None = Field(default=None, foreign_key="turf.id", ondelete="SET NULL")
+    # The latest result at this door by corrected time (a result code), and that time; kept by sync.
+    last_result: str | None = Field(default=None, max_length=32)
+    last_result_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Person(SQLModel, table=True):

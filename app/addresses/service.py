@@ -36,6 +36,7 @@ from app.precincts.models import Precinct
 from app.precincts.service import precinct_shapes, refresh_counts
 from app.streets.service import match_buildings
 from app.upsert import apply_upsert, frame_values, plan_upsert, stored_rows
+from app.walklists.service import refresh_walks, touch_households
 
 ADDRESS_FIELDS = FieldSpec(
     defaults={"id": "address_id", "number": "number", "street": "street", "unit": "unit",
@@ -178,6 +179,17 @@ async def import_addresses(session: AsyncSession, campaign_id: int, path: Path, 
             Building.campaign_id == campaign_id, ~exists().where(Household.building_id == Building.id)))
     if upsert_b.new or upsert_b.changed:
         await match_buildings(session, campaign_id)
+    # Turfs whose doors changed address or moved get a new walking order, and phones learn of the doors.
+    moved = [c["id"] for c in upsert_h.changed]
+    moved_buildings = [c["id"] for c in upsert_b.changed]
+    turfs = set()
+    for start in range(0, max(len(moved), len(moved_buildings)), 5000):
+        turfs |= set((await session.execute(select(Household.turf_id).where(
+            Household.turf_id.is_not(None),
+            Household.id.in_(moved[start:start + 5000]) | Household.building_id.in_(
+                moved_buildings[start:start + 5000])).distinct())).scalars())
+    await refresh_walks(session, campaign_id, turfs)
+    await touch_households(session, moved)
     await refresh_counts(session, campaign_id)
     await session.commit()
     return ImportReport("addresses", label, read=plan.read, created=len(upsert_h.new), updated=len(upsert_h.changed),
@@ -240,6 +252,8 @@ async def upsert_people(session: AsyncSession, campaign_id: int, table: pd.DataF
     upsert = plan_upsert(await stored_rows(session, Person, "external_id", PERSON_FIELDS, campaign_id), wanted,
                          PERSON_FIELDS)
     await apply_upsert(session, Person, "external_id", PERSON_FIELDS, campaign_id, upsert, progress, "people")
+    # Walk lists holding these people's doors move on, so phones get the new names.
+    await touch_households(session, [row[1] for row in upsert.new] + [c["household_id"] for c in upsert.changed])
     await refresh_counts(session, campaign_id)
     return {"created": len(upsert.new), "updated": len(upsert.changed), "unchanged": upsert.unchanged}
 

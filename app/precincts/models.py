@@ -26,5 +26,7 @@ class Precinct(SQLModel, table=True):
     building_count: int = 0
     household_count: int = 0
     person_count: int = 0
+    # The script its turfs use unless a turf has its own.
+    script_id: int | None = Field(default=None, foreign_key="script.id", ondelete="SET NULL")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

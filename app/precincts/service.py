@@ -14,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses.models import Building, Household, Person
 from app.db import begin_write, utcnow
-from app.errors import BadFile, NotFound
+from app.errors import BadFile, Invalid, NotFound
 from app.geo.assign import assign_points
 from app.geo.repair import polygonal
+from app.geo.shapes import Projection
 from app.ingest import ImportReport, Progress, Rejection, no_progress, read_source
 from app.pagination import encode_cursor, int_cursor
 from app.precincts.models import Precinct
@@ -214,3 +215,13 @@ async def precinct_id_for(session: AsyncSession, campaign_id: int, code: str) ->
     if found is None:
         raise NotFound(f"No precinct {code!r} in this campaign.")
     return found
+
+
+async def projection(session: AsyncSession, campaign_id: int) -> Projection:
+    """The metric projection for a campaign: the UTM zone of its precincts."""
+    box = (await session.execute(select(func.min(Precinct.min_lon), func.min(Precinct.min_lat),
+                                        func.max(Precinct.max_lon), func.max(Precinct.max_lat))
+                                 .where(Precinct.campaign_id == campaign_id))).one()
+    if box[0] is None:
+        raise Invalid("the campaign has no precincts yet", field="precincts")
+    return Projection(np.array([box[0], box[2]]), np.array([box[1], box[3]]))

@@ -19,6 +19,7 @@ from app.geo.streets import house_number, match_streets, street_name
 from app.ingest import FieldSpec, ImportReport, Progress, Rejection, mapped_columns, no_progress, read_source
 from app.streets.models import Street
 from app.upsert import apply_upsert, plan_upsert, stored_rows
+from app.walklists.service import refresh_campaign_walks
 
 STREET_FIELDS = FieldSpec(
     defaults={"id": "ID", "name": "Street", "from_node": "FromNode", "to_node": "ToNode", "l_from": "L_From",
@@ -83,6 +84,8 @@ async def import_streets(session: AsyncSession, campaign_id: int, path: Path, *,
     upsert = plan_upsert(await stored_rows(session, Street, "external_id", FIELDS, campaign_id), wanted, FIELDS)
     await apply_upsert(session, Street, "external_id", FIELDS, campaign_id, upsert, progress, "streets")
     matched = await match_buildings(session, campaign_id)
+    # Turfs now walk along these streets.
+    await refresh_campaign_walks(session, campaign_id)
     await session.commit()
     return ImportReport("streets", label, read=read, created=len(upsert.new), updated=len(upsert.changed),
                         unchanged=upsert.unchanged, rejected=rejected, extra={"buildings_matched": matched})

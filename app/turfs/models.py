@@ -35,8 +35,17 @@ class Turf(SQLModel, table=True):
     # Kept by organizing (issue 5) and sync (issue 7): who holds it now, and knocks recorded on it.
     holders: int = 0
     knocks: int = 0
-    # Goes up whenever its doors or shape change, so walk lists can tell a phone what changed.
+    # Goes up whenever its walk list changes (doors, order, results, script, name), so phones can refresh.
     version: int = 1
+    # The walking route (a GeoJSON LineString, served as stored), its length, and the version it last changed at.
+    route: str | None = Field(default=None, sa_type=Text)
+    route_m: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    route_version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+    # The script its organizers chose for it, if any; the script version it uses (this one, else its
+    # precinct's, else the campaign's default), kept by app.scripts; and the version that changed it.
+    script_id: int | None = Field(default=None, foreign_key="script.id", ondelete="SET NULL")
+    script_version_id: int | None = Field(default=None, foreign_key="script_version.id")
+    script_since: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     archived_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

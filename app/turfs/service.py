@@ -24,8 +24,11 @@ from app.ingest import Progress, no_progress
 from app.organizing.models import TurfHistory
 from app.pagination import encode_cursor, int_cursor
 from app.precincts.models import Precinct
+from app.precincts.service import projection
+from app.scripts.service import resolve_turf_scripts
 from app.text import natural_key
 from app.turfs.models import Turf, TurfCut
+from app.walklists.service import WALK_COLUMNS, TurfWalk, load_streets, order_turfs, refresh_walks, store_walks
 
 ACTIVE, ARCHIVED = "active", "archived"
 # A drawn turf smaller than this is a slip of the mouse, not a turf.
@@ -34,16 +37,6 @@ MIN_AREA_M2 = 100.0
 OVERLAP_M2 = 1.0
 DEFAULT_TARGET = 50
 STALE = timedelta(minutes=10)
-
-
-async def projection(session: AsyncSession, campaign_id: int) -> Projection:
-    """The metric projection for a campaign: the UTM zone of its precincts."""
-    box = (await session.execute(select(func.min(Precinct.min_lon), func.min(Precinct.min_lat),
-                                        func.max(Precinct.max_lon), func.max(Precinct.max_lat))
-                                 .where(Precinct.campaign_id == campaign_id))).one()
-    if box[0] is None:
-        raise Invalid("the campaign has no precincts yet", field="precincts")
-    return Projection(np.array([box[0], box[2]]), np.array([box[1], box[3]]))
 
 
 def _bounds(shape: BaseGeometry) -> dict[str, float]:
@@ -160,14 +153,14 @@ async def _overlapping(session: AsyncSession, campaign_id: int, shape: BaseGeome
 
 
 async def _recount(session: AsyncSession, turf_ids: Sequence[int]) -> None:
-    """Store the door and building counts of these turfs, and bump their version."""
+    """Store the door and building counts of these turfs (refresh_walks then moves their version on)."""
     if not turf_ids:
         return
     doors = select(func.count()).where(Household.turf_id == Turf.id).scalar_subquery()
     buildings = select(func.count(func.distinct(Household.building_id))).where(
         Household.turf_id == Turf.id).scalar_subquery()
     await session.execute(update(Turf).where(Turf.id.in_(turf_ids))
-                          .values(doors=doors, buildings=buildings, version=Turf.version + 1, updated_at=utcnow())
+                          .values(doors=doors, buildings=buildings, updated_at=utcnow())
                           .execution_options(synchronize_session=False))
 
 
@@ -185,7 +178,8 @@ async def _release(session: AsyncSession, turf: Turf) -> str:
                           .execution_options(synchronize_session=False))
     if turf.knocks > 0 or await _has_history(session, [turf.id]):
         turf.status, turf.archived_at, turf.doors, turf.buildings = ARCHIVED, utcnow(), 0, 0
-        turf.version += 1
+        await session.flush()
+        await refresh_walks(session, turf.campaign_id, [turf.id])
         return ARCHIVED
     await session.delete(turf)
     return "deleted"
@@ -243,7 +237,14 @@ async def draw_turf(session: AsyncSession, campaign_id: int, *, name: str | None
     await bulk_set(session, Household.__table__, "turf_id", ids, [turf.id] * len(ids))
     await _recount(session, [turf.id, *standing])
     await _drop_empty(session, standing)
+    await refresh_walks(session, campaign_id, await _active(session, [turf.id, *standing]))
+    await resolve_turf_scripts(session, campaign_id, [turf.id])
     return await _commit_turf(session, turf)
+
+
+async def _active(session: AsyncSession, turf_ids: Sequence[int]) -> list[int]:
+    return list((await session.execute(select(Turf.id).where(Turf.id.in_(list(turf_ids)),
+                                                             Turf.status == ACTIVE))).scalars())
 
 
 async def _commit_turf(session: AsyncSession, turf: Turf) -> Turf:
@@ -282,7 +283,9 @@ async def update_turf(session: AsyncSession, campaign_id: int, turf_id: int, *, 
     if name is not None:
         if not name.strip():
             raise Invalid("a turf needs a name", field="name")
-        turf.name = name.strip()
+        if turf.name != name.strip():
+            # The name is on the walk list: phones holding it refresh.
+            turf.name, turf.version = name.strip(), turf.version + 1
         turf.updated_at = utcnow()
     if shape is not None:
         proj = await projection(session, campaign_id)
@@ -306,6 +309,7 @@ async def update_turf(session: AsyncSession, campaign_id: int, turf_id: int, *, 
         await session.flush()
         await _recount(session, [turf.id, *standing])
         await _drop_empty(session, standing)
+        await refresh_walks(session, campaign_id, await _active(session, [turf.id, *standing]))
     return await _commit_turf(session, turf)
 
 
@@ -335,6 +339,7 @@ class PrecinctPlan:
     buildings: list[int]  # per turf
     expected: float  # doors / k
     quality: dict[str, Any] = field(default_factory=dict)
+    walks: list[TurfWalk] = field(default_factory=list)  # per turf
 
 
 def plan_precinct(precinct_id: int, code: str, region_m: BaseGeometry, households: pd.DataFrame,
@@ -462,10 +467,12 @@ async def cut_turfs(session: AsyncSession, campaign_id: int, *, codes: Sequence[
     kept_shapes = proj.to_metres(shapely.from_wkb([t.geometry for t in kept])) if kept else np.array([])
     households = pd.DataFrame((await session.execute(
         select(Household.id, Household.building_id, Household.unit, Household.precinct_id, Household.turf_id,
-               Building.lon, Building.lat, Building.street_id)
+               Building.lon, Building.lat, Building.street_id, Building.street_side, Building.street_pos_m)
         .join(Building, Building.id == Household.building_id)
         .where(Household.campaign_id == campaign_id, Household.precinct_id.in_(selected)))).all(),
-        columns=["id", "building_id", "unit", "precinct_id", "turf_id", "lon", "lat", "street_id"])
+        columns=["id", "building_id", "unit", "precinct_id", "turf_id", "lon", "lat", "street_id", "street_side",
+                 "street_pos_m"])
+    streets = await load_streets(session, campaign_id, proj)
     free = households[~households["turf_id"].isin(kept_ids)]
 
     plans: list[PrecinctPlan] = []
@@ -477,8 +484,14 @@ async def cut_turfs(session: AsyncSession, campaign_id: int, *, codes: Sequence[
                 if len(near):
                     rest = region.difference(shapely.union_all(near))
                     region = rest if rest.area > 0 else region
-            return plan_precinct(precinct.id, precinct.code, region, free[free["precinct_id"] == precinct.id],
-                                 proj, target=target)
+            doors = free[free["precinct_id"] == precinct.id]
+            plan = plan_precinct(precinct.id, precinct.code, region, doors, proj, target=target)
+            turf_of = pd.Series({h: n for n, hs in enumerate(plan.households) for h in hs}, dtype=np.int64)
+            members = doors.rename(columns={"id": "household_id"}).assign(
+                turf=lambda d: d["household_id"].map(turf_of))
+            walks = order_turfs(streets, proj, members[WALK_COLUMNS])
+            plan.walks = [walks[n] for n in range(len(plan.households))]
+            return plan
         plans.append(await anyio.to_thread.run_sync(plan_one))
         if step is not None:
             await step(precinct.code, done, len(precincts))
@@ -493,7 +506,8 @@ async def cut_turfs(session: AsyncSession, campaign_id: int, *, codes: Sequence[
         # Turfs someone held once are archived, not deleted: their history stays for late syncs.
         held_once = await _has_history(session, replaced)
         await session.execute(update(Turf).where(Turf.id.in_(list(held_once))).values(
-            status=ARCHIVED, archived_at=utcnow(), doors=0, buildings=0, version=Turf.version + 1))
+            status=ARCHIVED, archived_at=utcnow(), doors=0, buildings=0))
+        await refresh_walks(session, campaign_id, held_once)
         await session.execute(delete(Turf).where(Turf.id.in_([t for t in replaced if t not in held_once])))
     now = utcnow()
     rows = [{"campaign_id": campaign_id, "precinct_id": plan.precinct_id, "name": f"{plan.code}-T{n + 1:02d}",
@@ -510,6 +524,9 @@ async def cut_turfs(session: AsyncSession, campaign_id: int, *, codes: Sequence[
     household_ids = [h for doors in members for h in doors]
     turf_ids = [turf_id for turf_id, doors in zip(ids, members, strict=True) for _ in doors]
     await bulk_set(session, Household.__table__, "turf_id", household_ids, turf_ids)
+    walks = [walk for plan in plans for walk in plan.walks]
+    await store_walks(session, dict(zip(ids, walks, strict=True)), new=True)
+    await resolve_turf_scripts(session, campaign_id, ids)
     report = _report(plans, target=target, replaced=len(replaced), kept=len(kept))
     await session.execute(update(TurfCut).where(TurfCut.id == cut_id).values(
         state="done", precincts_done=len(plans), turfs_made=len(rows), report=json.dumps(report),
@@ -541,9 +558,10 @@ def _report(plans: list[PrecinctPlan], *, target: int, replaced: int, kept: int)
 
 
 async def _turf_state(session: AsyncSession, campaign_id: int) -> list[tuple[Any, ...]]:
-    """What a cut depends on, to see whether it changed: every turf's id, version, status, holders and knocks."""
+    """What a cut depends on, to see whether it changed: every turf's id, doors (route version), status, holders
+    and knocks. Not its version: results synced meanwhile move that, and don't matter to a cut."""
     return [tuple(r) for r in (await session.execute(
-        select(Turf.id, Turf.version, Turf.status, Turf.holders, Turf.knocks)
+        select(Turf.id, Turf.route_version, Turf.status, Turf.holders, Turf.knocks)
         .where(Turf.campaign_id == campaign_id).order_by(Turf.id))).all()]
 
 

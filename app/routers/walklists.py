@@ -1,0 +1,53 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from app.auth.service import Access
+from app.db import begin_write
+from app.errors import NotFound
+from app.routers.deps import ALL_ROLES, Allow, SessionDep
+from app.routers.turfs import _visible
+from app.walklists import service as walklists
+from app.walklists.schemas import WalkList
+
+router = APIRouter(prefix="/v1/campaigns/{campaign_id}", tags=["walk lists"])
+
+# Members only: a walk list carries voters' names. Canvassers and hosts get the turfs they hold or host.
+members = Allow(*ALL_ROLES)
+
+
+def _etag_matches(request: Request, etag: str) -> bool:
+    header = request.headers.get("if-none-match", "")
+    return header.strip() == "*" or etag in [t.strip() for t in header.split(",")]
+
+
+@router.get("/turfs/{turf_id}/walklist", openapi_extra=members.openapi,
+            responses={200: {"model": WalkList, "description": "The walk list, or its changes after `since`."},
+                       304: {"description": "Not modified: the `ETag` sent in `If-None-Match` is current."}})
+async def read_walklist(turf_id: int, request: Request, access: Annotated[Access, Depends(members)],
+                        session: SessionDep,
+                        since: Annotated[int | None, Query(ge=0, description=(
+                            "A version this phone has: only what changed after it comes back."))] = None,
+                        ) -> Response:
+    """Everything a canvasser needs for a shift in one download: the turf, its route, its script, and its
+    buildings in walking order with their households, people and last results. Send the `ETag` back in
+    `If-None-Match` for a 304, or `since=<version>` for only the changes."""
+    turf = await walklists.walk_turf(session, access.campaign_id, turf_id,
+                                     only=await _visible(session, access))
+    if turf is None:
+        raise NotFound(f"No turf {turf_id} in this campaign.")
+    etag = f'W/"{turf.id}.{turf.version}{"" if since is None else f".{since}"}"'
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    if _etag_matches(request, etag):
+        return Response(status_code=304, headers=headers)
+    body = await walklists.walklist(session, turf, since=since)
+    if body is None:
+        # Doors with no stored order yet (a turf from before walk lists): order them now, once.
+        await begin_write(session)
+        await walklists.refresh_walks(session, access.campaign_id, [turf_id])
+        await session.commit()
+        turf = await walklists.walk_turf(session, access.campaign_id, turf_id)
+        assert turf is not None
+        headers["ETag"] = f'W/"{turf.id}.{turf.version}{"" if since is None else f".{since}"}"'
+        body = await walklists.walklist(session, turf, since=since) or b"{}"
+    return Response(body, media_type="application/json", headers=headers)

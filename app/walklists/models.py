@@ -1,0 +1,18 @@
+"""A turf's stored walking order, door by door, with what changed when (for `?since=` refreshes)."""
+
+from sqlmodel import Field, SQLModel
+
+
+class WalkStop(SQLModel, table=True):
+    """A door on a turf's walk list. A door that leaves the turf stays as a removed row, so a phone that
+    downloaded the list earlier learns it is gone."""
+
+    __tablename__ = "walk_stop"
+
+    turf_id: int = Field(foreign_key="turf.id", primary_key=True, ondelete="CASCADE")
+    household_id: int = Field(foreign_key="household.id", primary_key=True, index=True, ondelete="CASCADE")
+    # Position in walking order: buildings along the route, units in natural order within a building.
+    seq: int
+    removed: bool = False
+    # The turf version at which this door was added, removed, or its people or last result changed.
+    changed: int

@@ -1,0 +1,318 @@
+"""Walk lists: each turf's walking order, computed when its doors change and stored; the list a phone
+downloads, whole or as the changes since a version it has."""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import numpy as np
+import orjson
+import pandas as pd
+import shapely
+from sqlalchemy import and_, bindparam, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.addresses.models import Building, Household, Person
+from app.db import bulk_insert, utcnow
+from app.errors import Invalid
+from app.geo.shapes import Projection
+from app.geo.walk import Stops, StreetNetwork, plan_walk, street_network
+from app.precincts.models import Precinct
+from app.precincts.service import projection
+from app.scripts.models import ScriptVersion
+from app.scripts.service import STANDARD_RESULTS
+from app.streets.models import Street
+from app.text import natural_key
+from app.turfs.models import Turf
+from app.walklists.models import WalkStop
+
+# Coordinates in walk lists: 6 decimals of a degree is about 10 cm, plenty for a door and a shorter download.
+DIGITS = 6
+# What a phone gets for a turf with no script: the door results alone.
+NO_SCRIPT = orjson.dumps({"script_id": None, "version": 0, "name": "Door results",
+                          "questions": [], "result_codes": STANDARD_RESULTS})
+STOP_COLUMNS = ("turf_id", "household_id", "seq", "removed", "changed")
+
+
+@dataclass(frozen=True)
+class Streets:
+    """A campaign's street network, and each street row's segment index in it."""
+
+    network: StreetNetwork
+    index: dict[int, int]
+
+
+@dataclass(frozen=True)
+class TurfWalk:
+    household_ids: list[int]  # in walking order
+    route: str | None  # a GeoJSON LineString in degrees
+    length_m: float
+
+
+async def load_streets(session: AsyncSession, campaign_id: int, projection: Projection) -> Streets | None:
+    rows = (await session.execute(select(Street.id, Street.geometry).where(Street.campaign_id == campaign_id)
+                                  .order_by(Street.id))).all()
+    if not rows:
+        return None
+    lines = projection.to_metres(shapely.from_wkb([r.geometry for r in rows]))
+    return Streets(await anyio.to_thread.run_sync(street_network, lines), {r.id: i for i, r in enumerate(rows)})
+
+
+# Columns order_turfs needs of each door: the turf (any key), the household, its building and where that is.
+WALK_COLUMNS = ["turf", "household_id", "building_id", "unit", "lon", "lat", "street_id", "street_side",
+                "street_pos_m"]
+
+
+def _geojson_line(points: np.ndarray) -> str:
+    return orjson.dumps({"type": "LineString", "coordinates": np.round(points, DIGITS).tolist()}).decode()
+
+
+def order_turfs(streets: Streets | None, projection: Projection, doors: pd.DataFrame) -> dict[Any, TurfWalk]:
+    """The walking order of every turf in `doors` (WALK_COLUMNS): buildings along the route, then the units
+    of each building in natural order (`2` before `10`). Deterministic for the same data."""
+    walks: dict[Any, TurfWalk] = {}
+    if doors.empty:
+        return walks
+    doors = doors.assign(unit_key=[natural_key(u) for u in doors["unit"]])
+    x, y = projection.points(doors["lon"].to_numpy(float), doors["lat"].to_numpy(float))
+    doors = doors.assign(x=x, y=y)
+    index = streets.index if streets is not None else {}
+    network = streets.network if streets is not None else None
+    for turf, group in doors.groupby("turf", sort=True):
+        buildings = group.drop_duplicates("building_id").sort_values("building_id")
+        segment = np.array([index.get(int(s), -1) if s == s and s is not None else -1
+                            for s in buildings["street_id"]], dtype=np.int64)
+        stops = Stops(buildings["x"].to_numpy(float), buildings["y"].to_numpy(float), segment,
+                      buildings["street_side"].to_numpy(np.int64), buildings["street_pos_m"].to_numpy(float))
+        walk = plan_walk(network, stops)
+        rank = dict(zip(buildings["building_id"].to_numpy()[walk.order], range(len(walk.order)), strict=True))
+        ordered = sorted(zip(group["building_id"], group["unit_key"], group["household_id"], strict=True),
+                         key=lambda d: (rank[d[0]], d[1], d[2]))
+        route = None
+        if walk.route is not None:
+            route = _geojson_line(shapely.get_coordinates(projection.to_degrees(walk.route)))
+        walks[turf] = TurfWalk([int(d[2]) for d in ordered], route, round(walk.length_m, 1))
+    return walks
+
+
+async def walk_doors(session: AsyncSession, turf_ids: Sequence[int]) -> pd.DataFrame:
+    """The doors of these turfs, as order_turfs wants them."""
+    rows = (await session.execute(
+        select(Household.turf_id, Household.id, Household.building_id, Household.unit, Building.lon, Building.lat,
+               Building.street_id, Building.street_side, Building.street_pos_m)
+        .join(Building, Building.id == Household.building_id)
+        .where(Household.turf_id.in_(list(turf_ids))))).all()
+    return pd.DataFrame(rows, columns=WALK_COLUMNS)
+
+
+async def store_walks(session: AsyncSession, walks: dict[int, TurfWalk], *, new: bool = False) -> None:
+    """Store turfs' walking orders and routes in the session's (write) transaction.
+
+    A door that is new to a turf, or came back to it, is stamped with the turf's new version; one that left
+    stays as a removed row with that version, so `?since=` can tell a phone. `new` turfs were just made:
+    they keep version 1.
+    """
+    if not walks:
+        return
+    ids = sorted(walks)
+    # Row locks on PostgreSQL (SQLite's writer holds the whole database): a sync stamping results on these
+    # turfs waits, so no stamp is lost between reading the stops and writing them back.
+    versions = dict((await session.execute(select(Turf.id, Turf.version).where(Turf.id.in_(ids)).order_by(Turf.id)
+                                           .with_for_update())).all())
+    old: dict[int, dict[int, Any]] = {t: {} for t in ids}
+    if not new:
+        for stop in (await session.execute(select(WalkStop.turf_id, WalkStop.household_id, WalkStop.seq,
+                                                  WalkStop.removed, WalkStop.changed)
+                                           .where(WalkStop.turf_id.in_(ids)))).all():
+            old[stop.turf_id][stop.household_id] = stop
+        await session.execute(delete(WalkStop).where(WalkStop.turf_id.in_(ids)))
+    rows: list[tuple[Any, ...]] = []
+    changes = []
+    for turf_id in ids:
+        version = versions[turf_id] if new else versions[turf_id] + 1
+        before, walk = old[turf_id], walks[turf_id]
+        for seq, household_id in enumerate(walk.household_ids):
+            kept = before.pop(household_id, None)
+            changed = kept.changed if kept is not None and not kept.removed else version
+            rows.append((turf_id, household_id, seq, False, changed))
+        rows += [(turf_id, h, s.seq, True, s.changed if s.removed else version) for h, s in before.items()]
+        changes.append({"turf": turf_id, "v": version, "r": walk.route, "rm": walk.length_m})
+    await bulk_insert(session, WalkStop.__table__, STOP_COLUMNS, rows)
+    await session.execute(
+        update(Turf.__table__).where(Turf.__table__.c.id == bindparam("turf"))
+        .values(version=bindparam("v"), route_version=bindparam("v"), route=bindparam("r"),
+                route_m=bindparam("rm")), changes)
+
+
+async def refresh_walks(session: AsyncSession, campaign_id: int, turf_ids: Iterable[int]) -> None:
+    """Recompute and store the walking order of these turfs from their doors now (none, for a turf that
+    lost them all). In the caller's write transaction."""
+    ids = sorted(set(turf_ids))
+    if not ids:
+        return
+    proj = await projection(session, campaign_id)
+    streets = await load_streets(session, campaign_id, proj)
+    doors = await walk_doors(session, ids)
+    walks = await anyio.to_thread.run_sync(lambda: order_turfs(streets, proj, doors))
+    await store_walks(session, {t: walks.get(t, TurfWalk([], None, 0.0)) for t in ids})
+
+
+async def refresh_campaign_walks(session: AsyncSession, campaign_id: int) -> None:
+    """Recompute every active turf's walk (after streets are imported, say)."""
+    ids = (await session.execute(select(Turf.id).where(Turf.campaign_id == campaign_id, Turf.status == "active"))
+           ).scalars().all()
+    await refresh_walks(session, campaign_id, ids)
+
+
+async def touch_households(session: AsyncSession, household_ids: Iterable[int]) -> None:
+    """Mark these doors changed on the walk lists holding them (their people, address or result changed):
+    each such turf gets a new version and the doors are stamped with it."""
+    ids = sorted(set(household_ids))
+    if not ids:
+        return
+    stops = []
+    for start in range(0, len(ids), 5000):
+        stops += (await session.execute(select(WalkStop.turf_id, WalkStop.household_id).where(
+            WalkStop.household_id.in_(ids[start:start + 5000]), WalkStop.removed.is_(False)))).all()
+    if not stops:
+        return
+    turfs = sorted({s.turf_id for s in stops})
+    bumped = dict((await session.execute(update(Turf).where(Turf.id.in_(turfs))
+                                         .values(version=Turf.version + 1, updated_at=utcnow())
+                                         .returning(Turf.id, Turf.version)
+                                         .execution_options(synchronize_session=False))).all())
+    await session.execute(
+        update(WalkStop.__table__).where(and_(WalkStop.__table__.c.turf_id == bindparam("t"),
+                                              WalkStop.__table__.c.household_id == bindparam("h")))
+        .values(changed=bindparam("v")),
+        [{"t": s.turf_id, "h": s.household_id, "v": bumped[s.turf_id]} for s in stops])
+
+
+async def note_results(session: AsyncSession, results: Sequence[tuple[int, str, datetime]]) -> int:
+    """Record door results (household, result code, corrected time) as each door's last result where they
+    are later than the one it has; the walk lists holding changed doors move on. Returns doors changed."""
+    if not results:
+        return 0
+    latest: dict[int, tuple[datetime, str]] = {}
+    for household_id, code, at in results:
+        if household_id not in latest or at > latest[household_id][0]:
+            latest[household_id] = (at, code)
+    stored = dict((await session.execute(select(Household.id, Household.last_result_at)
+                                         .where(Household.id.in_(list(latest))))).all())
+    newer = [{"h": h, "code": code, "at": at} for h, (at, code) in latest.items()
+             if h in stored and (stored[h] is None or at > stored[h])]
+    if newer:
+        await session.execute(update(Household.__table__).where(Household.__table__.c.id == bindparam("h"))
+                              .values(last_result=bindparam("code"), last_result_at=bindparam("at")), newer)
+        await touch_households(session, [n["h"] for n in newer])
+    return len(newer)
+
+
+# Reading
+
+def age_band(birth_year: int | None, year: int) -> str | None:
+    """A person's age band, all a canvasser needs of their birth date.
+
+    >>> [age_band(y, 2026) for y in (None, 2010, 2002, 1990, 1950, 1940)]
+    [None, 'under 18', '18-24', '35-44', '75+', '75+']
+    """
+    if birth_year is None:
+        return None
+    age = year - birth_year
+    if age < 18:
+        return "under 18"
+    for top, band in ((24, "18-24"), (34, "25-34"), (44, "35-44"), (54, "45-54"), (64, "55-64"), (74, "65-74")):
+        if age <= top:
+            return band
+    return "75+"
+
+
+def _polygon(wkb: bytes) -> dict[str, Any]:
+    shape = shapely.transform(shapely.from_wkb(wkb), lambda xy: np.round(xy, DIGITS))
+    return orjson.loads(shapely.to_geojson(shape))
+
+
+async def walk_turf(session: AsyncSession, campaign_id: int, turf_id: int, *, only: Any = None) -> Any:
+    """The turf fields a walk list needs, with its precinct's code; None if it isn't one of the campaign's
+    turfs (or of the ids `only` selects)."""
+    query = (
+        select(Turf.id, Turf.name, Turf.status, Turf.version, Turf.route_version, Turf.geometry, Turf.route,
+               Turf.route_m, Turf.doors, Turf.script_version_id, Turf.script_since, Precinct.code.label("precinct"))
+        .join(Precinct, Precinct.id == Turf.precinct_id)
+        .where(Turf.campaign_id == campaign_id, Turf.id == turf_id))
+    if only is not None:
+        query = query.where(Turf.id.in_(only))
+    return (await session.execute(query)).one_or_none()
+
+
+async def walklist(session: AsyncSession, turf: Any, *, since: int | None) -> bytes | None:
+    """The walk list of a turf (a `walk_turf` row) as JSON bytes: whole, or what changed after `since`.
+
+    Read with SQLAlchemy Core and written with orjson: phones download this all evening. None when the
+    turf has doors but no stored order yet (made before walk lists existed): refresh_walks, then read again.
+    Raises Invalid for a `since` ahead of the turf.
+    """
+    if since is not None and since > turf.version:
+        raise Invalid(f"version {since} is ahead of the turf's version {turf.version}", field="since")
+    full = not since
+    after = since or 0
+    stops = (await session.execute(
+        select(WalkStop.household_id, WalkStop.removed, WalkStop.changed, Household.unit, Household.building_id,
+               Household.last_result, Household.last_result_at, Building.number, Building.street, Building.lon,
+               Building.lat)
+        .join(Household, Household.id == WalkStop.household_id)
+        .join(Building, Building.id == Household.building_id)
+        .where(WalkStop.turf_id == turf.id).order_by(WalkStop.seq, WalkStop.household_id))).all()
+    if not stops and turf.doors > 0:
+        return None
+    sent = [s for s in stops if not s.removed and s.changed > after]
+    people: dict[int, list[dict[str, Any]]] = {}
+    if sent:
+        query = (select(Person.id, Person.household_id, Person.first_name, Person.last_name, Person.birth_year,
+                        Person.language)
+                 .join(WalkStop, and_(WalkStop.household_id == Person.household_id, WalkStop.turf_id == turf.id))
+                 .where(WalkStop.removed.is_(False)).order_by(Person.household_id, Person.last_name,
+                                                              Person.first_name, Person.id))
+        if not full:
+            query = query.where(WalkStop.changed > after)
+        year = datetime.now(UTC).year
+        for p in (await session.execute(query)).all():
+            people.setdefault(p.household_id, []).append(
+                {"id": p.id, "name": f"{p.first_name} {p.last_name}".strip(),
+                 "age_band": age_band(p.birth_year, year), "language": p.language})
+    buildings: list[dict[str, Any]] = []
+    for s in sent:
+        if not buildings or buildings[-1]["id"] != s.building_id:
+            buildings.append({"id": s.building_id, "address": f"{s.number} {s.street}".strip(),
+                              "point": [round(s.lon, DIGITS), round(s.lat, DIGITS)], "households": []})
+        last = {"result": s.last_result, "at": s.last_result_at} if s.last_result is not None else None
+        buildings[-1]["households"].append({"id": s.household_id, "unit": s.unit,
+                                            "people": people.get(s.household_id, []), "last_result": last})
+    body: dict[str, Any] = {
+        "turf": {"id": turf.id, "name": turf.name, "precinct_id": turf.precinct, "status": turf.status,
+                 "doors": turf.doors, "geometry": _polygon(turf.geometry)},
+        "version": turf.version, "since": since, "full": full,
+    }
+    if full or turf.script_since > after:
+        body["script"] = orjson.Fragment(await _script(session, turf.script_version_id))
+    if full or turf.route_version > after:
+        body["route"] = orjson.Fragment(turf.route) if turf.route else None
+        body["route_m"] = turf.route_m
+    if not full:
+        if turf.route_version > after:
+            body["order"] = [s.household_id for s in stops if not s.removed]
+        body["removed"] = [s.household_id for s in stops if s.removed and s.changed > after]
+    body["buildings"] = buildings
+    return orjson.dumps(body)
+
+
+async def _script(session: AsyncSession, version_id: int | None) -> bytes:
+    if version_id is None:
+        return NO_SCRIPT
+    v = (await session.execute(select(ScriptVersion.script_id, ScriptVersion.version, ScriptVersion.name,
+                                      ScriptVersion.questions, ScriptVersion.result_codes)
+                               .where(ScriptVersion.id == version_id))).one()
+    return orjson.dumps({"script_id": v.script_id, "version": v.version, "name": v.name,
+                         "questions": orjson.Fragment(v.questions), "result_codes": orjson.Fragment(v.result_codes)})
