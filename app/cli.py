@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+import app.models  # noqa: F401  every table, so foreign keys across domains resolve whatever a command loads
 from app.auth import service as auth_service
 from app.auth.models import Scope
 from app.campaigns import service as campaign_service

@@ -12,10 +12,27 @@ from app.campaigns import service as campaign_service
 from app.campaigns.models import Role
 from app.ingest import Progress, no_progress, parse_map
 from app.precincts import service as precinct_service
+from app.scripts import service as script_service
+from app.scripts.schemas import ScriptIn, ScriptUses
 from app.streets import service as street_service
 from app.turfs import service as turf_service
 
 SLUG = "cambridge"
+DEMO_SCRIPT = ScriptIn.model_validate({
+    "name": "Cambridge doors",
+    "questions": [
+        {"id": "support", "text": "Can we count on your support?", "kind": "single",
+         "choices": [{"id": "yes", "label": "Yes"}, {"id": "leaning", "label": "Leaning yes"},
+                     {"id": "undecided", "label": "Undecided"}, {"id": "no", "label": "No"}]},
+        {"id": "issues", "text": "Which issues matter most to you?", "kind": "multiple",
+         "choices": [{"id": "housing", "label": "Housing"}, {"id": "transit", "label": "Transit"},
+                     {"id": "schools", "label": "Schools"}, {"id": "climate", "label": "Climate"}]},
+        {"id": "volunteer", "text": "Would you like to volunteer?", "kind": "single",
+         "choices": [{"id": "yes", "label": "Yes"}, {"id": "no", "label": "No"}]},
+        {"id": "note", "text": "Anything the campaign should know?", "kind": "text"},
+    ],
+    "result_codes": [{"code": "wrong_address", "label": "Nobody by that name", "contacted": True}],
+})
 USERS = (("organizer@cambridge.example", "Demo Organizer", Role.organizer),
          ("canvasser@cambridge.example", "Demo Canvasser", Role.canvasser))
 
@@ -53,14 +70,19 @@ async def set_up_demo(session: AsyncSession, data: Path, saved: dict[str, str], 
         buildings = (await campaign_service.campaign_counts(session, campaign.id))["buildings"]
         say(f"Loaded {report.created} street segments; {report.extra['buildings_matched']} of "
             f"{buildings} buildings matched to the street they front.")
+    if counts["people"] == 0:
+        made = await address_service.make_demo_people(session, campaign.id, progress=progress)
+        say(f"Made {made['created']} SYNTHETIC people (no voter file is public).")
     if await turf_service.count_turfs(session, campaign.id) == 0:
         job = await turf_service.start_cut(session, campaign.id, codes=None, target=50, created_by="demo")
         assert job.id is not None
         report = await turf_service.cut_turfs(session, campaign.id, codes=None, target=50, cut_id=job.id)
         say(f"Cut {report['overall'].get('turfs', 0)} turfs of about 50 doors.")
-    if counts["people"] == 0:
-        made = await address_service.make_demo_people(session, campaign.id, progress=progress)
-        say(f"Made {made['created']} SYNTHETIC people (no voter file is public).")
+    if not await script_service.list_scripts(session, campaign.id):
+        script = await script_service.create_script(session, campaign.id, DEMO_SCRIPT)
+        assert script.id is not None
+        await script_service.set_uses(session, campaign.id, script.id, ScriptUses(default=True))
+        say(f"Made the survey script {script.name!r}, the default for every turf.")
 
     logins = []
     for email, name, role in USERS:

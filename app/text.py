@@ -6,14 +6,14 @@ from typing import Annotated
 from pydantic import AfterValidator
 
 
-def _no_nul(value: str) -> str:
+def no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("holds a NUL character")
     return value
 
 
 # A string the databases store alike: PostgreSQL refuses NUL characters, SQLite keeps them.
-Text = Annotated[str, AfterValidator(_no_nul)]
+Text = Annotated[str, AfterValidator(no_nul)]
 
 
 _RUNS = re.compile(r"(\d+)")

@@ -11,7 +11,8 @@ endpoint rather than per case (a class per endpoint, as STYLE.md suggests, would
 lists every case that went wrong, naming the caller and the campaign.
 
 Turfs are not in the world: a turf endpoint's test first draws (or cuts) what it needs in both campaigns; an
-organizing endpoint's test cuts a precinct and hands out turfs, events and join codes through the services.
+organizing endpoint's test cuts a precinct and hands out turfs, events and join codes through the services; a
+script endpoint's test writes scripts in both campaigns, so another campaign's script has an id to name.
 """
 
 import asyncio
@@ -27,7 +28,7 @@ import pytest
 import shapely
 from shapely import Polygon
 from shapely.geometry import mapping
-from sqlalchemy import Integer, String, cast, func, literal, null, select, union_all, update
+from sqlalchemy import Integer, String, cast, func, literal, null, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses.models import Building, Household, Person
@@ -41,8 +42,13 @@ from app.main import create_app
 from app.organizing import service as organizing
 from app.organizing.models import Event, EventAttendee, EventTurf, JoinCode, TurfHistory, TurfHolding
 from app.precincts.models import Precinct
+from app.scripts import service as script_service
+from app.scripts.models import Script, ScriptVersion
+from app.scripts.schemas import ScriptIn, ScriptUses
+from app.scripts.service import STANDARD_RESULTS
 from app.turfs import service as turf_service
 from app.turfs.models import Turf, TurfCut
+from app.walklists.models import WalkStop
 from tests.factories import FOREIGN, HOME, PASSWORD, SECRET, World
 
 # A precinct both campaigns have, holding households in both (the foreign campaign has only a few hundred).
@@ -157,6 +163,27 @@ async def count_rows(session: AsyncSession) -> Counts:
         _tally("event_attendee", attendees.c.campaign_id, nothing, func.count(), attendees.c.campaign_id),
         _tally("event_attendee checked in", attendees.c.campaign_id, nothing, func.count(attendees.c.checked_in_at),
                attendees.c.campaign_id),
+        # Scripts and their versions by name, so a rename or a new version shows, and what uses them.
+        _tally("script", Script.campaign_id, Script.name, func.count(), Script.campaign_id, Script.name),
+        _tally("script versions", Script.campaign_id, nothing, func.sum(Script.version), Script.campaign_id),
+        _tally("script default", Script.campaign_id, Script.name, func.count(), Script.campaign_id, Script.name)
+        .where(Script.is_default),
+        _tally("script_version", ScriptVersion.campaign_id, ScriptVersion.name, func.count(),
+               ScriptVersion.campaign_id, ScriptVersion.name),
+        _tally("script_version frozen", ScriptVersion.campaign_id, nothing, func.count(), ScriptVersion.campaign_id)
+        .where(ScriptVersion.frozen),
+        _tally("precinct with a script", Precinct.campaign_id, nothing, func.count(Precinct.script_id),
+               Precinct.campaign_id),
+        _tally("turf with a script", Turf.campaign_id, nothing, func.count(Turf.script_id), Turf.campaign_id),
+        # The script version each turf's walk list carries, which a script's change or uses move.
+        _tally("turfs carrying", Turf.campaign_id, ScriptVersion.name + " v" + cast(ScriptVersion.version, String),
+               func.count(), Turf.campaign_id, ScriptVersion.name, ScriptVersion.version)
+        .select_from(Turf).join(ScriptVersion, ScriptVersion.id == Turf.script_version_id),
+        # Walk stops belong to a campaign through their turf; a door leaving a turf stays as a removed stop.
+        _tally("walk_stop", Turf.campaign_id, nothing, func.count(), Turf.campaign_id)
+        .select_from(WalkStop).join(Turf, Turf.id == WalkStop.turf_id),
+        _tally("walk_stop removed", Turf.campaign_id, nothing, func.count(), Turf.campaign_id)
+        .select_from(WalkStop).join(Turf, Turf.id == WalkStop.turf_id).where(WalkStop.removed),
     ]
     counts: Counts = {}
     for kind, campaign_id, detail, n in (await session.execute(union_all(*parts))).all():
@@ -262,6 +289,7 @@ class Facts:
     cuts: dict[str, list[int]] = field(default_factory=dict)
     org: Organizing | None = None
     dead_codes: list[str] = field(default_factory=list)  # expired, revoked, used up
+    scripts: dict[str, dict[str, int]] = field(default_factory=dict)  # per campaign: see `write_scripts`
 
     @property
     def organized(self) -> Organizing:
@@ -607,6 +635,11 @@ def owner(case: Case) -> str:
     return case.campaign if case.campaign in (HOME, FOREIGN) else HOME
 
 
+def elsewhere(case: Case) -> str:
+    """The campaign whose things a case must not reach: the other one of `owner`."""
+    return FOREIGN if owner(case) == HOME else HOME
+
+
 async def draw_turfs(client: httpx.AsyncClient, session: AsyncSession, world: World, facts: Facts) -> None:
     for slug in (HOME, FOREIGN):
         await turf_service.draw_turf(session, facts.ids[slug], name=f"{slug} turf", shape=facts.ground.turf,
@@ -710,7 +743,7 @@ async def check_drawn(case: Case, r: httpx.Response) -> None:
 
 def drawn_effect(case: Case, body: Any) -> Counts:
     return {(turf_key(body["name"], body["doors"]), case.campaign_id): 1,
-            ("household in a turf", case.campaign_id): body["doors"]}
+            ("household in a turf", case.campaign_id): body["doors"], ("walk_stop", case.campaign_id): body["doors"]}
 
 
 async def send_target(case: Case) -> dict[str, Any]:
@@ -756,7 +789,8 @@ async def check_deleted(case: Case, r: httpx.Response) -> None:
 def deleted_effect(case: Case, body: Any) -> Counts:
     assert case.target is not None
     return {(turf_key(case.target.name, case.target.doors), case.campaign_id): -1,
-            ("household in a turf", case.campaign_id): -case.target.doors}
+            ("household in a turf", case.campaign_id): -case.target.doors,
+            ("walk_stop", case.campaign_id): -case.target.doors}
 
 
 async def send_cut(case: Case) -> dict[str, Any]:
@@ -791,8 +825,9 @@ async def check_cut(case: Case, r: httpx.Response) -> None:
 def cut_effect(case: Case, body: Any) -> Counts:
     made = case.settled["turfs"]
     effect: Counts = {(turf_key(t["name"], t["doors"]), case.campaign_id): 1 for t in made}
-    return effect | {("turf_cut done", case.campaign_id): 1,
-                     ("household in a turf", case.campaign_id): sum(t["doors"] for t in made)}
+    doors = sum(t["doors"] for t in made)
+    return effect | {("turf_cut done", case.campaign_id): 1, ("household in a turf", case.campaign_id): doors,
+                     ("walk_stop", case.campaign_id): doors}
 
 
 async def send_cut_id(case: Case) -> dict[str, Any]:
@@ -1216,10 +1251,221 @@ def paired_effect(case: Case, body: Any) -> Counts:
     return holding_effect(case, "checked_out", 1) | {("event_attendee checked in", case.campaign_id): 1}
 
 
+# Scripts: each test writes two in both campaigns through the service (see `write_scripts`).
+
+QUESTIONS = [
+    {"id": "support", "text": "Can we count on your support?", "kind": "single",
+     "choices": [{"id": "yes", "label": "Yes"}, {"id": "no", "label": "No"}]},
+    {"id": "issues", "text": "Which issues matter to you?", "kind": "multiple",
+     "choices": [{"id": "housing", "label": "Housing"}, {"id": "transit", "label": "Transit"}]},
+    {"id": "note", "text": "Anything else?", "kind": "text", "choices": []},
+]
+OWN_RESULTS = [{"code": "wrong_address", "label": "Wrong address", "contacted": False}]
+RESULT_CODES = STANDARD_RESULTS + OWN_RESULTS  # as a version reads: the standard ones first
+NO_USES = {"default": False, "precincts": [], "turf_ids": []}
+
+
+def script_body(name: str, questions: list[dict[str, Any]] = QUESTIONS) -> dict[str, Any]:
+    return {"name": name, "questions": questions, "result_codes": OWN_RESULTS}
+
+
+async def make_script(session: AsyncSession, campaign_id: int, name: str,
+                      questions: list[dict[str, Any]] = QUESTIONS) -> int:
+    script = await script_service.create_script(session, campaign_id,
+                                                ScriptIn.model_validate(script_body(name, questions)))
+    assert script.id is not None
+    return script.id
+
+
+async def write_scripts(client: httpx.AsyncClient, session: AsyncSession, world: World, facts: Facts) -> None:
+    """In each campaign: `<slug> doors`, the default, whose version 1 asked the first question and version 2
+    asks them all; and `<slug> draft`, used nowhere."""
+    for slug in (HOME, FOREIGN):
+        campaign_id = facts.ids[slug]
+        doors = await make_script(session, campaign_id, f"{slug} doors", QUESTIONS[:1])
+        await script_service.set_uses(session, campaign_id, doors, ScriptUses(default=True))
+        await script_service.update_script(session, campaign_id, doors,
+                                           ScriptIn.model_validate(script_body(f"{slug} doors")))
+        facts.scripts[slug] = {"doors": doors, "draft": await make_script(session, campaign_id, f"{slug} draft")}
+    await session.rollback()
+
+
+async def organize_scripts(client: httpx.AsyncClient, session: AsyncSession, world: World, facts: Facts) -> None:
+    """`organize`, then `write_scripts`: every turf carries its campaign's doors script."""
+    await organize(client, session, world, facts)
+    await write_scripts(client, session, world, facts)
+
+
+def script_sender(which: str, *, foreign: bool = False, **extra: Any) -> Send:
+    """Name a script `write_scripts` made: the campaign's own, or (`foreign`) the other campaign's."""
+    async def send(case: Case) -> dict[str, Any]:
+        case.memo["script"] = case.facts.scripts[elsewhere(case) if foreign else owner(case)][which]
+        return {"script_id": case.memo["script"]} | extra
+    return send
+
+
+async def check_scripts(case: Case, r: httpx.Response) -> None:
+    slug = owner(case)
+    mine = case.facts.scripts[slug]
+    got = [(s["id"], s["name"], s["version"], s["uses"]["default"]) for s in r.json()["items"]]
+    assert got == [(mine["doors"], f"{slug} doors", 2, True), (mine["draft"], f"{slug} draft", 1, False)]
+
+
+async def check_script(case: Case, r: httpx.Response) -> None:
+    body, slug = r.json(), owner(case)
+    assert (body["id"], body["name"], body["version"], body["uses"]) == (
+        case.facts.scripts[slug]["doors"], f"{slug} doors", 2, NO_USES | {"default": True})
+    assert [(v["version"], v["frozen"]) for v in body["versions"]] == [(1, True), (2, True)]
+    current = body["current"]
+    assert (current["script_id"], current["version"], current["questions"], current["result_codes"]) == (
+        body["id"], 2, QUESTIONS, RESULT_CODES)
+
+
+async def check_script_version(case: Case, r: httpx.Response) -> None:
+    body, slug = r.json(), owner(case)
+    assert (body["script_id"], body["version"], body["name"], body["frozen"]) == (
+        case.memo["script"], 1, f"{slug} doors", True)
+    assert (body["questions"], body["result_codes"]) == (QUESTIONS[:1], RESULT_CODES)
+
+
+async def send_script(case: Case) -> dict[str, Any]:
+    return {"json": script_body(f"probe-{case.n}")}
+
+
+async def send_taken_name(case: Case) -> dict[str, Any]:
+    return {"json": script_body(f"{owner(case)} draft")}
+
+
+async def check_script_made(case: Case, r: httpx.Response) -> None:
+    body = r.json()
+    assert (body["name"], body["version"], body["uses"], body["turfs_using"]) == (f"probe-{case.n}", 1, NO_USES, 0)
+    assert [(v["version"], v["frozen"]) for v in body["versions"]] == [(1, False)]
+    current = body["current"]
+    assert (current["script_id"], current["version"], current["frozen"]) == (body["id"], 1, False)
+    assert (current["questions"], current["result_codes"]) == (QUESTIONS, RESULT_CODES)
+    probe = await case.client.get(f"/v1/campaigns/{case.campaign}/scripts/{body['id']}", headers=headers(case))
+    assert probe.status_code == 200 and probe.json()["name"] == f"probe-{case.n}", probe.text
+
+
+def script_made_effect(case: Case, body: Any) -> Counts:
+    name = f"probe-{case.n}"
+    return {(f"script {name}", case.campaign_id): 1, (f"script_version {name}", case.campaign_id): 1,
+            ("script versions", case.campaign_id): 1}
+
+
+def edit_sender(*, in_use: bool) -> Send:
+    """Change a fresh script asking the first question, put to use by PRECINCT (`in_use`) or not."""
+    async def send(case: Case) -> dict[str, Any]:
+        campaign_id = case.facts.ids[owner(case)]
+        script_id = await make_script(case.session, campaign_id, f"target-{case.n}", QUESTIONS[:1])
+        if in_use:
+            await script_service.set_uses(case.session, campaign_id, script_id, ScriptUses(precincts=[PRECINCT]))
+        await case.session.rollback()
+        wrote(case)
+        case.memo.update(script=script_id, in_use=in_use)
+        return {"script_id": script_id, "json": script_body(f"edited-{case.n}")}
+    return send
+
+
+async def check_edited(case: Case, r: httpx.Response) -> None:
+    body, in_use = r.json(), case.memo["in_use"]
+    version = 2 if in_use else 1
+    assert (body["id"], body["name"], body["version"]) == (case.memo["script"], f"edited-{case.n}", version)
+    versions = [(1, True), (2, True)] if in_use else [(1, False)]
+    assert [(v["version"], v["frozen"]) for v in body["versions"]] == versions
+    current = body["current"]
+    assert (current["version"], current["name"], current["questions"]) == (version, f"edited-{case.n}", QUESTIONS)
+    if in_use:
+        probe = await case.client.get(f"/v1/campaigns/{case.campaign}/scripts/{body['id']}/versions/1",
+                                      headers=headers(case))
+        assert probe.status_code == 200, probe.text
+        assert (probe.json()["name"], probe.json()["questions"]) == (f"target-{case.n}", QUESTIONS[:1]), \
+            "a version in use must never change"
+
+
+def edited_effect(case: Case, body: Any) -> Counts:
+    campaign_id, was, now = case.campaign_id, f"target-{case.n}", f"edited-{case.n}"
+    effect = {(f"script {was}", campaign_id): -1, (f"script {now}", campaign_id): 1,
+              (f"script_version {now}", campaign_id): 1}
+    if case.memo["in_use"]:
+        return effect | {("script versions", campaign_id): 1, ("script_version frozen", campaign_id): 1}
+    return effect | {(f"script_version {was}", campaign_id): -1}
+
+
+async def restore_uses(session: AsyncSession, campaign_id: int, default_id: int) -> None:
+    """Put the uses back as `write_scripts` left them: the default script, and no other in use."""
+    used = (await session.execute(select(Script.id).where(
+        Script.campaign_id == campaign_id, Script.id != default_id,
+        or_(Script.is_default, Script.id.in_(select(Precinct.script_id)), Script.id.in_(select(Turf.script_id))))
+    )).scalars().all()
+    for script_id in used:
+        await script_service.set_uses(session, campaign_id, script_id, ScriptUses())
+    if used:
+        await script_service.set_uses(session, campaign_id, default_id, ScriptUses(default=True))
+    await session.rollback()
+
+
+async def send_uses(case: Case) -> dict[str, Any]:
+    """Make a fresh script the default, PRECINCT's and its first turf's. The uses are first put back as
+    prepared, so every success changes the same; callers the route turns away name the draft."""
+    slug = owner(case)
+    campaign_id, script_id = case.facts.ids[slug], case.facts.scripts[slug]["draft"]
+    turf_id = case.facts.turfs[slug][0].id
+    if is_member(case) and case.role in FIELD:
+        await restore_uses(case.session, campaign_id, case.facts.scripts[slug]["doors"])
+        script_id = await make_script(case.session, campaign_id, f"uses-{case.n}")
+        await case.session.rollback()
+        wrote(case)
+    case.memo.update(script=script_id, turf=turf_id)
+    return {"script_id": script_id, "json": {"default": True, "precincts": [PRECINCT], "turf_ids": [turf_id]}}
+
+
+async def check_uses(case: Case, r: httpx.Response) -> None:
+    body, uses = r.json(), {"default": True, "precincts": [PRECINCT], "turf_ids": [case.memo["turf"]]}
+    assert (body["id"], body["name"], body["uses"]) == (case.memo["script"], f"uses-{case.n}", uses)
+    assert body["current"]["frozen"], "a script put to use is frozen"
+    assert body["turfs_using"] == len(case.facts.turfs[owner(case)]) > 0
+
+
+def uses_effect(case: Case, body: Any) -> Counts:
+    campaign_id, doors, now = case.campaign_id, f"{owner(case)} doors", f"uses-{case.n}"
+    turfs = len(case.facts.turfs[owner(case)])
+    return {(f"script default {doors}", campaign_id): -1, (f"script default {now}", campaign_id): 1,
+            ("script_version frozen", campaign_id): 1, ("precinct with a script", campaign_id): 1,
+            ("turf with a script", campaign_id): 1, (f"turfs carrying {doors} v2", campaign_id): -turfs,
+            (f"turfs carrying {now} v1", campaign_id): turfs}
+
+
+async def send_uses_foreign_turf(case: Case) -> dict[str, Any]:
+    return {"script_id": case.facts.scripts[owner(case)]["draft"],
+            "json": {"turf_ids": [case.facts.turfs[elsewhere(case)][0].id]}}
+
+
+# Walk lists: the organized world's turfs, carrying the scripts `write_scripts` made.
+
+WALK_PERSON = {"id", "name", "age_band", "language"}  # all of a voter a walk list may show
+
+
+async def check_walklist(case: Case, r: httpx.Response) -> None:
+    body, slug = r.json(), owner(case)
+    turf = next(t for t in case.facts.turfs[slug] if t.id == case.memo["turf"])
+    assert (body["turf"]["id"], body["turf"]["name"], body["turf"]["precinct_id"], body["turf"]["doors"],
+            body["full"]) == (turf.id, turf.name, PRECINCT, turf.doors, True)
+    households = [h for b in body["buildings"] for h in b["households"]]
+    assert len(households) == turf.doors and {h["id"] for h in households} == turf.households
+    people = [p for h in households for p in h["people"]]
+    assert people and all(p.keys() == WALK_PERSON for p in people), "a walk list shows more of a voter"
+    script = body["script"]
+    assert (script["script_id"], script["version"], script["name"], script["result_codes"]) == (
+        case.facts.scripts[slug]["doors"], 2, f"{slug} doors", RESULT_CODES)
+
+
+
 TURFS = "/v1/campaigns/{campaign_id}/turfs"
 CODES = "/v1/campaigns/{campaign_id}/join-codes"
 EVENTS = "/v1/campaigns/{campaign_id}/events"
 CHECK_INS = "/v1/campaigns/{campaign_id}/events/{event_id}/check-ins"
+SCRIPTS = "/v1/campaigns/{campaign_id}/scripts"
 
 ENDPOINTS = (
     Endpoint("GET", "/v1/campaigns", check=check_my_campaigns),
@@ -1253,6 +1499,13 @@ ENDPOINTS = (
     Endpoint("GET", TURFS + "/{turf_id}", EVERY_ROLE, Scope.turfs_read, prepare=organize,
              send=turf_sender(own=False), check=check_turf, refuse=hidden_from(Role.host, Role.canvasser),
              variant="another volunteer's"),
+    # A walk list carries voters' names: members only, each reading the turfs they read above. A first read may
+    # store a turf's walking order, but cut turfs have theirs: nothing changes.
+    Endpoint("GET", TURFS + "/{turf_id}/walklist", EVERY_ROLE, prepare=organize_scripts, send=turf_sender(own=True),
+             check=check_walklist, effect=nothing, variant="one the caller holds or hosts"),
+    Endpoint("GET", TURFS + "/{turf_id}/walklist", EVERY_ROLE, prepare=organize_scripts,
+             send=turf_sender(own=False), check=check_walklist, effect=nothing,
+             refuse=hidden_from(Role.host, Role.canvasser), variant="another volunteer's"),
     Endpoint("POST", TURFS, FIELD, ok=201, prepare=draw_turfs, send=send_draw, check=check_drawn, effect=drawn_effect),
     Endpoint("PATCH", TURFS + "/{turf_id}", FIELD, prepare=draw_turfs, send=send_rename,
              check=check_renamed, effect=renamed_effect),
@@ -1324,6 +1577,33 @@ ENDPOINTS = (
              check=check_checked_in, effect=checked_in_effect, refuse=hosting, variant="someone else"),
     Endpoint("POST", CHECK_INS, EVERY_ROLE, prepare=organize, send=send_pairing,
              check=check_checked_in, effect=paired_effect, refuse=hosting, variant="someone else, paired"),
+    # Scripts: organizers write them; tools reading results read them. Another campaign's is never found.
+    Endpoint("GET", SCRIPTS, FIELD, Scope.results_read, prepare=write_scripts, check=check_scripts),
+    Endpoint("POST", SCRIPTS, FIELD, ok=201, send=send_script, check=check_script_made, effect=script_made_effect),
+    Endpoint("POST", SCRIPTS, FIELD, ok=201, prepare=write_scripts, send=send_taken_name, effect=script_made_effect,
+             refuse=always(409), variant="a name the campaign has"),
+    Endpoint("GET", SCRIPTS + "/{script_id}", FIELD, Scope.results_read, prepare=write_scripts,
+             send=script_sender("doors"), check=check_script),
+    Endpoint("GET", SCRIPTS + "/{script_id}", FIELD, Scope.results_read, prepare=write_scripts,
+             send=script_sender("doors", foreign=True), refuse=always(404), variant="another campaign's"),
+    Endpoint("GET", SCRIPTS + "/{script_id}/versions/{version}", FIELD, Scope.results_read, prepare=write_scripts,
+             send=script_sender("doors", version=1), check=check_script_version),
+    Endpoint("GET", SCRIPTS + "/{script_id}/versions/{version}", FIELD, Scope.results_read, prepare=write_scripts,
+             send=script_sender("doors", foreign=True, version=1), refuse=always(404), variant="another campaign's"),
+    Endpoint("PUT", SCRIPTS + "/{script_id}", FIELD, prepare=write_scripts, send=edit_sender(in_use=True),
+             check=check_edited, effect=edited_effect, variant="in use: a new version"),
+    Endpoint("PUT", SCRIPTS + "/{script_id}", FIELD, prepare=write_scripts, send=edit_sender(in_use=False),
+             check=check_edited, effect=edited_effect, variant="unused: changed in place"),
+    Endpoint("PUT", SCRIPTS + "/{script_id}", FIELD, prepare=write_scripts,
+             send=script_sender("draft", foreign=True, json=script_body("stolen")), effect=nothing,
+             refuse=always(404), variant="another campaign's"),
+    Endpoint("PUT", SCRIPTS + "/{script_id}/uses", FIELD, prepare=organize_scripts, send=send_uses, check=check_uses,
+             effect=uses_effect),
+    Endpoint("PUT", SCRIPTS + "/{script_id}/uses", FIELD, prepare=organize_scripts,
+             send=script_sender("draft", foreign=True, json={"default": True}), effect=nothing, refuse=always(404),
+             variant="another campaign's"),
+    Endpoint("PUT", SCRIPTS + "/{script_id}/uses", FIELD, prepare=organize_scripts, send=send_uses_foreign_turf,
+             effect=nothing, refuse=always(422), variant="another campaign's turf"),
 )
 # Open to all by design: logging in.
 PUBLIC = {("POST", "/v1/auth/token")}
@@ -1434,12 +1714,14 @@ async def test_a_key_of_another_campaign_cannot_be_revoked(client: httpx.AsyncCl
 
 
 def naming(ids: dict[str, Any], member: UUID) -> list[tuple[str, str, dict[str, Any], str]]:
-    """Requests naming `ids` (a turf, its holder, a cut, an event, a join code): (method, path, arguments, the
-    kind of id whose number the answer may quote). `member` is a member of the caller's own campaign."""
-    turf, holder, event = ids["turf"], ids["holder"], ids["event"]
+    """Requests naming `ids` (a turf, its holder, a cut, an event, a join code, a script): (method, path,
+    arguments, the kind of id whose number the answer may quote). `member` is a member of the caller's own
+    campaign."""
+    turf, holder, event, script = ids["turf"], ids["holder"], ids["event"], ids["script"]
     expires = (utcnow() + DAY).isoformat()
     return [
         ("GET", f"turfs/{turf}", {}, "turf"),
+        ("GET", f"turfs/{turf}/walklist", {}, "turf"),
         ("PATCH", f"turfs/{turf}", {"json": {"name": "stolen"}}, "turf"),
         ("DELETE", f"turfs/{turf}", {}, "turf"),
         ("GET", f"turf-cuts/{ids['cut']}", {}, "cut"),
@@ -1451,16 +1733,21 @@ def naming(ids: dict[str, Any], member: UUID) -> list[tuple[str, str, dict[str, 
         ("POST", f"events/{event}/check-ins", {"json": {"user_id": str(holder)}}, "event"),
         ("POST", "join-codes", {"json": {"role": "canvasser", "expires_at": expires, "event_id": event}}, "event"),
         ("DELETE", f"join-codes/{ids['code']}", {}, "code"),
+        ("GET", f"scripts/{script}", {}, "script"),
+        # Version 2, not 1: the answer quotes the version beside the script id, which may be 1.
+        ("GET", f"scripts/{script}/versions/2", {}, "script"),
+        ("PUT", f"scripts/{script}", {"json": script_body("stolen")}, "script"),
+        ("PUT", f"scripts/{script}/uses", {"json": {"default": True}}, "script"),
     ]
 
 
 async def test_an_id_of_another_campaign_is_not_found(client: httpx.AsyncClient, session: AsyncSession,
                                                       world: World) -> None:
-    """Naming another campaign's turf, cut, event or join code in one's own campaign gets the 404 of an id that
-    doesn't exist, even as an admin, never a 403 or the thing itself; and nothing changes. The ids named are
-    dual's turf and their event abroad, so even what the caller holds or joined elsewhere isn't there."""
+    """Naming another campaign's turf, cut, event, join code or script in one's own campaign gets the 404 of an
+    id that doesn't exist, even as an admin, never a 403 or the thing itself; and nothing changes. The ids named
+    are dual's turf and their event abroad, so even what the caller holds or joined elsewhere isn't there."""
     facts = await read_facts(session, world)
-    await organize(client, session, world, facts)
+    await organize_scripts(client, session, world, facts)
     await cut_turfs(client, session, world, facts)
     await read_turfs(session, facts)
     org = facts.organized
@@ -1470,11 +1757,12 @@ async def test_an_id_of_another_campaign_is_not_found(client: httpx.AsyncClient,
     await session.rollback()
     theirs = {slug: {"turf": org.held[slug]["dual"], "holder": facts.users["dual"], "cut": facts.cuts[slug][0],
                      "event": next(e.id for e in org.events[slug] if e.host == EVENT_HOST[slug]),
-                     "code": org.codes[slug][0][0]} for slug in (HOME, FOREIGN)}
+                     "code": org.codes[slug][0][0], "script": facts.scripts[slug]["doors"]} for slug in (HOME, FOREIGN)}
     missing = {"turf": 1 + max(t.id for turfs in facts.turfs.values() for t in turfs),
                "cut": 1 + max(c for cuts in facts.cuts.values() for c in cuts),
                "event": 1 + max(e.id for events in org.events.values() for e in events),
-               "code": 1 + max(c for codes in org.codes.values() for c, _ in codes), "holder": facts.users["dual"]}
+               "code": 1 + max(c for codes in org.codes.values() for c, _ in codes), "holder": facts.users["dual"],
+               "script": 1 + max(s for scripts in facts.scripts.values() for s in scripts.values())}
     before = await count_rows(session)
     callers = (("admin", HOME, FOREIGN), ("organizer", HOME, FOREIGN), ("key_all", HOME, FOREIGN),
                ("foreign_admin", FOREIGN, HOME), ("dual", FOREIGN, HOME))
@@ -1483,8 +1771,9 @@ async def test_an_id_of_another_campaign_is_not_found(client: httpx.AsyncClient,
     for who, campaign, other in callers:
         for (method, path, extra, kind), (_, missing_path, missing_extra, _) in zip(
                 naming(theirs[other], member[campaign]), naming(missing, member[campaign]), strict=True):
-            if who.startswith("key") and not (method == "GET" and path.startswith("turf")):
-                continue  # keys may only read turfs and cuts: the matrix shows their 403
+            if who.startswith("key") and not (method == "GET" and path.startswith(("turf", "scripts"))
+                                               and not path.endswith("walklist")):
+                continue  # keys may only read turfs, cuts and scripts: the matrix shows their 403
             bodies = []
             for named, url, arguments in ((theirs[other][kind], path, extra), (missing[kind], missing_path,
                                                                               missing_extra)):

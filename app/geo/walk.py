@@ -77,7 +77,7 @@ def street_network(lines: NDArray[np.object_]) -> StreetNetwork:
     --------
     >>> net = street_network(np.array([LineString([(0, 0), (100, 0)]), LineString([(100, 0.4), (100, 80)])]))
     >>> net.start.tolist(), net.end.tolist(), net.length.tolist()
-    ([0, 1], [1, 2], [100.0, 80.0])
+    ([0, 1], [1, 2], [100.0, 79.6])
     """
     lines = np.array([_as_line(line) for line in lines], dtype=object)
     n = len(lines)

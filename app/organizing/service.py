@@ -449,3 +449,12 @@ async def turf_ids_visible(session: AsyncSession, campaign_id: int, user_id: UUI
               .where(Event.campaign_id == campaign_id, Event.host_id == user_id))
     return held.union(hosted)
 
+
+async def turfs_visible_to(session: AsyncSession, access: Any) -> Any:
+    """The turf ids the caller may see (turf_ids_visible) for a host or canvasser; None for organizers,
+    admins and API keys, who see every turf of the campaign."""
+    if access.role in (Role.host, Role.canvasser):
+        assert access.caller.user_id is not None
+        return await turf_ids_visible(session, access.campaign_id, access.caller.user_id, access.role)
+    return None
+

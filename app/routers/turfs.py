@@ -9,7 +9,6 @@ from shapely.geometry import shape as geojson_shape
 from app.addresses.schemas import HouseholdBrief
 from app.auth.models import Scope
 from app.auth.service import Access
-from app.campaigns.models import Role
 from app.errors import Invalid
 from app.organizing import service as organizing
 from app.precincts import service as precinct_service
@@ -31,18 +30,10 @@ from app.turfs.schemas import (
 
 router = APIRouter(prefix="/v1/campaigns/{campaign_id}", tags=["turfs"])
 
-# Hosts and canvassers read too, but only the turfs they hold or host (see _visible).
+# Hosts and canvassers read too, but only the turfs they hold or host (see organizing.turfs_visible_to).
 readers = Allow(*ALL_ROLES, scope=Scope.turfs_read)
 cut_readers = Allow(*FIELD_ROLES, scope=Scope.turfs_read)
 field = Allow(*FIELD_ROLES)
-
-
-async def _visible(session: Any, access: Access) -> Any:
-    """The turf ids a host or canvasser may see; None for organizers, admins and API keys (all of them)."""
-    if access.role in (Role.host, Role.canvasser):
-        assert access.caller.user_id is not None
-        return await organizing.turf_ids_visible(session, access.campaign_id, access.caller.user_id, access.role)
-    return None
 
 
 def _shape(geometry: GeometryIn) -> Any:
@@ -79,7 +70,7 @@ async def list_turfs(request: Request, response: Response, access: Annotated[Acc
     geo = wants_geojson(request)
     rows, next_cursor = await turf_service.list_turfs(session, access.campaign_id, precinct_id=precinct_id,
                                                       status=status, cursor=cursor, limit=limit, geometry=geo,
-                                                      only=await _visible(session, access))
+                                                      only=await organizing.turfs_visible_to(session, access))
     if geo:
         shapes = shapely.to_geojson(shapely.from_wkb([r.geometry for r in rows]))
         features = [{"type": "Feature", "id": r.id, "bbox": [r.min_lon, r.min_lat, r.max_lon, r.max_lat],
@@ -104,7 +95,7 @@ async def draw_turf(body: TurfCreate, access: Annotated[Access, Depends(field)],
 async def read_turf(turf_id: int, access: Annotated[Access, Depends(readers)], session: SessionDep) -> TurfDetail:
     """One turf with its polygon and its households."""
     return await _detail(session, await turf_service.get_turf(session, access.campaign_id, turf_id,
-                                                              only=await _visible(session, access)))
+                                                              only=await organizing.turfs_visible_to(session, access)))
 
 
 @router.patch("/turfs/{turf_id}", openapi_extra=field.openapi)

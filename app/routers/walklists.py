@@ -3,10 +3,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.auth.service import Access
-from app.db import begin_write
-from app.errors import NotFound
+from app.organizing import service as organizing
 from app.routers.deps import ALL_ROLES, Allow, SessionDep
-from app.routers.turfs import _visible
 from app.walklists import service as walklists
 from app.walklists.schemas import WalkList
 
@@ -33,21 +31,9 @@ async def read_walklist(turf_id: int, request: Request, access: Annotated[Access
     buildings in walking order with their households, people and last results. Send the `ETag` back in
     `If-None-Match` for a 304, or `since=<version>` for only the changes."""
     turf = await walklists.walk_turf(session, access.campaign_id, turf_id,
-                                     only=await _visible(session, access))
-    if turf is None:
-        raise NotFound(f"No turf {turf_id} in this campaign.")
-    etag = f'W/"{turf.id}.{turf.version}{"" if since is None else f".{since}"}"'
-    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
-    if _etag_matches(request, etag):
+                                     only=await organizing.turfs_visible_to(session, access))
+    headers = {"ETag": walklists.etag(turf, since), "Cache-Control": "private, no-cache"}
+    if _etag_matches(request, headers["ETag"]):
         return Response(status_code=304, headers=headers)
-    body = await walklists.walklist(session, turf, since=since)
-    if body is None:
-        # Doors with no stored order yet (a turf from before walk lists): order them now, once.
-        await begin_write(session)
-        await walklists.refresh_walks(session, access.campaign_id, [turf_id])
-        await session.commit()
-        turf = await walklists.walk_turf(session, access.campaign_id, turf_id)
-        assert turf is not None
-        headers["ETag"] = f'W/"{turf.id}.{turf.version}{"" if since is None else f".{since}"}"'
-        body = await walklists.walklist(session, turf, since=since) or b"{}"
+    headers["ETag"], body = await walklists.walklist(session, turf, since=since)
     return Response(body, media_type="application/json", headers=headers)

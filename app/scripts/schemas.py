@@ -1,14 +1,15 @@
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, StringConstraints, field_validator, model_validator
 from sqlmodel import Field, SQLModel
 
-from app.text import Text
+from app.text import no_nul
 
 # Ids phones send back in answers and results: short, stable, readable in an export.
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
-Label = Annotated[Text, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+# Stripped, then measured (" " is no label), then refused if it holds a NUL.
+Label = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True), AfterValidator(no_nul)]
 
 
 class Choice(SQLModel):
@@ -18,7 +19,8 @@ class Choice(SQLModel):
 
 class Question(SQLModel):
     id: Slug = Field(description="Answers are keyed by it: `support`, `issue_1`.")
-    text: Annotated[Text, StringConstraints(min_length=1, max_length=1000, strip_whitespace=True)]
+    text: Annotated[str, StringConstraints(min_length=1, max_length=1000, strip_whitespace=True),
+                    AfterValidator(no_nul)]
     kind: Literal["single", "multiple", "text"] = Field(
         description="single: one choice; multiple: any of the choices; text: a short free answer.")
     choices: list[Choice] = Field(default=[], max_length=50)
@@ -60,7 +62,7 @@ class ScriptIn(SQLModel):
 
 class ScriptUses(SQLModel):
     default: bool = Field(default=False, description="Whether turfs with no other script use this one.")
-    precincts: list[Annotated[Text, StringConstraints(max_length=64)]] = Field(
+    precincts: list[Annotated[str, StringConstraints(max_length=64), AfterValidator(no_nul)]] = Field(
         default=[], max_length=10000, description="Codes of the precincts whose turfs use it.")
     turf_ids: list[int] = Field(default=[], max_length=100000, description="Turfs using it whatever their precinct.")
 

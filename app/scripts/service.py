@@ -65,6 +65,7 @@ async def create_script(session: AsyncSession, campaign_id: int, body: ScriptIn)
 
 
 async def get_script(session: AsyncSession, campaign_id: int, script_id: int) -> Script:
+    """The campaign's script with this id. Raises NotFound."""
     script = (await session.execute(select(Script).where(Script.campaign_id == campaign_id,
                                                          Script.id == script_id))).scalar_one_or_none()
     if script is None:
@@ -73,6 +74,7 @@ async def get_script(session: AsyncSession, campaign_id: int, script_id: int) ->
 
 
 async def get_version(session: AsyncSession, campaign_id: int, script_id: int, version: int) -> ScriptVersion:
+    """One version of the campaign's script. Raises NotFound."""
     found = (await session.execute(select(ScriptVersion).where(
         ScriptVersion.campaign_id == campaign_id, ScriptVersion.script_id == script_id,
         ScriptVersion.version == version))).scalar_one_or_none()
@@ -128,11 +130,14 @@ async def set_uses(session: AsyncSession, campaign_id: int, script_id: int, uses
     if missing:
         raise Invalid(f"no precinct {', '.join(missing)} in this campaign", field="precincts")
     turf_ids = sorted(set(uses.turf_ids))
-    found = set((await session.execute(select(Turf.id).where(Turf.campaign_id == campaign_id,
-                                                             Turf.id.in_(turf_ids)))).scalars()) if turf_ids else set()
+    found = dict((await session.execute(select(Turf.id, Turf.status).where(
+        Turf.campaign_id == campaign_id, Turf.id.in_(turf_ids)))).all()) if turf_ids else {}
     unknown = [str(t) for t in turf_ids if t not in found]
     if unknown:
         raise Invalid(f"no turf {', '.join(unknown)} in this campaign", field="turf_ids")
+    archived = [str(t) for t in turf_ids if found[t] != "active"]
+    if archived:
+        raise Invalid(f"turf {', '.join(archived)} is archived; nobody walks it any more", field="turf_ids")
     for model, ids in ((Precinct, list(precincts.values())), (Turf, turf_ids)):
         await session.execute(update(model).where(model.campaign_id == campaign_id, model.script_id == script.id,
                                                   model.id.not_in(ids)).values(script_id=None))
@@ -155,13 +160,15 @@ async def set_uses(session: AsyncSession, campaign_id: int, script_id: int, uses
 async def resolve_turf_scripts(session: AsyncSession, campaign_id: int, turf_ids: Sequence[int] | None = None) -> None:
     """Point each active turf at its script's current version: its own script, else its precinct's, else the
     campaign's default. A turf whose version changes gets a new version number, so phones refresh."""
-    precinct_script = select(Precinct.script_id).where(Precinct.id == Turf.precinct_id).scalar_subquery()
+    # Every subquery refers to the turf row being updated (nested ones too: hence correlate_except).
+    precinct_script = (select(Precinct.script_id).where(Precinct.id == Turf.precinct_id)
+                       .correlate_except(Precinct).scalar_subquery())
     default_script = (select(Script.id).where(Script.campaign_id == Turf.campaign_id, Script.is_default)
-                      .scalar_subquery())
+                      .correlate_except(Script).scalar_subquery())
     chosen = func.coalesce(Turf.script_id, precinct_script, default_script)
     resolved = (select(ScriptVersion.id).join(Script, and_(Script.id == ScriptVersion.script_id,
                                                            Script.version == ScriptVersion.version))
-                .where(Script.id == chosen).scalar_subquery())
+                .where(Script.id == chosen).correlate_except(ScriptVersion, Script).scalar_subquery())
     query = (update(Turf).where(Turf.campaign_id == campaign_id, Turf.status == "active",
                                 Turf.script_version_id.is_distinct_from(resolved))
              .values(script_version_id=resolved, version=Turf.version + 1, script_since=Turf.version + 1,

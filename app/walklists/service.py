@@ -15,8 +15,8 @@ from sqlalchemy import and_, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses.models import Building, Household, Person
-from app.db import bulk_insert, utcnow
-from app.errors import Invalid
+from app.db import begin_write, bulk_insert, utcnow
+from app.errors import Invalid, NotFound
 from app.geo.shapes import Projection
 from app.geo.walk import Stops, StreetNetwork, plan_walk, street_network
 from app.precincts.models import Precinct
@@ -69,26 +69,30 @@ def _geojson_line(points: np.ndarray) -> str:
     return orjson.dumps({"type": "LineString", "coordinates": np.round(points, DIGITS).tolist()}).decode()
 
 
+def building_stops(streets: Streets | None, projection: Projection,
+                   doors: pd.DataFrame) -> tuple[np.ndarray, Stops]:
+    """The buildings of one turf's doors (WALK_COLUMNS), by id, and the stops a walk visits."""
+    buildings = doors.drop_duplicates("building_id").sort_values("building_id")
+    x, y = projection.points(buildings["lon"].to_numpy(float), buildings["lat"].to_numpy(float))
+    index = streets.index if streets is not None else {}
+    segment = np.array([index.get(int(s), -1) if pd.notna(s) else -1 for s in buildings["street_id"]],
+                       dtype=np.int64)
+    return buildings["building_id"].to_numpy(), Stops(
+        np.asarray(x, float), np.asarray(y, float), segment, buildings["street_side"].to_numpy(np.int64),
+        buildings["street_pos_m"].to_numpy(float))
+
+
 def order_turfs(streets: Streets | None, projection: Projection, doors: pd.DataFrame) -> dict[Any, TurfWalk]:
     """The walking order of every turf in `doors` (WALK_COLUMNS): buildings along the route, then the units
     of each building in natural order (`2` before `10`). Deterministic for the same data."""
     walks: dict[Any, TurfWalk] = {}
-    if doors.empty:
-        return walks
-    doors = doors.assign(unit_key=[natural_key(u) for u in doors["unit"]])
-    x, y = projection.points(doors["lon"].to_numpy(float), doors["lat"].to_numpy(float))
-    doors = doors.assign(x=x, y=y)
-    index = streets.index if streets is not None else {}
     network = streets.network if streets is not None else None
     for turf, group in doors.groupby("turf", sort=True):
-        buildings = group.drop_duplicates("building_id").sort_values("building_id")
-        segment = np.array([index.get(int(s), -1) if s == s and s is not None else -1
-                            for s in buildings["street_id"]], dtype=np.int64)
-        stops = Stops(buildings["x"].to_numpy(float), buildings["y"].to_numpy(float), segment,
-                      buildings["street_side"].to_numpy(np.int64), buildings["street_pos_m"].to_numpy(float))
+        building_ids, stops = building_stops(streets, projection, group)
         walk = plan_walk(network, stops)
-        rank = dict(zip(buildings["building_id"].to_numpy()[walk.order], range(len(walk.order)), strict=True))
-        ordered = sorted(zip(group["building_id"], group["unit_key"], group["household_id"], strict=True),
+        rank = dict(zip(building_ids[walk.order].tolist(), range(len(walk.order)), strict=True))
+        ordered = sorted(zip(group["building_id"].tolist(), [natural_key(u) for u in group["unit"]],
+                             group["household_id"].tolist(), strict=True),
                          key=lambda d: (rank[d[0]], d[1], d[2]))
         route = None
         if walk.route is not None:
@@ -235,24 +239,48 @@ def _polygon(wkb: bytes) -> dict[str, Any]:
 
 
 async def walk_turf(session: AsyncSession, campaign_id: int, turf_id: int, *, only: Any = None) -> Any:
-    """The turf fields a walk list needs, with its precinct's code; None if it isn't one of the campaign's
-    turfs (or of the ids `only` selects)."""
+    """The turf fields a walk list needs, with its precinct's code. Raises NotFound if it isn't one of the
+    campaign's turfs (or of the ids `only` selects)."""
     query = (
-        select(Turf.id, Turf.name, Turf.status, Turf.version, Turf.route_version, Turf.geometry, Turf.route,
-               Turf.route_m, Turf.doors, Turf.script_version_id, Turf.script_since, Precinct.code.label("precinct"))
+        select(Turf.id, Turf.campaign_id, Turf.name, Turf.status, Turf.version, Turf.route_version, Turf.geometry,
+               Turf.route, Turf.route_m, Turf.doors, Turf.script_version_id, Turf.script_since,
+               Precinct.code.label("precinct"))
         .join(Precinct, Precinct.id == Turf.precinct_id)
         .where(Turf.campaign_id == campaign_id, Turf.id == turf_id))
     if only is not None:
         query = query.where(Turf.id.in_(only))
-    return (await session.execute(query)).one_or_none()
+    turf = (await session.execute(query)).one_or_none()
+    if turf is None:
+        raise NotFound(f"No turf {turf_id} in this campaign.")
+    return turf
 
 
-async def walklist(session: AsyncSession, turf: Any, *, since: int | None) -> bytes | None:
-    """The walk list of a turf (a `walk_turf` row) as JSON bytes: whole, or what changed after `since`.
+def etag(turf: Any, since: int | None) -> str:
+    """A walk list's ETag: the turf's version (and the `since` asked for). Weak: gzip changes the bytes."""
+    return f'W/"{turf.id}.{turf.version}{"" if since is None else f".{since}"}"'
 
-    Read with SQLAlchemy Core and written with orjson: phones download this all evening. None when the
-    turf has doors but no stored order yet (made before walk lists existed): refresh_walks, then read again.
+
+async def walklist(session: AsyncSession, turf: Any, *, since: int | None) -> tuple[str, bytes]:
+    """The walk list of a turf (a `walk_turf` row) as JSON bytes, with its ETag: whole, or what changed
+    after `since`. A turf with doors but no stored order (made before walk lists) is ordered first, once.
+
     Raises Invalid for a `since` ahead of the turf.
+    """
+    body = await _walklist(session, turf, since=since)
+    if body is None:
+        await begin_write(session)
+        await refresh_walks(session, turf.campaign_id, [turf.id])
+        await session.commit()
+        turf = await walk_turf(session, turf.campaign_id, turf.id)
+        body = await _walklist(session, turf, since=since)
+        assert body is not None
+    return etag(turf, since), body
+
+
+async def _walklist(session: AsyncSession, turf: Any, *, since: int | None) -> bytes | None:
+    """The walk list as JSON bytes, or None when the turf has doors but no stored order.
+
+    Read with SQLAlchemy Core and written with orjson: phones download this all evening.
     """
     if since is not None and since > turf.version:
         raise Invalid(f"version {since} is ahead of the turf's version {turf.version}", field="since")
