@@ -9,7 +9,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
-from app.routers import addresses, auth, campaigns, organizing, precincts, problems, scripts, turfs, walklists
+from app.routers import addresses, auth, campaigns, organizing, precincts, problems, scripts, sync, turfs, walklists
 
 DESCRIPTION = """The REST API behind door-to-door canvassing: precincts, addresses and people, turfs, walk lists,
 offline sync and live progress. Every error is an RFC 9457 `application/problem+json`.
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Walk lists go to phones on weak signal: anything over 1 KB goes gzipped to clients that accept it.
     app.add_middleware(GZipMiddleware, minimum_size=1000)
     # Organizing first: its /turfs:claim must not be taken for a turf id.
-    for module in (auth, campaigns, precincts, addresses, organizing, turfs, walklists, scripts):
+    for module in (auth, campaigns, precincts, addresses, organizing, turfs, walklists, scripts, sync):
         app.include_router(module.router)
     app.include_router(organizing.public)
     app.include_router(campaigns.index)

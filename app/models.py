@@ -8,6 +8,7 @@ from app.organizing.models import Event, EventAttendee, EventTurf, JoinCode, Tur
 from app.precincts.models import Precinct
 from app.scripts.models import Script, ScriptVersion
 from app.streets.models import Street
+from app.sync.models import DoorKnock, ResultTally
 from app.turfs.models import Turf, TurfCut
 from app.walklists.models import WalkStop
 
@@ -15,6 +16,7 @@ __all__ = [
            "ApiKey",
            "Building",
            "Campaign",
+           "DoorKnock",
            "Event",
            "EventAttendee",
            "EventTurf",
@@ -23,6 +25,7 @@ __all__ = [
            "Membership",
            "Person",
            "Precinct",
+           "ResultTally",
            "Role",
            "Scope",
            "Script",

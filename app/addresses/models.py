@@ -60,6 +60,10 @@ class Household(SQLModel, table=True):
     # The latest result at this door by corrected time (a result code), and that time; kept by sync.
     last_result: str | None = Field(default=None, max_length=32)
     last_result_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Kept by sync: knocks at this door, the first (corrected) and the first that reached someone.
+    knocks: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    first_knock_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    contacted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Person(SQLModel, table=True):

@@ -26,6 +26,11 @@ class Precinct(SQLModel, table=True):
     building_count: int = 0
     household_count: int = 0
     person_count: int = 0
+    # Kept by sync, like a turf's: knocks, doors attempted and contacted, the latest knock (corrected).
+    knocks: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    doors_attempted: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    doors_contacted: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    last_knock_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # The script its turfs use unless a turf has its own.
     script_id: int | None = Field(default=None, foreign_key="script.id", ondelete="SET NULL")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -35,6 +35,10 @@ class Turf(SQLModel, table=True):
     # Kept by organizing (issue 5) and sync (issue 7): who holds it now, and knocks recorded on it.
     holders: int = 0
     knocks: int = 0
+    # Kept by sync: doors with a knock, doors where someone was reached, and the latest knock (corrected).
+    doors_attempted: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    doors_contacted: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    last_knock_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # Goes up whenever its walk list changes (doors, order, results, script, name), so phones can refresh.
     version: int = 1
     # The walking route (a GeoJSON LineString, served as stored), its length, and the version it last changed at.

@@ -16,3 +16,7 @@ class WalkStop(SQLModel, table=True):
     removed: bool = False
     # The turf version at which this door was added, removed, or its people or last result changed.
     changed: int
+    # Kept by sync: knocks at this door on this turf, and whether one reached someone (turf progress counts
+    # doors attempted and contacted from these).
+    knocks: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    contacted: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})

@@ -1,0 +1,62 @@
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, StringConstraints
+from sqlmodel import Field, SQLModel
+
+from app.text import no_nul
+
+# Limits on one batch: a phone with more sends several.
+MAX_KNOCKS = 500
+MAX_BYTES = 1 << 20
+
+DeviceText = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(no_nul)]
+Answer = Annotated[str, StringConstraints(max_length=1000), AfterValidator(no_nul)]
+
+
+class KnockIn(SQLModel):
+    """One knock as the phone recorded it. Validated one by one: a bad knock never sinks its batch."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: UUID = Field(description="Made by the phone, once per knock: resending it is harmless.")
+    household_id: int
+    person_id: int | None = Field(default=None, description="The person spoken to, if any.")
+    turf_id: int = Field(description="The turf the door was worked on.")
+    result: Annotated[str, StringConstraints(min_length=1, max_length=32)] = Field(
+        description="A result code of the script version.")
+    answers: dict[Annotated[str, StringConstraints(max_length=32)], Answer | list[Answer]] = Field(
+        default={}, max_length=100, description="Question id to a choice id, several choice ids, or text.")
+    knocked_at: AwareDatetime = Field(description="By the phone's clock, with its offset.")
+    script_id: int | None = Field(default=None, description="The script answered, from the walk list; null for none.")
+    script_version: int | None = Field(default=None, description="Its version, from the walk list.")
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    note: Annotated[str, StringConstraints(max_length=2000), AfterValidator(no_nul)] | None = None
+
+
+class SyncBatch(SQLModel):
+    device_id: DeviceText
+    batch_id: DeviceText = Field(description="The phone's id for this upload; a retry may reuse it.")
+    sent_at: AwareDatetime = Field(description="When the phone sent it, by its own clock: the server estimates the "
+                                               "phone's clock offset from it.")
+    knocks: list[dict[str, Any]] = Field(description=f"Up to {MAX_KNOCKS} knocks (KnockIn), in the order made.")
+
+
+class KnockOutcome(SQLModel):
+    id: str
+    status: Literal["accepted", "duplicate", "rejected"] = Field(
+        description="accepted: stored now; duplicate: stored before, identical; rejected: see problem.")
+    problem: dict[str, Any] | None = Field(default=None, description="An RFC 9457 problem naming the field.")
+
+
+class SyncResult(SQLModel):
+    batch_id: str
+    received_at: datetime
+    clock_offset_s: float = Field(description="Server clock minus the phone's, estimated from sent_at.")
+    clock_suspect: bool = Field(description="The offset is implausible (a day or more): times are kept, and flagged.")
+    accepted: int
+    duplicate: int
+    rejected: int
+    knocks: list[KnockOutcome] = Field(description="One per knock sent, in the order sent.")

@@ -1,0 +1,202 @@
+"""Sync: knocks stored once, bad ones rejected one by one, phone clocks corrected, and who may write."""
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+
+from app.addresses.models import Household
+from app.db import begin_write
+from app.organizing.models import TurfHistory
+from app.sync import service as sync_service
+from app.sync.models import ResultTally
+from app.turfs.models import Turf
+from tests.sync.helpers import HOME, batch, counters, doors, hold, knock, knock_count, later, now, send, stored
+from tests.test_errors import assert_problem
+
+
+class TestAccepted:
+    async def test_knocks_are_stored_and_counted_once(self, cut_client, cut_session, world):
+        walk = await hold(cut_client, world)
+        knocks = [knock(walk, 0, "not_home"), knock(walk, 1, "contacted", person_id=doors(walk)[1]["people"][0]["id"]),
+                  knock(walk, 1, "refused", at=later(minutes=-5)), knock(walk, 2, "moved", note="New family")]
+        r = await send(cut_client, world, batch(knocks))
+        body = r.json()
+        assert r.status_code == 200 and (body["accepted"], body["duplicate"], body["rejected"]) == (4, 0, 0)
+        assert [k["id"] for k in body["knocks"]] == [k["id"] for k in knocks]
+        rows = await stored(cut_session)
+        assert set(rows) == {k["id"] for k in knocks}
+        assert rows[knocks[3]["id"]].note == "New family" and rows[knocks[1]["id"]].contacted
+
+        turf = await cut_session.get(Turf, walk["turf"]["id"])
+        assert (turf.knocks, turf.doors_attempted, turf.doors_contacted) == (4, 3, 1)
+        door = await cut_session.get(Household, doors(walk)[1]["id"])
+        # The later of its two knocks is its last result, whatever order they came in.
+        assert (door.knocks, door.last_result) == (2, "contacted")
+        tallies = dict((await cut_session.execute(select(ResultTally.result, ResultTally.knocks).where(
+            ResultTally.turf_id == turf.id))).all())
+        assert tallies == {"not_home": 1, "contacted": 1, "refused": 1, "moved": 1}
+
+        # Sent again (the phone never saw the answer): duplicates, and nothing moves.
+        before = await counters(cut_session)
+        again = (await send(cut_client, world, batch(knocks))).json()
+        assert [k["status"] for k in again["knocks"]] == ["duplicate"] * 4 and again["accepted"] == 0
+        assert await counters(cut_session) == before and await knock_count(cut_session) == 4
+
+        # The walk list now shows the results: a partner's phone refreshing gets them.
+        delta = (await cut_client.get(f"{HOME}/turfs/{walk['turf']['id']}/walklist",
+                                      params={"since": walk["version"]}, headers=world.headers("canvasser"))).json()
+        assert {h["id"]: h["last_result"]["result"] for b in delta["buildings"] for h in b["households"]} == {
+            doors(walk)[0]["id"]: "not_home", doors(walk)[1]["id"]: "contacted", doors(walk)[2]["id"]: "moved"}
+
+    async def test_a_changed_knock_under_a_known_id_is_a_conflict_and_the_stored_one_stands(self, cut_client,
+                                                                                           cut_session, world):
+        walk = await hold(cut_client, world)
+        first = knock(walk, 0, "not_home")
+        await send(cut_client, world, batch([first]))
+        changed = {**first, "result": "contacted"}
+        body = (await send(cut_client, world, batch([changed, knock(walk, 1)]))).json()
+        assert [k["status"] for k in body["knocks"]] == ["rejected", "accepted"]
+        problem = body["knocks"][0]["problem"]
+        assert problem["status"] == 409 and problem["errors"][0]["field"] == "knocks[0].id"
+        assert (await stored(cut_session))[first["id"]].result == "not_home"
+        # Twice in one batch: the first stands.
+        twice = knock(walk, 2)
+        body = (await send(cut_client, world, batch([twice, twice, {**twice, "result": "moved"}]))).json()
+        assert [k["status"] for k in body["knocks"]] == ["accepted", "duplicate", "rejected"]
+
+    async def test_a_bad_knock_is_rejected_naming_its_field_and_the_good_ones_go_in(self, cut_client, cut_session,
+                                                                                  world):
+        walk = await hold(cut_client, world)
+        other = await hold(cut_client, world, "organizer", index=3)
+        script = (await cut_client.post(f"{HOME}/scripts", json={
+            "name": "Doors", "questions": [
+                {"id": "support", "text": "Support?", "kind": "single",
+                 "choices": [{"id": "yes", "label": "Yes"}, {"id": "no", "label": "No"}]},
+                {"id": "issues", "text": "Issues?", "kind": "multiple",
+                 "choices": [{"id": "rent", "label": "Rent"}, {"id": "bus", "label": "Bus"}]}],
+            "result_codes": [{"code": "wrong_address", "label": "Wrong address"}]},
+            headers=world.headers("organizer"))).json()
+        scripted = {"script_id": script["id"], "script_version": 1}
+        good = [knock(walk, 0), knock(walk, 1, "wrong_address", answers={"support": "yes", "issues": ["bus"]},
+                                      **scripted)]
+        bad = [
+            ({"household_id": 1}, "knocks[2].id"),
+            ({**knock(walk, 0), "id": "not-a-uuid"}, "knocks[3].id"),
+            ({**knock(walk, 0), "knocked_at": "2026-11-25T10:00:00"}, "knocks[4].knocked_at"),
+            (knock(walk, 0, "teleported"), "knocks[5].result"),
+            ({**knock(walk, 0), "household_id": 999999999}, "knocks[6].household_id"),
+            ({**knock(walk, 0), "household_id": doors(other)[0]["id"]}, "knocks[7].household_id"),
+            ({**knock(walk, 0), "turf_id": 999999}, "knocks[8].turf_id"),
+            (knock(walk, 0, person_id=doors(other)[0]["people"][0]["id"]), "knocks[9].person_id"),
+            (knock(walk, 0, answers={"support": "maybe"}, **scripted), "knocks[10].answers.support"),
+            (knock(walk, 0, answers={"issues": "bus"}, **scripted), "knocks[11].answers.issues"),
+            (knock(walk, 0, answers={"age": "40"}, **scripted), "knocks[12].answers.age"),
+            (knock(walk, 0, script_id=script["id"], script_version=7), "knocks[13].script_version"),
+            (knock(walk, 0, "wrong_address"), "knocks[14].result"),
+            (knock(other, 0), "knocks[15].turf_id"),
+            ({**knock(walk, 0), "lat": 123}, "knocks[16].lat"),
+        ]
+        body = (await send(cut_client, world, batch(good + [k for k, _ in bad]))).json()
+        assert [k["status"] for k in body["knocks"]] == ["accepted"] * 2 + ["rejected"] * len(bad)
+        for outcome, (_, field) in zip(body["knocks"][2:], bad, strict=True):
+            assert field in [e["field"] for e in outcome["problem"]["errors"]], (field, outcome)
+        assert body["knocks"][15]["problem"]["status"] == 403
+        rows = await stored(cut_session)
+        assert set(rows) == {k["id"] for k in good}
+        assert rows[good[1]["id"]].script_version_id is not None
+
+    async def test_limits_answer_413_with_the_limit(self, cut_client, cut_session, world):
+        walk = await hold(cut_client, world)
+        r = await send(cut_client, world, batch([knock(walk, 0) for _ in range(501)]))
+        assert assert_problem(r, 413)["limit"] == 500
+        r = await send(cut_client, world, batch([knock(walk, 0, note="x" * 2000) for _ in range(499)]))
+        assert assert_problem(r, 413)["limit"] == 1 << 20
+        r = await cut_client.post(f"{HOME}/sync", content=b"{not json", headers=world.headers("canvasser"))
+        assert assert_problem(r, 422)["errors"][0]["field"] == "body"
+        r = await send(cut_client, world, {"device_id": "p", "batch_id": "b", "knocks": []})
+        assert assert_problem(r, 422)["errors"][0]["field"] == "body.sent_at"
+        assert await knock_count(cut_session) == 0
+
+
+class TestClocks:
+    async def test_phones_an_hour_fast_or_slow_are_corrected(self, cut_client, cut_session, world):
+        walk = await hold(cut_client, world)
+        for skew in (timedelta(hours=1), timedelta(hours=-1)):
+            # Made minutes ago (within the holding: the turf was handed out just now, give or take the grace).
+            made = now() - timedelta(minutes=5)
+            sent = knock(walk, 0, at=made + skew)
+            body = (await send(cut_client, world, batch([sent], sent_at=now() + skew))).json()
+            assert abs(body["clock_offset_s"] + skew.total_seconds()) < 5 and not body["clock_suspect"]
+            row = (await stored(cut_session))[sent["id"]]
+            assert abs((row.corrected_at - made).total_seconds()) < 5
+            assert row.knocked_at == datetime.fromisoformat(sent["knocked_at"]) and not row.clock_suspect
+
+    async def test_a_clock_reset_to_1970_is_corrected_and_flagged(self, cut_client, cut_session, world):
+        walk = await hold(cut_client, world)
+        epoch = datetime(1970, 1, 1, 3, 0, tzinfo=UTC)
+        sent = knock(walk, 0, at=epoch - timedelta(minutes=5))
+        body = (await send(cut_client, world, batch([sent], sent_at=epoch))).json()
+        assert body["clock_suspect"] and body["accepted"] == 1
+        row = (await stored(cut_session))[sent["id"]]
+        assert row.clock_suspect and row.knocked_at.year == 1970 and row.clock_offset_s > 50 * 365 * 86400
+        assert abs((row.corrected_at - (now() - timedelta(minutes=5))).total_seconds()) < 10
+
+    async def test_a_knock_never_lands_in_the_future(self, cut_client, cut_session, world):
+        walk = await hold(cut_client, world)
+        sent = knock(walk, 0, at=later(hours=3))
+        body = (await send(cut_client, world, batch([sent]))).json()
+        row = (await stored(cut_session))[sent["id"]]
+        assert row.corrected_at <= datetime.fromisoformat(body["received_at"])
+
+
+class TestWhoMayWrite:
+    async def test_a_turf_taken_back_before_the_sync_still_takes_what_was_done_while_held(self, cut_client,
+                                                                                         cut_session, world):
+        walk = await hold(cut_client, world)
+        r = await cut_client.delete(f"{HOME}/turfs/{walk['turf']['id']}/assignments/{world.users['canvasser']}",
+                                    headers=world.headers("organizer"))
+        assert r.status_code == 204
+        # Held from two hours ago until an hour ago.
+        await begin_write(cut_session)
+        for action, hours in (("assigned", 2), ("unassigned", 1)):
+            await cut_session.execute(update(TurfHistory).where(
+                TurfHistory.turf_id == walk["turf"]["id"], TurfHistory.action == action).values(
+                at=now() - timedelta(hours=hours)))
+        await cut_session.commit()
+        done = knock(walk, 0, at=now() - timedelta(minutes=90))
+        late = knock(walk, 1, at=now() - timedelta(minutes=30))
+        before = knock(walk, 2, at=now() - timedelta(hours=3))
+        body = (await send(cut_client, world, batch([done, late, before]))).json()
+        assert [k["status"] for k in body["knocks"]] == ["accepted", "rejected", "rejected"]
+        assert body["knocks"][1]["problem"]["errors"][0]["field"] == "knocks[1].turf_id"
+        assert set(await stored(cut_session)) == {done["id"]}
+
+    async def test_a_door_never_held_is_rejected_and_organizers_may_knock_any(self, cut_client, cut_session, world):
+        walk = await hold(cut_client, world)
+        other = await hold(cut_client, world, "host", index=2)
+        body = (await send(cut_client, world, batch([knock(other, 0)]))).json()
+        assert body["knocks"][0]["problem"]["status"] == 403
+        body = (await send(cut_client, world, batch([knock(walk, 0), knock(other, 0)]), who="organizer")).json()
+        assert body["accepted"] == 2
+        r = await send(cut_client, world, batch([knock(walk, 0)]), who="key_all")
+        assert_problem(r, 403)
+        assert await knock_count(cut_session) == 2
+
+
+class TestRebuild:
+    async def test_rebuild_agrees_with_the_counters_sync_kept(self, cut_client, cut_session, world):
+        walk = await hold(cut_client, world)
+        partner = await hold(cut_client, world, "host", index=1)
+        codes = ["not_home", "contacted", "refused", "come_back", "not_home"]
+        for n in range(6):
+            knocks = [knock(walk, (n * 3 + i) % len(doors(walk)), codes[(n + i) % 5], at=later(minutes=-(n + i)))
+                      for i in range(4)]
+            knocks += [knock(partner, (n + i) % len(doors(partner)), codes[i], at=later(minutes=-i)) for i in range(3)]
+            await send(cut_client, world, batch(knocks[:4]))
+            await send(cut_client, world, batch(knocks[4:]), who="host")
+        before = await counters(cut_session)
+        assert before["turfs"] and before["tallies"]
+        campaign_id = (await cut_session.get(Turf, walk["turf"]["id"])).campaign_id
+        counted = await sync_service.rebuild_progress(cut_session, campaign_id)
+        assert counted["knocks"] == 42 == await knock_count(cut_session)
+        assert await counters(cut_session) == before
