@@ -40,8 +40,9 @@ key_cli = typer.Typer(help="API keys for third-party tools.", no_args_is_help=Tr
 import_cli = typer.Typer(help="Load precincts, addresses, people and streets.", no_args_is_help=True)
 turf_cli = typer.Typer(help="Turfs.", no_args_is_help=True)
 event_cli = typer.Typer(help="Canvass launches.", no_args_is_help=True)
+progress_cli = typer.Typer(help="Door-knock progress: the counters sync keeps.", no_args_is_help=True)
 for sub, name in ((db_cli, "db"), (campaign_cli, "campaign"), (user_cli, "user"), (key_cli, "apikey"),
-                  (import_cli, "import"), (turf_cli, "turfs"), (event_cli, "events")):
+                  (import_cli, "import"), (turf_cli, "turfs"), (event_cli, "events"), (progress_cli, "progress")):
     cli.add_typer(sub, name=name)
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "data" / "cambridge"
@@ -339,6 +340,23 @@ def show_quality(report: dict[str, Any]) -> None:
     for name, quality in [("all", report["overall"]), *report["precincts"].items()]:
         table.add_row(name, *("" if quality.get(c) is None else str(quality.get(c)) for c in columns))
     out.print(table)
+
+
+@progress_cli.command("rebuild")
+def progress_rebuild(campaign: CampaignOpt, as_json: JsonOpt = False) -> None:
+    """Recompute every progress counter of a campaign from its stored knocks, in one transaction."""
+    from app.sync import service as sync_service
+
+    async def go(session: AsyncSession) -> dict[str, int]:
+        c = await _campaign(session, campaign)
+        return await sync_service.rebuild_progress(session, c.id or 0)
+
+    counted = run(go)
+    if as_json:
+        out.print_json(json.dumps(counted))
+    else:
+        out.print(f"Rebuilt the counters of {campaign} from {counted['knocks']} knocks: "
+                  f"{counted['doors_attempted']} doors attempted.", highlight=False)
 
 
 @cli.command("demo-data")

@@ -45,7 +45,9 @@ def _shape(geometry: GeometryIn) -> Any:
 
 def _read(row: Any, code: str) -> TurfRead:
     return TurfRead(id=row.id, name=row.name, precinct_id=code, source=row.source, status=row.status,
-                    doors=row.doors, buildings=row.buildings, holders=row.holders, version=row.version,
+                    doors=row.doors, buildings=row.buildings, holders=row.holders, knocks=row.knocks,
+                    doors_attempted=row.doors_attempted, doors_contacted=row.doors_contacted,
+                    last_knock_at=row.last_knock_at, version=row.version,
                     bbox=(row.min_lon, row.min_lat, row.max_lon, row.max_lat), created_at=row.created_at,
                     updated_at=row.updated_at)
 

@@ -35,8 +35,12 @@ class TurfRead(SQLModel):
     doors: int = Field(description="Households.")
     buildings: int
     holders: int
+    knocks: int = Field(description="Door knocks synced on it.")
+    doors_attempted: int = Field(description="Its doors knocked at least once.")
+    doors_contacted: int = Field(description="Its doors where someone was reached.")
+    last_knock_at: datetime | None = Field(description="The latest knock, by the server's corrected clock.")
     bbox: tuple[float, float, float, float]
-    version: int
+    version: int = Field(description="Its walk list's version (see the walk list's `since`).")
     created_at: datetime
     updated_at: datetime
 

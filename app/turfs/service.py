@@ -66,7 +66,7 @@ async def list_turfs(session: AsyncSession, campaign_id: int, *, precinct_id: in
 
     `only`, a select of turf ids, limits the list to them (a canvasser's own turfs).
     """
-    columns = [c for c in Turf.__table__.columns if geometry or c.name != "geometry"]
+    columns = [c for c in Turf.__table__.columns if (geometry or c.name != "geometry") and c.name != "route"]
     query = (select(*columns, Precinct.code.label("precinct_code")).join(Precinct, Precinct.id == Turf.precinct_id)
              .where(Turf.campaign_id == campaign_id, Turf.id > int_cursor(cursor)).order_by(Turf.id).limit(limit + 1))
     if precinct_id is not None:

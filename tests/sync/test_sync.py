@@ -11,6 +11,7 @@ from app.sync import service as sync_service
 from app.sync.models import ResultTally
 from app.turfs.models import Turf
 from tests.sync.helpers import HOME, batch, counters, doors, hold, knock, knock_count, later, now, send, stored
+from tests.test_cli import doorstep, one_json_object
 from tests.test_errors import assert_problem
 
 
@@ -184,7 +185,8 @@ class TestWhoMayWrite:
 
 
 class TestRebuild:
-    async def test_rebuild_agrees_with_the_counters_sync_kept(self, cut_client, cut_session, world):
+    async def test_rebuild_agrees_with_the_counters_sync_kept(self, cut_client, cut_session, cut_db_url, world,
+                                                             tmp_path):
         walk = await hold(cut_client, world)
         partner = await hold(cut_client, world, "host", index=1)
         codes = ["not_home", "contacted", "refused", "come_back", "not_home"]
@@ -200,3 +202,11 @@ class TestRebuild:
         counted = await sync_service.rebuild_progress(cut_session, campaign_id)
         assert counted["knocks"] == 42 == await knock_count(cut_session)
         assert await counters(cut_session) == before
+        # The same from the command line; a campaign that doesn't exist gets one line and exit code 2.
+        await cut_session.close()
+        report = one_json_object(await doorstep(cut_db_url, tmp_path, "progress", "rebuild", "-c", "cambridge",
+                                                "--json"))
+        assert report == counted
+        assert await counters(cut_session) == before
+        wrong = await doorstep(cut_db_url, tmp_path, "progress", "rebuild", "-c", "nowhere")
+        assert wrong.code == 2 and len(wrong.err.strip().splitlines()) == 1 and "Traceback" not in wrong.err
