@@ -11,6 +11,8 @@ class Settings(BaseSettings):
     # No default secret: `doorstep init` writes a random one into `.env`; the app refuses to start without one.
     jwt_secret: SecretStr | None = None
     token_minutes: int = 60
+    # A refresh token outlives a shift offline: the phone trades it for a new access token before it syncs.
+    refresh_days: int = 30
     # Uploads over HTTP are read into a temporary file; bigger ones get 413.
     upload_max_bytes: int = 200 * 1024 * 1024
     page_max: int = 1000

@@ -20,6 +20,7 @@ from app.errors import Forbidden, Invalid, NotFound, Unauthenticated
 KEY_PREFIX = "dsk_"
 ALGORITHM = "HS256"
 ISSUER = "doorstep"
+REFRESH = "refresh"
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,27 @@ def issue_token(user_id: UUID, *, secret: str, minutes: int) -> str:
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
+def issue_refresh_token(user_id: UUID, *, secret: str, days: int) -> str:
+    """A long-lived token that only buys access tokens (POST /v1/auth/refresh); never an access token itself."""
+    now = utcnow()
+    claims = {"sub": str(user_id), "iat": now, "exp": now + timedelta(days=days), "iss": ISSUER, "typ": REFRESH}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+async def refresh(session: AsyncSession, token: str, *, secret: str) -> UUID:
+    """The user a refresh token stands for. Raises Unauthenticated for anything but a live refresh token."""
+    try:
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=ISSUER, options={"require": ["sub", "exp"]})
+        user_id = UUID(claims["sub"])
+    except (jwt.PyJWTError, ValueError) as exc:
+        raise Unauthenticated("The refresh token is expired or invalid; log in again.") from exc
+    if claims.get("typ") != REFRESH:
+        raise Unauthenticated("That is an access token; send the refresh token from the login.")
+    if await session.get(User, user_id) is None:
+        raise Unauthenticated("The token's user no longer exists.")
+    return user_id
+
+
 def _key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -80,7 +102,9 @@ async def resolve_caller(session: AsyncSession, *, bearer: str | None, api_key: 
         claims = jwt.decode(bearer, secret, algorithms=[ALGORITHM], issuer=ISSUER, options={"require": ["sub", "exp"]})
         user_id = UUID(claims["sub"])
     except (jwt.PyJWTError, ValueError) as exc:
-        raise Unauthenticated("The token is expired or invalid; log in again.") from exc
+        raise Unauthenticated("The token is expired or invalid; refresh it or log in again.") from exc
+    if claims.get("typ") == REFRESH:
+        raise Unauthenticated("A refresh token only buys access tokens: POST it to /v1/auth/refresh.")
     if await session.get(User, user_id) is None:
         raise Unauthenticated("The token's user no longer exists.")
     return Caller(user_id=user_id)

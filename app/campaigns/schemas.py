@@ -39,6 +39,13 @@ class Token(SQLModel):
     access_token: str
     token_type: str = "bearer"
     expires_in: int = Field(description="Seconds until the token expires.")
+    refresh_token: str = Field(description="Trade it at POST /v1/auth/refresh for a new access token (a phone back "
+                                           "from hours offline does, before it syncs).")
+    refresh_expires_in: int = Field(description="Seconds until the refresh token expires.")
+
+
+class RefreshRequest(SQLModel):
+    refresh_token: str = Field(max_length=2000)
 
 
 class CampaignUpdate(SQLModel):

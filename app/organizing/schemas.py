@@ -75,6 +75,8 @@ class Joined(SQLModel):
     access_token: str
     token_type: str = "bearer"
     expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
     campaign_id: str
     role: Role
     event_id: int | None

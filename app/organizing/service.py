@@ -264,6 +264,7 @@ async def revoke_join_code(session: AsyncSession, campaign_id: int, code_id: int
 @dataclass(frozen=True)
 class Joined:
     token: str
+    user_id: UUID
     campaign: Campaign
     role: str
     event_id: int | None
@@ -312,8 +313,8 @@ async def join(session: AsyncSession, *, code: str, name: str, email: str, passw
         if attending is None:
             session.add(EventAttendee(event_id=found.event_id, user_id=user.id))
     await session.commit()
-    return Joined(token=issue_token(user.id, secret=secret, minutes=minutes), campaign=campaign, role=role,
-                  event_id=found.event_id, new_account=new_account)
+    return Joined(token=issue_token(user.id, secret=secret, minutes=minutes), user_id=user.id, campaign=campaign,
+                  role=role, event_id=found.event_id, new_account=new_account)
 
 
 # Canvass launches

@@ -1,4 +1,5 @@
 from typing import Annotated
+from uuid import UUID
 
 from fastapi import APIRouter, Depends
 from fastapi.security import OAuth2PasswordRequestForm
@@ -6,7 +7,8 @@ from fastapi.security import OAuth2PasswordRequestForm
 from app.auth import service as auth_service
 from app.campaigns import service as campaign_service
 from app.campaigns.models import User
-from app.campaigns.schemas import MembershipRead, Token, UserRead
+from app.campaigns.schemas import MembershipRead, RefreshRequest, Token, UserRead
+from app.config import Settings
 from app.errors import Forbidden
 from app.routers.deps import CallerDep, SessionDep, SettingsDep
 
@@ -18,10 +20,25 @@ async def log_in(form: Annotated[OAuth2PasswordRequestForm, Depends()], session:
                  settings: SettingsDep) -> Token:
     """Log in with email (as `username`) and password; returns a short-lived bearer token."""
     user = await auth_service.authenticate(session, form.username, form.password)
+    return tokens(user.id, settings)
+
+
+def tokens(user_id: UUID, settings: Settings) -> Token:
+    """An access token and a refresh token for the user."""
     assert settings.jwt_secret is not None
-    token = auth_service.issue_token(user.id, secret=settings.jwt_secret.get_secret_value(),
-                                     minutes=settings.token_minutes)
-    return Token(access_token=token, expires_in=settings.token_minutes * 60)
+    secret = settings.jwt_secret.get_secret_value()
+    return Token(access_token=auth_service.issue_token(user_id, secret=secret, minutes=settings.token_minutes),
+                 expires_in=settings.token_minutes * 60,
+                 refresh_token=auth_service.issue_refresh_token(user_id, secret=secret, days=settings.refresh_days),
+                 refresh_expires_in=settings.refresh_days * 86400)
+
+
+@router.post("/auth/refresh")
+async def refresh_token(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> Token:
+    """A new access token (and refresh token) for a refresh token, without the password."""
+    assert settings.jwt_secret is not None
+    user_id = await auth_service.refresh(session, body.refresh_token, secret=settings.jwt_secret.get_secret_value())
+    return tokens(user_id, settings)
 
 
 @router.get("/me")

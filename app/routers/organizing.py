@@ -3,6 +3,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Response, status
 
+from app.auth import service as auth_service
 from app.auth.models import Scope
 from app.auth.service import Access
 from app.campaigns.models import Role
@@ -135,7 +136,10 @@ async def join(body: JoinRequest, session: SessionDep, settings: SettingsDep) ->
     assert settings.jwt_secret is not None
     joined = await organizing.join(session, code=body.code, name=body.name, email=body.email, password=body.password,
                                    secret=settings.jwt_secret.get_secret_value(), minutes=settings.token_minutes)
-    return Joined(access_token=joined.token, expires_in=settings.token_minutes * 60, campaign_id=joined.campaign.slug,
+    refresh = auth_service.issue_refresh_token(joined.user_id, secret=settings.jwt_secret.get_secret_value(),
+                                               days=settings.refresh_days)
+    return Joined(access_token=joined.token, expires_in=settings.token_minutes * 60, refresh_token=refresh,
+                  refresh_expires_in=settings.refresh_days * 86400, campaign_id=joined.campaign.slug,
                   role=joined.role, event_id=joined.event_id, new_account=joined.new_account)
 
 

@@ -23,6 +23,25 @@ class TestToken:
                                              "role": "organizer"}]
         assert "password" not in me.text
 
+    async def test_a_phone_back_from_hours_offline_refreshes_its_token_without_the_password(self, client, world):
+        login = (await client.post("/v1/auth/token", data={"username": world.emails["canvasser"],
+                                                           "password": PASSWORD})).json()
+        assert login["refresh_expires_in"] == 30 * 86400
+        # The refresh token is no access token.
+        r = await client.get("/v1/me", headers={"Authorization": f"Bearer {login['refresh_token']}"})
+        assert "/v1/auth/refresh" in assert_problem(r, 401)["detail"]
+        fresh = await client.post("/v1/auth/refresh", json={"refresh_token": login["refresh_token"]})
+        assert fresh.status_code == 200 and fresh.json()["expires_in"] == 3600
+        me = await client.get("/v1/me", headers={"Authorization": f"Bearer {fresh.json()['access_token']}"})
+        assert me.json()["email"] == world.emails["canvasser"]
+        # Nor is an access token, an expired refresh token or garbage a refresh token.
+        expired = auth_service.issue_refresh_token(world.users["canvasser"], secret=SECRET, days=-1)
+        for token in (login["access_token"], expired, "garbage"):
+            r = await client.post("/v1/auth/refresh", json={"refresh_token": token})
+            assert assert_problem(r, 401)["detail"].endswith(("log in again.", "from the login."))
+        r = await client.post("/v1/auth/refresh", json={})
+        assert assert_problem(r, 422)["errors"][0]["field"] == "body.refresh_token"
+
     async def test_wrong_password_and_unknown_email_look_alike(self, client, world):
         wrong = await client.post("/v1/auth/token", data={"username": world.emails["admin"], "password": "nope"})
         unknown = await client.post("/v1/auth/token", data={"username": "who@nowhere.test", "password": "nope"})
