@@ -404,6 +404,36 @@ def serve(host: Annotated[str, typer.Option()] = "127.0.0.1",
     uvicorn.run("app.main:app", host=host, port=port, workers=workers)
 
 
+@cli.command()
+def simulate(url: Annotated[str, typer.Option(help="The running server.")] = "http://127.0.0.1:8000",
+             campaign: CampaignOpt = "cambridge",
+             organizer: Annotated[str, typer.Option(help="An organizer's email: makes the phones' join code and "
+                                                         "reads the server's counts.")] = "organizer@cambridge.example",
+             password: Annotated[str | None, typer.Option(envvar="DOORSTEP_SIM_PASSWORD", help=(
+                 "The organizer's password; by default the one `doorstep demo` saved."))] = None,
+             canvassers: Annotated[int, typer.Option(min=1, max=1000, help="Phones.")] = 10,
+             minutes: Annotated[int, typer.Option(min=1, max=1440, help="Shift length in phone time.")] = 60,
+             seed: Annotated[int | None, typer.Option(help="Same seed, same shifts and faults.")] = None,
+             as_json: JsonOpt = False) -> None:
+    """Play phones against a running server: join, claim, knock offline with skewed clocks, sync over a bad
+    network; what they sent and what it counted must agree (exit 1 if not). Doubles as the load test."""
+    from app import simulate as sim
+
+    options = sim.Options(url=url, campaign=campaign, organizer=organizer, password=password,
+                          canvassers=canvassers, minutes=minutes, seed=seed)
+    try:
+        report = asyncio.run(sim.simulate(options))
+    except sim.SimulationFailed as exc:
+        err.print(f"doorstep: simulate: {exc}", highlight=False, markup=False)
+        raise typer.Exit(1) from exc
+    if as_json:
+        out.print_json(json.dumps(report))
+    else:
+        out.print(sim.format_report(report), highlight=False, markup=False)
+    if not report["agree"]:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Entry point: one clear line and exit code 2 for bad input, never a traceback."""
     try:

@@ -2,8 +2,8 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, ConfigDict, StringConstraints
-from sqlmodel import Field, SQLModel
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from sqlmodel import SQLModel
 
 from app.text import no_nul
 
@@ -15,8 +15,11 @@ DeviceText = Annotated[str, StringConstraints(min_length=1, max_length=64), Afte
 Answer = Annotated[str, StringConstraints(max_length=1000), AfterValidator(no_nul)]
 
 
-class KnockIn(SQLModel):
-    """One knock as the phone recorded it. Validated one by one: a bad knock never sinks its batch."""
+class KnockIn(BaseModel):
+    """One knock as the phone recorded it. Validated one by one: a bad knock never sinks its batch.
+
+    Plain pydantic models (not SQLModel) for the batch: SQLModel copies every dict it validates.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
@@ -36,7 +39,7 @@ class KnockIn(SQLModel):
     note: Annotated[str, StringConstraints(max_length=2000), AfterValidator(no_nul)] | None = None
 
 
-class SyncBatch(SQLModel):
+class SyncBatch(BaseModel):
     device_id: DeviceText
     batch_id: DeviceText = Field(description="The phone's id for this upload; a retry may reuse it.")
     sent_at: AwareDatetime = Field(description="When the phone sent it, by its own clock: the server estimates the "
