@@ -17,6 +17,7 @@ script endpoint's test writes scripts in both campaigns, so another campaign's s
 
 import asyncio
 import re
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -46,6 +47,7 @@ from app.scripts import service as script_service
 from app.scripts.models import Script, ScriptVersion
 from app.scripts.schemas import ScriptIn, ScriptUses
 from app.scripts.service import STANDARD_RESULTS
+from app.sync.models import DoorKnock, ResultTally
 from app.turfs import service as turf_service
 from app.turfs.models import Turf, TurfCut
 from app.walklists.models import WalkStop
@@ -184,6 +186,14 @@ async def count_rows(session: AsyncSession) -> Counts:
         .select_from(WalkStop).join(Turf, Turf.id == WalkStop.turf_id),
         _tally("walk_stop removed", Turf.campaign_id, nothing, func.count(), Turf.campaign_id)
         .select_from(WalkStop).join(Turf, Turf.id == WalkStop.turf_id).where(WalkStop.removed),
+        # Knocks, and the counters sync moves beside them in the same transaction: a refused knock moves none.
+        _tally("door_knock", DoorKnock.campaign_id, nothing, func.count(), DoorKnock.campaign_id),
+        _tally("result_tally", ResultTally.campaign_id, ResultTally.result, func.sum(ResultTally.knocks),
+               ResultTally.campaign_id, ResultTally.result),
+        _tally("turf knocks", Turf.campaign_id, nothing, func.sum(Turf.knocks), Turf.campaign_id),
+        _tally("precinct knocks", Precinct.campaign_id, nothing, func.sum(Precinct.knocks), Precinct.campaign_id),
+        _tally("walk_stop knocks", Turf.campaign_id, nothing, func.sum(WalkStop.knocks), Turf.campaign_id)
+        .select_from(WalkStop).join(Turf, Turf.id == WalkStop.turf_id),
     ]
     counts: Counts = {}
     for kind, campaign_id, detail, n in (await session.execute(union_all(*parts))).all():
@@ -191,12 +201,14 @@ async def count_rows(session: AsyncSession) -> Counts:
             counts[(campaign_key(detail, n), campaign_id)] = 1
         elif n:
             counts[(f"{kind} {detail}" if detail is not None else kind, campaign_id)] = n
-    households = await session.execute(select(Household.campaign_id, func.count(), func.count(Household.turf_id))
-                                       .group_by(Household.campaign_id))
-    for campaign_id, n, in_turfs in households.all():
+    households = await session.execute(select(Household.campaign_id, func.count(), func.count(Household.turf_id),
+                                              func.sum(Household.knocks)).group_by(Household.campaign_id))
+    for campaign_id, n, in_turfs, knocks in households.all():
         counts[("household", campaign_id)] = n
         if in_turfs:
             counts[("household in a turf", campaign_id)] = in_turfs
+        if knocks:
+            counts[("household knocks", campaign_id)] = knocks
     # Each turf by what it is and the doors it holds, so a rename, a deletion or doors moving all show.
     turfs = await session.execute(
         select(Turf.campaign_id, Turf.status, Turf.name, func.count(Household.id))
@@ -906,16 +918,20 @@ def is_member(case: Case) -> bool:
     return case.caller.is_user and case.role is not None
 
 
-async def free_turf(case: Case) -> int:
-    """A turf of the campaign a case names that nobody holds and no event reserved, the first by id."""
-    campaign_id = case.facts.ids[owner(case)]
-    turf_id = await case.session.scalar(
+async def first_free_turf(session: AsyncSession, campaign_id: int) -> int:
+    """A turf of the campaign that nobody holds and no event reserved, the first by id."""
+    turf_id = await session.scalar(
         select(Turf.id).where(Turf.campaign_id == campaign_id, Turf.status == "active",
                               Turf.id.not_in(select(TurfHolding.turf_id)), Turf.id.not_in(select(EventTurf.turf_id)))
         .order_by(Turf.id).limit(1))
-    await case.session.rollback()
+    await session.rollback()
     assert turf_id is not None, "no free turf left"
     return turf_id
+
+
+async def free_turf(case: Case) -> int:
+    """A free turf (see first_free_turf) of the campaign a case names."""
+    return await first_free_turf(case.session, case.facts.ids[owner(case)])
 
 
 def taken(case: Case) -> set[int]:
@@ -1460,12 +1476,110 @@ async def check_walklist(case: Case, r: httpx.Response) -> None:
         case.facts.scripts[slug]["doors"], 2, f"{slug} doors", RESULT_CODES)
 
 
+# Sync: the organized world, where every volunteer at home holds a turf (see `organize_knocks`). A batch is
+# answered 200 whenever the caller may sync; each knock's outcome says whether it went in.
+
+KNOCKED = "not_home"  # a standard result: the knocks answer no script
+# A knock's expected outcome: None when it goes in, else the status and the field of its problem.
+Outcome = tuple[int, str] | None
+
+
+async def organize_knocks(client: httpx.AsyncClient, session: AsyncSession, world: World, facts: Facts) -> None:
+    """`organize`, then assign the other host a free turf too, so every volunteer at home has one to knock."""
+    await organize(client, session, world, facts)
+    campaign_id = facts.ids[HOME]
+    turf_id = await first_free_turf(session, campaign_id)
+    await organizing.assign(session, campaign_id, turf_id, [facts.users["other_host"]], by=facts.users[MAKER[HOME]])
+    await session.rollback()
+    facts.organized.held[HOME]["other_host"] = turf_id
+
+
+def knock_turf(case: Case, *, own: bool) -> int:
+    """A turf for the case to knock on: the caller's (`own`; for callers holding none, the first nobody holds
+    or reserved), or one another volunteer holds."""
+    slug = owner(case)
+    held = case.facts.organized.held[slug]
+    if not own:
+        return next(turf for holder, turf in held.items() if holder != case.who)
+    if case.who in held:
+        return held[case.who]
+    return min(t.id for t in case.facts.turfs[slug] if t.id not in taken(case))
+
+
+def door_on(facts: Facts, slug: str, turf_id: int) -> int:
+    """The first door of a turf of the campaign `slug`, by id."""
+    return min(next(t for t in facts.turfs[slug] if t.id == turf_id).households)
+
+
+def knock_at(household_id: int, turf_id: int) -> dict[str, Any]:
+    return {"id": str(uuid.uuid4()), "household_id": household_id, "turf_id": turf_id, "result": KNOCKED,
+            "knocked_at": utcnow().isoformat()}
+
+
+def sync_body(case: Case, knocks: list[tuple[dict[str, Any], Outcome]]) -> dict[str, Any]:
+    """A batch of the knocks, each beside the outcome it must get; both go into the case's memo for the checks."""
+    batch = {"device_id": f"phone-{case.who}", "batch_id": f"batch-{case.n}", "sent_at": utcnow().isoformat(),
+             "knocks": [knock for knock, _ in knocks]}
+    case.memo.update(batch=batch, outcomes=knocks)
+    return {"json": batch}
+
+
+def knock_sender(*, own: bool) -> Send:
+    """One knock at a door of a turf the caller holds (`own`) or another volunteer holds: a host or a canvasser
+    may knock only their own; organizers and admins any turf of the campaign."""
+    async def send(case: Case) -> dict[str, Any]:
+        turf_id = knock_turf(case, own=own)
+        knock = knock_at(door_on(case.facts, owner(case), turf_id), turf_id)
+        return sync_body(case, [(knock, None if own or case.role in FIELD else (403, "knocks[0].turf_id"))])
+    return send
+
+
+async def send_foreign_knocks(case: Case) -> dict[str, Any]:
+    """Knocks naming the other campaign's door on its turf, its door on a turf of the caller's own, and a door of
+    the caller's on its turf. Its turf is dual's there: a member of both may not carry a turf across either."""
+    slug, other = owner(case), elsewhere(case)
+    mine, theirs = knock_turf(case, own=True), case.facts.organized.held[other][HOLDERS[other][0]]
+    my_door, their_door = door_on(case.facts, slug, mine), door_on(case.facts, other, theirs)
+    return sync_body(case, [(knock_at(their_door, theirs), (422, "knocks[0].household_id")),
+                            (knock_at(their_door, mine), (422, "knocks[1].household_id")),
+                            (knock_at(my_door, theirs), (422, "knocks[2].turf_id"))])
+
+
+async def check_knocks(case: Case, r: httpx.Response) -> None:
+    body, outcomes = r.json(), case.memo["outcomes"]
+    assert (body["batch_id"], body["clock_suspect"]) == (case.memo["batch"]["batch_id"], False)
+    want = [(k["id"], "accepted" if outcome is None else "rejected", outcome) for k, outcome in outcomes]
+    got = [(k["id"], k["status"], k["problem"] and (k["problem"]["status"], k["problem"]["errors"][0]["field"]))
+           for k in body["knocks"]]
+    assert got == want
+    assert all(k["problem"]["type"].startswith("/problems/") and k["problem"]["title"] and
+               len(k["problem"]["errors"]) == 1 for k in body["knocks"] if k["problem"]), body["knocks"]
+    accepted = sum(outcome is None for _, outcome in outcomes)
+    assert (body["accepted"], body["duplicate"], body["rejected"]) == (accepted, 0, len(outcomes) - accepted)
+    # The accepted knocks are stored as the caller's, in the campaign named; the rejected ones nowhere.
+    rows = (await case.session.execute(
+        select(DoorKnock.id, DoorKnock.campaign_id, DoorKnock.user_id, DoorKnock.turf_id, DoorKnock.household_id,
+               DoorKnock.result).where(DoorKnock.id.in_([UUID(k["id"]) for k, _ in outcomes])))).all()
+    await case.session.rollback()
+    assert sorted(tuple(row) for row in rows) == sorted(
+        (UUID(k["id"]), case.campaign_id, case.user_id, k["turf_id"], k["household_id"], KNOCKED)
+        for k, outcome in outcomes if outcome is None)
+
+
+def knocked_effect(case: Case, body: Any) -> Counts:
+    """Each accepted knock: its row, and one more knock on each counter sync keeps."""
+    accepted = sum(outcome is None for _, outcome in case.memo["outcomes"])
+    kinds = ("door_knock", f"result_tally {KNOCKED}", "turf knocks", "precinct knocks", "walk_stop knocks",
+             "household knocks")
+    return {(kind, case.campaign_id): accepted for kind in kinds} if accepted else {}
+
 
 TURFS = "/v1/campaigns/{campaign_id}/turfs"
 CODES = "/v1/campaigns/{campaign_id}/join-codes"
 EVENTS = "/v1/campaigns/{campaign_id}/events"
 CHECK_INS = "/v1/campaigns/{campaign_id}/events/{event_id}/check-ins"
 SCRIPTS = "/v1/campaigns/{campaign_id}/scripts"
+SYNC = "/v1/campaigns/{campaign_id}/sync"
 
 ENDPOINTS = (
     Endpoint("GET", "/v1/campaigns", check=check_my_campaigns),
@@ -1604,9 +1718,17 @@ ENDPOINTS = (
              variant="another campaign's"),
     Endpoint("PUT", SCRIPTS + "/{script_id}/uses", FIELD, prepare=organize_scripts, send=send_uses_foreign_turf,
              effect=nothing, refuse=always(422), variant="another campaign's turf"),
+    # Sync: every member knocks doors, no key does. A knock a caller may not make is rejected in a 200, alone:
+    # a host or canvasser knocks only turfs they hold, and nobody another campaign's doors or turfs.
+    Endpoint("POST", SYNC, EVERY_ROLE, prepare=organize_knocks, send=knock_sender(own=True), check=check_knocks,
+             effect=knocked_effect, variant="a turf the caller holds (field staff: one nobody holds)"),
+    Endpoint("POST", SYNC, EVERY_ROLE, prepare=organize_knocks, send=knock_sender(own=False), check=check_knocks,
+             effect=knocked_effect, variant="a turf another volunteer holds"),
+    Endpoint("POST", SYNC, EVERY_ROLE, prepare=organize_knocks, send=send_foreign_knocks, check=check_knocks,
+             effect=knocked_effect, variant="another campaign's door or turf"),
 )
-# Open to all by design: logging in.
-PUBLIC = {("POST", "/v1/auth/token")}
+# Open to all by design: logging in, and trading a refresh token (the credential is in the body) for new tokens.
+PUBLIC = {("POST", "/v1/auth/token"), ("POST", "/v1/auth/refresh")}
 
 
 def test_every_route_is_in_the_matrix() -> None:
