@@ -88,7 +88,8 @@ async def set_up_demo(session: AsyncSession, data: Path, saved: dict[str, str], 
     for email, name, role in USERS:
         user = await campaign_service.find_user(session, email)
         password = saved.get(email)
-        if user is None or password is None or not campaign_service.password_matches(user.password_hash, password):
+        if user is None or password is None or not await campaign_service.password_matches(user.password_hash,
+                                                                                         password):
             password = secrets.token_urlsafe(12)
         await campaign_service.add_member(session, campaign, email, role, name=name, password=password)
         saved[email] = password

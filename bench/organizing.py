@@ -226,7 +226,7 @@ async def setup(url: str) -> tuple[int, list[uuid.UUID]]:
             job = await turf_service.start_cut(session, campaign_id, codes=None, target=TARGET, created_by="bench")
             assert job.id is not None
             await turf_service.cut_turfs(session, campaign_id, codes=None, target=TARGET, cut_id=job.id)
-            password_hash = hash_password("bench claimer password")
+            password_hash = await hash_password("bench claimer password")
             users = [User(email=f"claimer{i}@bench.test", name=f"Claimer {i}", password_hash=password_hash)
                      for i in range(CLAIMERS)]
             session.add_all(users)

@@ -50,7 +50,7 @@ class Access:
 async def authenticate(session: AsyncSession, email: str, password: str) -> User:
     """The user with this email and password. Raises Unauthenticated."""
     user = await find_user(session, email) if "\x00" not in email else None
-    if not password_matches(user.password_hash if user else None, password) or user is None:
+    if not await password_matches(user.password_hash if user else None, password) or user is None:
         raise Unauthenticated("Wrong email or password.")
     return user
 

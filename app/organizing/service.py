@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import issue_token
 from app.campaigns.models import Campaign, Membership, Role, User
-from app.campaigns.service import add_member, find_user, normal_email, password_matches
+from app.campaigns.service import add_member, find_user, hash_password, normal_email, password_matches
 from app.db import begin_write, utcnow
 from app.errors import AppError, Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from app.organizing.models import Event, EventAttendee, EventTurf, JoinCode, TurfHistory, TurfHolding
@@ -278,6 +278,13 @@ async def join(session: AsyncSession, *, code: str, name: str, email: str, passw
     Raises NotFound for an unknown code, Gone for an expired, used-up or revoked one (nothing is created),
     Unauthenticated for an existing account's wrong password.
     """
+    # Passwords are checked and hashed before the write transaction: argon2 is slow by design, and no writer
+    # should wait on it.
+    email = normal_email(email)
+    known = await find_user(session, email)
+    if known is not None and not await password_matches(known.password_hash, password):
+        raise Unauthenticated("An account with this email exists; give its password to join with it.")
+    hashed = await hash_password(password) if known is None else None
     await begin_write(session)
     found = (await session.execute(select(JoinCode).where(JoinCode.code == code.strip().upper()))).scalar_one_or_none()
     if found is None:
@@ -289,10 +296,10 @@ async def join(session: AsyncSession, *, code: str, name: str, email: str, passw
         raise Gone("This join code has expired.")
     if found.max_uses is not None and found.uses >= found.max_uses:
         raise Gone("This join code has been used up.")
-    email = normal_email(email)
     user = await find_user(session, email)
     new_account = user is None
-    if user is not None and not password_matches(user.password_hash, password):
+    if user is not None and known is None and not await password_matches(user.password_hash, password):
+        # Made by a sign-up that raced this one.
         raise Unauthenticated("An account with this email exists; give its password to join with it.")
     # Counted in the row itself, so two people racing for the last use can't both have it.
     used = await session.execute(update(JoinCode).where(JoinCode.id == found.id, or_(
@@ -306,7 +313,7 @@ async def join(session: AsyncSession, *, code: str, name: str, email: str, passw
     # A join code never lowers a role someone already has.
     role = existing.role if existing is not None else found.role
     user, _ = await add_member(session, campaign, email, role, name=name if user is None else None,
-                               password=password if user is None else None, commit=False)
+                               password_hash=hashed if user is None else None, commit=False)
     if found.event_id is not None:
         attending = await session.scalar(select(EventAttendee.id).where(EventAttendee.event_id == found.event_id,
                                                                          EventAttendee.user_id == user.id))

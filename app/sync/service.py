@@ -16,7 +16,7 @@ from uuid import UUID
 import orjson
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Boolean, Integer, String, bindparam, case, delete, func, insert, select, text, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses.models import Household, Person
@@ -292,9 +292,33 @@ async def _insert(session: AsyncSession, access: Access, batch: SyncBatch, fresh
              "lat": i.knock.lat, "knocked_at": i.knock.knocked_at, "clock_offset_s": offset.total_seconds(),
              "corrected_at": i.corrected_at, "clock_suspect": suspect, "received_at": received_at,
              "digest": i.digest} for i in fresh]
-    dialect = postgresql if postgres else sqlite
-    statement = dialect.insert(DoorKnock).on_conflict_do_nothing(index_elements=["id"]).returning(DoorKnock.id)
+    if postgres:
+        return set((await session.execute(text(POSTGRES_INSERT), _arrays(rows))).scalars())
+    statement = sqlite.insert(DoorKnock).on_conflict_do_nothing(index_elements=["id"]).returning(DoorKnock.id)
     return set((await session.execute(statement, rows)).scalars())
+
+
+# The knocks of a batch as arrays, in the order sent (so server sequence numbers follow it).
+POSTGRES_INSERT = """
+INSERT INTO door_knock (id, campaign_id, turf_id, household_id, precinct_id, person_id, user_id, device_id, batch_id,
+                        script_version_id, result, contacted, answers, note, lon, lat, knocked_at, clock_offset_s,
+                        corrected_at, clock_suspect, received_at, digest)
+SELECT id, campaign_id, turf_id, household_id, precinct_id, person_id, user_id, device_id, batch_id,
+       script_version_id, result, contacted, answers, note, lon, lat, knocked_at, clock_offset_s, corrected_at,
+       clock_suspect, received_at, digest
+FROM unnest(CAST(:id AS uuid[]), CAST(:campaign_id AS integer[]), CAST(:turf_id AS integer[]),
+            CAST(:household_id AS integer[]), CAST(:precinct_id AS integer[]), CAST(:person_id AS integer[]),
+            CAST(:user_id AS uuid[]), CAST(:device_id AS varchar[]), CAST(:batch_id AS varchar[]),
+            CAST(:script_version_id AS integer[]), CAST(:result AS varchar[]), CAST(:contacted AS boolean[]),
+            CAST(:answers AS text[]), CAST(:note AS text[]), CAST(:lon AS float8[]), CAST(:lat AS float8[]),
+            CAST(:knocked_at AS timestamptz[]), CAST(:clock_offset_s AS float8[]), CAST(:corrected_at AS timestamptz[]),
+            CAST(:clock_suspect AS boolean[]), CAST(:received_at AS timestamptz[]), CAST(:digest AS varchar[]))
+     WITH ORDINALITY AS k(id, campaign_id, turf_id, household_id, precinct_id, person_id, user_id, device_id,
+                          batch_id, script_version_id, result, contacted, answers, note, lon, lat, knocked_at,
+                          clock_offset_s, corrected_at, clock_suspect, received_at, digest, n)
+ORDER BY n
+ON CONFLICT (id) DO NOTHING
+RETURNING id"""
 
 
 def _later(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -364,19 +388,78 @@ async def _derive(session: AsyncSession, campaign_id: int, knocks: list[_Item], 
     stop_updates += [{"t": t, "h": h, "n": state.stops[(t, h)].knocks, "c": state.stops[(t, h)].contacted,
                       "v": versions[t] + 1} for h, t in active.items() if (t, h) not in by_stop]
 
+    turf_rows = [{"i": key, "n": d[0], "a": d[1], "c": d[2], "last": d[3], "v": d[4]} for key, d in turf_delta.items()]
+    precinct_rows = [{"i": key, "n": d[0], "a": d[1], "c": d[2], "last": d[3]} for key, d in precinct_delta.items()]
+    tally_rows = [{"turf_id": t, "precinct_id": p, "result": r, "campaign_id": campaign_id, "knocks": n}
+                  for (t, p, r), n in tally.items()]
+    if postgres:
+        await _write_postgres(session, door_updates, stop_updates, turf_rows, precinct_rows, tally_rows)
+    else:
+        await _write_sqlite(session, door_updates, stop_updates, turf_rows, precinct_rows, tally_rows)
+
+
+# PostgreSQL takes each batch's updates as arrays, one statement a table: the rows travel once and SQLAlchemy
+# processes one parameter per column instead of one per row (several times faster than executemany).
+POSTGRES_WRITES = {
+    "doors": """
+UPDATE household AS h SET knocks = v.n, first_knock_at = v.first, contacted_at = v.contacted_at,
+    last_result = CASE WHEN v.keep THEN h.last_result ELSE v.result END,
+    last_result_at = CASE WHEN v.keep THEN h.last_result_at ELSE v.at END
+FROM unnest(CAST(:h AS integer[]), CAST(:n AS integer[]), CAST(:first AS timestamptz[]),
+            CAST(:contacted_at AS timestamptz[]), CAST(:keep AS boolean[]), CAST(:result AS varchar[]),
+            CAST(:at AS timestamptz[])) AS v(h, n, first, contacted_at, keep, result, at)
+WHERE h.id = v.h""",
+    "stops": """
+UPDATE walk_stop AS s SET knocks = v.n, contacted = v.c, changed = COALESCE(v.v, s.changed)
+FROM unnest(CAST(:t AS integer[]), CAST(:h AS integer[]), CAST(:n AS integer[]), CAST(:c AS boolean[]),
+            CAST(:v AS integer[])) AS v(t, h, n, c, v)
+WHERE s.turf_id = v.t AND s.household_id = v.h""",
+    "turfs": """
+UPDATE turf AS t SET knocks = t.knocks + v.n, doors_attempted = t.doors_attempted + v.a,
+    doors_contacted = t.doors_contacted + v.c, last_knock_at = GREATEST(t.last_knock_at, v.last),
+    version = t.version + v.v
+FROM unnest(CAST(:i AS integer[]), CAST(:n AS integer[]), CAST(:a AS integer[]), CAST(:c AS integer[]),
+            CAST(:last AS timestamptz[]), CAST(:v AS integer[])) AS v(i, n, a, c, last, v)
+WHERE t.id = v.i""",
+    "precincts": """
+UPDATE precinct AS p SET knocks = p.knocks + v.n, doors_attempted = p.doors_attempted + v.a,
+    doors_contacted = p.doors_contacted + v.c, last_knock_at = GREATEST(p.last_knock_at, v.last)
+FROM unnest(CAST(:i AS integer[]), CAST(:n AS integer[]), CAST(:a AS integer[]), CAST(:c AS integer[]),
+            CAST(:last AS timestamptz[])) AS v(i, n, a, c, last)
+WHERE p.id = v.i""",
+    "tallies": """
+INSERT INTO result_tally (turf_id, precinct_id, result, campaign_id, knocks)
+SELECT * FROM unnest(CAST(:turf_id AS integer[]), CAST(:precinct_id AS integer[]), CAST(:result AS varchar[]),
+                     CAST(:campaign_id AS integer[]), CAST(:knocks AS integer[]))
+ON CONFLICT (turf_id, precinct_id, result) DO UPDATE SET knocks = result_tally.knocks + excluded.knocks""",
+}
+
+
+def _arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    return {key: [row[key] for row in rows] for key in rows[0]} if rows else {}
+
+
+async def _write_postgres(session: AsyncSession, *tables: list[dict[str, Any]]) -> None:
+    for sql, rows in zip(POSTGRES_WRITES.values(), tables, strict=True):
+        if rows:
+            await session.execute(text(sql), _arrays(rows))
+
+
+async def _write_sqlite(session: AsyncSession, doors: list[dict[str, Any]], stops: list[dict[str, Any]],
+                        turfs: list[dict[str, Any]], precincts: list[dict[str, Any]],
+                        tallies: list[dict[str, Any]]) -> None:
     table = Household.__table__
     keep = bindparam("keep", type_=Boolean())
     await session.execute(update(table).where(table.c.id == bindparam("h")).values(
         knocks=bindparam("n"), first_knock_at=bindparam("first"), contacted_at=bindparam("contacted_at"),
         last_result=case((keep, table.c.last_result), else_=bindparam("result", type_=String())),
-        last_result_at=case((keep, table.c.last_result_at), else_=bindparam("at", type_=UTCDateTime()))),
-        door_updates)
+        last_result_at=case((keep, table.c.last_result_at), else_=bindparam("at", type_=UTCDateTime()))), doors)
     table = WalkStop.__table__
     await session.execute(
         update(table).where(table.c.turf_id == bindparam("t"), table.c.household_id == bindparam("h")).values(
             knocks=bindparam("n"), contacted=bindparam("c"),
-            changed=func.coalesce(bindparam("v", type_=Integer()), table.c.changed)), stop_updates)
-    for model, delta in ((Turf, turf_delta), (Precinct, precinct_delta)):
+            changed=func.coalesce(bindparam("v", type_=Integer()), table.c.changed)), stops)
+    for model, rows in ((Turf, turfs), (Precinct, precincts)):
         table = model.__table__
         last = bindparam("last", type_=UTCDateTime())
         values: dict[str, Any] = {
@@ -386,16 +469,12 @@ async def _derive(session: AsyncSession, campaign_id: int, knocks: list[_Item], 
                                   else_=table.c.last_knock_at)}
         if model is Turf:
             values["version"] = table.c.version + bindparam("v")
-        await session.execute(update(table).where(table.c.id == bindparam("i")).values(**values),
-                              [{"i": key, "n": d[0], "a": d[1], "c": d[2], "last": d[3], "v": d[4]}
-                               for key, d in delta.items()])
-    dialect = postgresql if postgres else sqlite
-    upsert = dialect.insert(ResultTally)
+        await session.execute(update(table).where(table.c.id == bindparam("i")).values(**values), rows)
+    upsert = sqlite.insert(ResultTally)
     await session.execute(
         upsert.on_conflict_do_update(index_elements=["turf_id", "precinct_id", "result"],
                                      set_={"knocks": ResultTally.__table__.c.knocks + upsert.excluded.knocks}),
-        [{"turf_id": t, "precinct_id": p, "result": r, "campaign_id": campaign_id, "knocks": n}
-         for (t, p, r), n in tally.items()])
+        tallies)
 
 
 async def rebuild_progress(session: AsyncSession, campaign_id: int) -> dict[str, int]:

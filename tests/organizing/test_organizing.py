@@ -103,7 +103,7 @@ class TestClaims:
     async def test_fifty_concurrent_claims_never_share_a_turf(self, cut_client, world, cut_session):
         cid = await cut_session.scalar(select(Campaign.id).where(Campaign.slug == "cambridge"))
         await begin_write(cut_session)
-        password = hash_password(PASSWORD)
+        password = await hash_password(PASSWORD)
         users = (await cut_session.execute(insert(User).returning(User.id), [
             {"email": f"claimer{i}@cambridge.test", "name": f"Claimer {i}", "password_hash": password}
             for i in range(50)])).scalars().all()

@@ -1,0 +1,147 @@
+"""`doorstep simulate`: phones played against a real server on the test database; what they sent, what the
+server answered and what it counted agree, and the rows behind it are there.
+
+The server is uvicorn in a subprocess (the simulator is an HTTP client, like the phones it plays).
+"""
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from app.demo import DEMO_SCRIPT
+from app.sync.models import DoorKnock
+from app.turfs.models import Turf
+from tests.conftest import SECRET, db_session
+from tests.factories import PASSWORD
+from tests.test_cli import DOORSTEP, doorstep, ok, one_json_object
+
+HOME = "/v1/campaigns/cambridge"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@asynccontextmanager
+async def serving(url: str, cwd: Path) -> AsyncIterator[str]:
+    """`doorstep serve` on the database at `url`; its base URL once it answers."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOORSTEP_")}
+    env |= {"DOORSTEP_DATABASE_URL": url, "DOORSTEP_JWT_SECRET": SECRET}
+    log = cwd / "server.log"
+    with log.open("wb") as sink:
+        proc = await asyncio.create_subprocess_exec(DOORSTEP, "serve", "--port", str(port), cwd=cwd, env=env,
+                                                    stdout=sink, stderr=sink)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as client:
+            for _ in range(300):
+                if proc.returncode is not None:
+                    pytest.fail(f"the server exited {proc.returncode}: {log.read_text()[-2000:]}")
+                try:
+                    if (await client.get("/openapi.json")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail(f"the server never answered: {log.read_text()[-2000:]}")
+        yield base
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+def one_line_error(ran, code: int = 2) -> str:
+    assert ran.code == code and "Traceback" not in ran.err, ran
+    lines = ran.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("doorstep: "), ran
+    return lines[0]
+
+
+class TestSimulate:
+    async def test_what_phones_sent_is_what_the_server_counted(self, cut_db_url, world, tmp_path):
+        async with serving(cut_db_url, tmp_path) as base:
+            # A default script, so the phones answer questions and use the campaign's own result code.
+            async with httpx.AsyncClient(base_url=base, headers=world.headers("organizer")) as client:
+                r = await client.post(f"{HOME}/scripts", json=DEMO_SCRIPT.model_dump())
+                assert r.status_code == 201, r.text
+                r = await client.put(f"{HOME}/scripts/{r.json()['id']}/uses", json={"default": True})
+                assert r.status_code == 200, r.text
+            report = one_json_object(await doorstep(
+                cut_db_url, tmp_path, "simulate", "--url", base, "--organizer", world.emails["organizer"],
+                "--password", PASSWORD, "--canvassers", "5", "--minutes", "30", "--seed", "11", "--json"))
+
+        totals, server = report["totals"], report["server"]
+        assert report["agree"] and all(report["checks"].values()), report["checks"]
+        distinct = totals["distinct_sent"]
+        assert distinct > 0 and totals["accepted"] == distinct == server["counted"] == totals["knocks"]
+        assert totals["rejected"] == 0
+        # Lost answers were sent again and came back duplicate, resent knock for resent knock.
+        assert totals["lost_answers"] >= 5 and totals["duplicate"] > 0
+        assert totals["duplicate"] == totals["knocks_resent"]
+        assert totals["sends"] > totals["batches"]
+        assert len(server["turfs"]) == 5
+        phones = report["phones"]
+        # The fifth phone's clock thinks it is 1970: flagged; an hour off or a drift is not.
+        assert phones[-1]["clock_suspect"] and not any(p["clock_suspect"] for p in phones[:-1])
+        speed = report["throughput"]
+        assert speed["knocks_per_s"] > 0 and speed["requests_per_s"] > 0 and speed["sync_requests"] == totals["sends"]
+
+        async with db_session(cut_db_url) as session:
+            assert await session.scalar(select(func.count()).select_from(DoorKnock)) == distinct
+            assert await session.scalar(select(func.sum(Turf.knocks))) == distinct
+            by_device = dict((await session.execute(select(DoorKnock.device_id, func.count())
+                                                    .group_by(DoorKnock.device_id))).all())
+            assert by_device == {p["device_id"]: p["knocks"] for p in phones if p["knocks"]}
+            suspect = await session.scalar(select(func.count()).select_from(DoorKnock).where(DoorKnock.clock_suspect))
+            assert suspect == phones[-1]["knocks"]
+            answered = await session.scalar(select(func.count()).select_from(DoorKnock).where(
+                DoorKnock.answers != "{}"))
+            assert answered > 0
+
+    async def test_the_table_says_agree(self, cut_db_url, world, tmp_path):
+        async with serving(cut_db_url, tmp_path) as base:
+            ran = ok(await doorstep(cut_db_url, tmp_path, "simulate", "--url", base, "--organizer",
+                                    world.emails["organizer"], "--password", PASSWORD, "--canvassers", "2",
+                                    "--minutes", "10", "--seed", "3"))
+        assert ran.out.strip().splitlines()[-1].startswith("AGREE: "), ran
+        assert "knocks/s" in ran.out and "requests/s" in ran.out
+
+    async def test_bad_input_gets_one_line_and_exit_2(self, cut_db_url, world, tmp_path):
+        closed = f"http://127.0.0.1:{free_port()}"
+        login = ("--organizer", world.emails["organizer"], "--password", PASSWORD)
+        runs = await asyncio.gather(
+            doorstep(cut_db_url, tmp_path, "simulate", "--url", closed, *login),
+            doorstep(cut_db_url, tmp_path, "simulate", "--canvassers", "0", *login),
+            doorstep(cut_db_url, tmp_path, "simulate", "--url", closed, "--organizer", "nobody@example.test"))
+        assert f"cannot reach {closed}" in one_line_error(runs[0])
+        assert "--canvassers" in one_line_error(runs[1])
+        # No password given, and no `doorstep demo` file in the folder to take it from.
+        assert "--password" in one_line_error(runs[2])
+        async with serving(cut_db_url, tmp_path) as base:
+            runs = await asyncio.gather(
+                doorstep(cut_db_url, tmp_path, "simulate", "--url", base, "--organizer", world.emails["organizer"],
+                         "--password", "wrong password"),
+                doorstep(cut_db_url, tmp_path, "simulate", "--url", base, "--campaign", "nowhere", *login),
+                doorstep(cut_db_url, tmp_path, "simulate", "--url", base, "--organizer", world.emails["canvasser"],
+                         "--password", PASSWORD))
+        assert "can't log in" in one_line_error(runs[0])
+        assert "nowhere" in one_line_error(runs[1])
+        assert "needs an organizer" in one_line_error(runs[2])
+        async with db_session(cut_db_url) as session:
+            assert await session.scalar(select(func.count()).select_from(DoorKnock)) == 0
