@@ -16,6 +16,10 @@ class Settings(BaseSettings):
     # Uploads over HTTP are read into a temporary file; bigger ones get 413.
     upload_max_bytes: int = 200 * 1024 * 1024
     page_max: int = 1000
+    # PostgreSQL connections the server keeps open, and how many more it may open under load (walk lists at a
+    # canvass launch come in bursts; a connection opened per burst costs more than the query).
+    db_pool_size: int = 20
+    db_max_overflow: int = 20
 
     @field_validator("database_url")
     @classmethod

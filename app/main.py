@@ -25,7 +25,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.jwt_secret is None:
             raise RuntimeError("DOORSTEP_JWT_SECRET is not set: run `doorstep init` to write one into .env")
-        engine = make_engine(settings.database_url)
+        pool = ({"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
+                if settings.database_url.startswith("postgresql") else {})
+        engine = make_engine(settings.database_url, **pool)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.tasks = set()
