@@ -23,7 +23,6 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 from shapely import LineString
-from shapely.ops import substring
 
 __all__ = [
     "CROSSING_M",
@@ -46,7 +45,7 @@ DETOUR = 1.3
 # Segment ends this close are one intersection.
 NODE_SNAP_M = 1.0
 # Intersections farther than this from a turf's own blocks are never on a walk between them.
-SEARCH_M = 3000.0
+SEARCH_M = 1500.0
 _EPS = 1e-9
 
 
@@ -61,6 +60,9 @@ class StreetNetwork:
     graph: coo_matrix
     # The shortest segment joining each pair of nodes, for drawing a route: {(u, v): segment}.
     edge: dict[tuple[int, int], int]
+    # Each segment's vertices and the distance along it to each, for cutting pieces of it fast.
+    coords: list[NDArray[np.float64]]
+    along: list[NDArray[np.float64]]
 
 
 def _as_line(shape: shapely.Geometry) -> LineString:
@@ -102,7 +104,8 @@ def street_network(lines: NDArray[np.object_]) -> StreetNetwork:
     weights = length[[edge[(int(u), int(v))] for u, v in keys]]
     nodes = int(node.max()) + 1 if n else 0
     graph = coo_matrix((np.maximum(weights, _EPS), (keys[:, 0], keys[:, 1])), shape=(nodes, nodes))
-    return StreetNetwork(lines, length, start.astype(np.int64), end.astype(np.int64), graph, edge)
+    along = [np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(c, axis=0).T))]) for c in coords]
+    return StreetNetwork(lines, length, start.astype(np.int64), end.astype(np.int64), graph, edge, coords, along)
 
 
 @dataclass(frozen=True)
@@ -205,54 +208,57 @@ def nearest_neighbour_lengths(dist: NDArray[np.float64]) -> NDArray[np.float64]:
     return dist[paths[:, :-1], paths[:, 1:]].sum(axis=1)
 
 
-def _two_opt(d: NDArray[np.float64], tour: NDArray[np.int64]) -> bool:
-    """One pass of 2-opt on a closed tour, best move per position; True if it improved."""
+def _best_two_opt(d: NDArray[np.float64], tour: NDArray[np.int64]) -> tuple[float, int, int]:
+    """The best 2-opt move on a closed tour: (gain, i, k) reversing tour[i + 1:k + 1], all pairs at once."""
     m = len(tour)
-    improved = False
-    for i in range(m - 2):
-        a, b = tour[i], tour[i + 1]
-        c, e = tour[i + 2:], np.roll(tour, -1)[i + 2:]
-        if i == 0:
-            c, e = c[:-1], e[:-1]
-        if not len(c):
-            continue
-        delta = d[a, c] + d[b, e] - d[a, b] - d[c, e]
-        j = int(np.argmin(delta))
-        if delta[j] < -_EPS:
-            k = i + 2 + j
-            tour[i + 1:k + 1] = tour[i + 1:k + 1][::-1].copy()
-            improved = True
-    return improved
+    nxt = np.roll(tour, -1)
+    edge = d[tour, nxt]
+    delta = d[tour[:, None], tour[None, :]] + d[nxt[:, None], nxt[None, :]] - edge[:, None] - edge[None, :]
+    # Only k >= i + 2, and not the pair of edges meeting at the tour's start.
+    delta[np.tril_indices(m, 1)] = np.inf
+    delta[0, m - 1] = np.inf
+    i, k = np.unravel_index(int(np.argmin(delta)), delta.shape)
+    return float(delta[i, k]), int(i), int(k)
 
 
-def _or_opt(d: NDArray[np.float64], tour: NDArray[np.int64]) -> bool:
-    """One pass of Or-opt on a closed tour: move a run of 1-3 stops (either way round) elsewhere."""
+def _best_or_opt(d: NDArray[np.float64], tour: NDArray[np.int64]) -> tuple[float, int, int, int, bool]:
+    """The best Or-opt move on a closed tour: (gain, start, size, edge, reversed) moving a run of 1-3 stops
+    from `start` to between tour[edge] and the stop after it, every run and place at once."""
     m = len(tour)
-    improved = False
+    nxt = np.roll(tour, -1)
+    best: tuple[float, int, int, int, bool] = (np.inf, 0, 0, 0, False)
+    positions = np.arange(m)
     for size in (1, 2, 3):
         if m < size + 3:
             break
-        i = 0
-        while i < m:
-            run = np.roll(tour, -i)[:size]
-            rest = np.roll(tour, -i)[size:]
-            p, q = rest[-1], rest[0]
-            gain = d[p, run[0]] + d[run[-1], q] - d[p, q]
-            u, v = rest[:-1], rest[1:]
-            forward = d[u, run[0]] + d[run[-1], v] - d[u, v]
-            backward = d[u, run[-1]] + d[run[0], v] - d[u, v]
-            cost = np.minimum(forward, backward)
-            j = int(np.argmin(cost))
-            if cost[j] - gain < -_EPS:
-                piece = run if forward[j] <= backward[j] else run[::-1]
-                tour[:] = np.concatenate([rest[:j + 1], piece, rest[j + 1:]])
-                improved = True
-            i += 1
-    return improved
+        a, b = tour, tour[(positions + size - 1) % m]
+        p, q = tour[(positions - 1) % m], tour[(positions + size) % m]
+        removed = d[p, a] + d[b, q] - d[p, q]
+        forward = d[tour[None, :], a[:, None]] + d[b[:, None], nxt[None, :]] - d[tour, nxt][None, :]
+        backward = d[tour[None, :], b[:, None]] + d[a[:, None], nxt[None, :]] - d[tour, nxt][None, :]
+        cost = np.minimum(forward, backward) - removed[:, None]
+        # A run can't go next to itself: the edges from its predecessor to its last stop.
+        touching = (positions[:, None] - 1 + np.arange(size + 1)[None, :]) % m
+        np.put_along_axis(cost, touching, np.inf, axis=1)
+        i, j = np.unravel_index(int(np.argmin(cost)), cost.shape)
+        if cost[i, j] < best[0]:
+            best = (float(cost[i, j]), int(i), size, int(j), bool(backward[i, j] < forward[i, j]))
+    return best
+
+
+def _move(tour: NDArray[np.int64], start: int, size: int, edge: int, backwards: bool) -> NDArray[np.int64]:
+    m = len(tour)
+    run = (start + np.arange(size)) % m
+    piece = tour[run][::-1] if backwards else tour[run]
+    after = tour[edge]
+    rest = np.delete(tour, run)
+    at = int(np.flatnonzero(rest == after)[0]) + 1
+    return np.concatenate([rest[:at], piece, rest[at:]])
 
 
 def walk_order(dist: NDArray[np.float64]) -> NDArray[np.int64]:
-    """A short open path through every stop: the best nearest-neighbour path, improved by 2-opt and Or-opt.
+    """A short open path through every stop: the best nearest-neighbour path, improved by 2-opt and Or-opt
+    moves.
 
     Never longer than the nearest-neighbour path from any start.
 
@@ -272,9 +278,17 @@ def walk_order(dist: NDArray[np.float64]) -> NDArray[np.int64]:
     d = np.zeros((n + 1, n + 1))
     d[:n, :n] = dist
     tour = np.concatenate([[n], best]).astype(np.int64)
+    # Best improvement: each step evaluates every 2-opt and Or-opt move at once (a few array operations, fast
+    # for the dozens of stops of a turf) and makes the best, until none shortens the walk.
     for _ in range(50 * n):
-        if not (_two_opt(d, tour) | _or_opt(d, tour)):
+        gain, i, k = _best_two_opt(d, tour)
+        moved = _best_or_opt(d, tour)
+        if min(gain, moved[0]) >= -_EPS:
             break
+        if gain <= moved[0]:
+            tour[i + 1:k + 1] = tour[i + 1:k + 1][::-1].copy()
+        else:
+            tour = _move(tour, *moved[1:])
     start = int(np.flatnonzero(tour == n)[0])
     path = np.roll(tour, -start)[1:]
     # Walks start from the lower-numbered end, so the same turf always reads the same way round.
@@ -288,12 +302,24 @@ class Walk:
     route: LineString | None  # metric; None for fewer than two points
 
 
+def _piece(net: StreetNetwork, segment: int, start: float, end: float) -> NDArray[np.float64]:
+    """The part of a segment from `start` to `end` metres along it (backwards if end < start).
+
+    What shapely.ops.substring does, on precomputed vertex distances: routes cut thousands of pieces a city.
+    """
+    coords, along = net.coords[segment], net.along[segment]
+    low, high = sorted((start, end))
+    inside = coords[(along > low) & (along < high)]
+    ends = np.column_stack([np.interp([low, high], along, coords[:, 0]), np.interp([low, high], along, coords[:, 1])])
+    piece = np.concatenate([ends[:1], inside, ends[1:]])
+    return piece if start <= end else piece[::-1]
+
+
 def _leg(net: StreetNetwork, paths: _Paths, stops: Stops, i: int, j: int) -> list[NDArray[np.float64]]:
     """The street coordinates walked from stop i to stop j (without the buildings themselves)."""
     seg_i, seg_j = int(stops.segment[i]), int(stops.segment[j])
     if seg_i < 0 or seg_j < 0 or paths.ends[i, 0] < 0 or paths.ends[j, 0] < 0:
         return []
-    line_i, line_j = net.lines[seg_i], net.lines[seg_j]
     pos_i, pos_j = paths.offsets[i, 0], paths.offsets[j, 0]
     best, how = np.inf, None
     if seg_i == seg_j:
@@ -307,7 +333,7 @@ def _leg(net: StreetNetwork, paths: _Paths, stops: Stops, i: int, j: int) -> lis
     if not np.isfinite(best):
         return []
     if how is None:
-        return [shapely.get_coordinates(substring(line_i, pos_i, pos_j))]
+        return [_piece(net, seg_i, pos_i, pos_j)]
     a, b = how
     source = paths.ends[i, a]
     target = int(paths.sources[paths.ends[j, b]])
@@ -315,12 +341,12 @@ def _leg(net: StreetNetwork, paths: _Paths, stops: Stops, i: int, j: int) -> lis
     while nodes[-1] != paths.sources[source]:
         nodes.append(int(paths.previous[source, nodes[-1]]))
     nodes.reverse()
-    parts = [shapely.get_coordinates(substring(line_i, pos_i, 0.0 if a == 0 else net.length[seg_i]))]
+    parts = [_piece(net, seg_i, pos_i, 0.0 if a == 0 else net.length[seg_i])]
     for u, v in itertools.pairwise(nodes):
         k = net.edge[(u, v)]
         coords = shapely.get_coordinates(net.lines[k])
         parts.append(coords if net.start[k] == u else coords[::-1])
-    parts.append(shapely.get_coordinates(substring(line_j, 0.0 if b == 0 else net.length[seg_j], pos_j)))
+    parts.append(_piece(net, seg_j, 0.0 if b == 0 else net.length[seg_j], pos_j))
     return parts
 
 

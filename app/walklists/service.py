@@ -71,9 +71,13 @@ def _geojson_line(points: np.ndarray) -> str:
 
 def building_stops(streets: Streets | None, projection: Projection,
                    doors: pd.DataFrame) -> tuple[np.ndarray, Stops]:
-    """The buildings of one turf's doors (WALK_COLUMNS), by id, and the stops a walk visits."""
+    """The buildings of one turf's doors (WALK_COLUMNS, with `x` and `y` in metres if already projected), by
+    id, and the stops a walk visits."""
     buildings = doors.drop_duplicates("building_id").sort_values("building_id")
-    x, y = projection.points(buildings["lon"].to_numpy(float), buildings["lat"].to_numpy(float))
+    if "x" in buildings:
+        x, y = buildings["x"].to_numpy(float), buildings["y"].to_numpy(float)
+    else:
+        x, y = projection.points(buildings["lon"].to_numpy(float), buildings["lat"].to_numpy(float))
     index = streets.index if streets is not None else {}
     segment = np.array([index.get(int(s), -1) if pd.notna(s) else -1 for s in buildings["street_id"]],
                        dtype=np.int64)
@@ -87,6 +91,9 @@ def order_turfs(streets: Streets | None, projection: Projection, doors: pd.DataF
     of each building in natural order (`2` before `10`). Deterministic for the same data."""
     walks: dict[Any, TurfWalk] = {}
     network = streets.network if streets is not None else None
+    # Projected once for all turfs (a transform a turf costs more than the points).
+    x, y = projection.points(doors["lon"].to_numpy(float), doors["lat"].to_numpy(float))
+    doors = doors.assign(x=x, y=y)
     for turf, group in doors.groupby("turf", sort=True):
         building_ids, stops = building_stops(streets, projection, group)
         walk = plan_walk(network, stops)
