@@ -344,7 +344,7 @@ def _leg(net: StreetNetwork, paths: _Paths, stops: Stops, i: int, j: int) -> lis
     parts = [_piece(net, seg_i, pos_i, 0.0 if a == 0 else net.length[seg_i])]
     for u, v in itertools.pairwise(nodes):
         k = net.edge[(u, v)]
-        coords = shapely.get_coordinates(net.lines[k])
+        coords = net.coords[k]
         parts.append(coords if net.start[k] == u else coords[::-1])
     parts.append(_piece(net, seg_j, 0.0 if b == 0 else net.length[seg_j], pos_j))
     return parts
