@@ -33,11 +33,14 @@ oauth2 = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False,
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="A campaign's API key.")
 
 
+def _secret(settings: Settings) -> str:
+    return settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
+
+
 async def get_caller(session: SessionDep, settings: SettingsDep,
                      bearer: Annotated[str | None, Depends(oauth2)],
                      api_key: Annotated[str | None, Depends(api_key_header)]) -> Caller:
-    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
-    return await auth_service.resolve_caller(session, bearer=bearer, api_key=api_key, secret=secret)
+    return await auth_service.resolve_caller(session, bearer=bearer, api_key=api_key, secret=_secret(settings))
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
@@ -56,8 +59,11 @@ class Allow:
         self.roles = frozenset(roles)
         self.scope = scope
 
-    async def __call__(self, campaign_id: CampaignId, caller: CallerDep, session: SessionDep) -> Access:
-        access = await auth_service.campaign_access(session, caller, campaign_id)
+    async def __call__(self, campaign_id: CampaignId, session: SessionDep, settings: SettingsDep,
+                       bearer: Annotated[str | None, Depends(oauth2)],
+                       api_key: Annotated[str | None, Depends(api_key_header)]) -> Access:
+        access = await auth_service.campaign_access(session, bearer=bearer, api_key=api_key,
+                                                    secret=_secret(settings), slug=campaign_id)
         auth_service.authorize(access, roles=self.roles, scope=self.scope)
         return access
 
