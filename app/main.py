@@ -1,6 +1,7 @@
 """The ASGI app: `app.main:app`, built from settings by `create_app`."""
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -31,7 +32,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.tasks = set()
+        # What is alive once the app has started (modules, mappings, the engine) lives as long as the app:
+        # frozen, the collector's full passes skip it (they cost a sync batch 5 ms on average). Thawed at
+        # shutdown, so a process that runs several apps (the tests) keeps no garbage.
+        gc.freeze()
         yield
+        gc.unfreeze()
         # Background jobs (turf cuts) finish before the engine goes.
         if app.state.tasks:
             await asyncio.gather(*app.state.tasks, return_exceptions=True)
