@@ -30,7 +30,7 @@ class KnockIn(BaseModel):
     result: Annotated[str, StringConstraints(min_length=1, max_length=32)] = Field(
         description="A result code of the script version.")
     answers: dict[Annotated[str, StringConstraints(max_length=32)], Answer | list[Answer]] = Field(
-        default={}, max_length=100, description="Question id to a choice id, several choice ids, or text.")
+        default_factory=dict, max_length=100, description="Question id to a choice id, several choice ids, or text.")
     knocked_at: AwareDatetime = Field(description="By the phone's clock, with its offset.")
     script_id: int | None = Field(default=None, description="The script answered, from the walk list; null for none.")
     script_version: int | None = Field(default=None, description="Its version, from the walk list.")

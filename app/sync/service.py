@@ -15,14 +15,14 @@ from uuid import UUID
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Boolean, Integer, String, bindparam, case, delete, func, insert, select, text, tuple_, update
+from sqlalchemy import Boolean, String, bindparam, case, delete, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses.models import Household, Person
 from app.auth.service import Access
 from app.campaigns.models import Role
-from app.db import UTCDateTime, begin_write, utcnow
+from app.db import UTCDateTime, begin_write, pg_fetch, utcnow
 from app.organizing.models import TurfHistory, TurfHolding
 from app.precincts.models import Precinct
 from app.scripts.models import ScriptVersion
@@ -79,11 +79,18 @@ class _Item:
 
 
 @dataclass
+class _Stop:
+    removed: bool
+    knocks: int
+    contacted: bool
+
+
+@dataclass
 class _State:
     """What the checks and the counters need, read once under the sync lock."""
 
     households: dict[int, Any]  # id -> (precinct_id, knocks, first_knock_at, contacted_at, last_result_at)
-    stops: dict[tuple[int, int], Any]  # (turf, household) -> (removed, knocks, contacted)
+    stops: dict[tuple[int, int], _Stop]  # (turf, household)
     people: dict[int, int]  # person -> household
     versions: dict[tuple[int, int | None], Any]  # (script, version) -> row
     turfs: set[int]
@@ -94,13 +101,26 @@ def _held(intervals: list[tuple[datetime, datetime | None]], at: datetime) -> bo
     return any(start - HOLDING_GRACE <= at and (end is None or at <= end + HOLDING_GRACE) for start, end in intervals)
 
 
+# The two reads every canvasser's batch makes, built once and run as Core (the ORM's per-statement work cost
+# more than the queries).
+_history, _door, _stop = TurfHistory.__table__.c, Household.__table__.c, WalkStop.__table__.c
+HOLDINGS = (select(_history.turf_id, _history.action, _history.at)
+            .where(_history.campaign_id == bindparam("campaign"), _history.user_id == bindparam("user"),
+                   _history.turf_id.in_(bindparam("turfs", expanding=True)))
+            .order_by(_history.turf_id, _history.at, _history.id))
+DOORS = (select(_door.id, _door.precinct_id, _door.knocks, _door.first_knock_at, _door.contacted_at,
+                _door.last_result_at, _stop.turf_id, _stop.removed, _stop.knocks.label("stop_knocks"),
+                _stop.contacted)
+         .select_from(Household.__table__.outerjoin(WalkStop.__table__, _stop.household_id == _door.id))
+         .where(_door.campaign_id == bindparam("campaign"), _door.id.in_(bindparam("ids", expanding=True))))
+
+
 async def _holdings(session: AsyncSession, campaign_id: int, user_id: UUID,
                     turf_ids: set[int]) -> dict[int, list[tuple[datetime, datetime | None]]]:
     """When the user held each of these turfs, from the append-only history: (start, end or None) intervals."""
-    rows = (await session.execute(select(TurfHistory.turf_id, TurfHistory.action, TurfHistory.at).where(
-        TurfHistory.campaign_id == campaign_id, TurfHistory.user_id == user_id,
-        TurfHistory.turf_id.in_(list(turf_ids))).order_by(TurfHistory.turf_id, TurfHistory.at,
-                                                          TurfHistory.id))).all()
+    connection = await session.connection()
+    rows = (await connection.execute(HOLDINGS, {"campaign": campaign_id, "user": user_id,
+                                                "turfs": list(turf_ids)})).all()
     intervals: dict[int, list[tuple[datetime, datetime | None]]] = defaultdict(list)
     open_since: dict[int, datetime] = {}
     for turf_id, action, at in rows:
@@ -139,7 +159,7 @@ def _outcome(knock_id: str, status: str, problem: dict[str, Any] | None = None) 
 async def sync_batch(session: AsyncSession, access: Access, batch: SyncBatch) -> dict[str, Any]:
     """Store a batch of knocks in one transaction; the outcome of each, in the order sent (a SyncResult).
 
-    Built for throughput (phones sync all evening): a dozen set-based statements a batch, whatever its size.
+    Built for throughput (phones sync all evening): six round trips a batch, whatever its size.
     """
     await begin_write(session)
     campaign_id = access.campaign_id
@@ -148,8 +168,8 @@ async def sync_batch(session: AsyncSession, access: Access, batch: SyncBatch) ->
     if postgres:
         # One sync at a time per campaign: knocks get server sequence numbers in commit order (a feed reading
         # "after seq N" then misses nothing), and counters are read and written under the lock.
-        await session.execute(text("SELECT pg_advisory_xact_lock(:lock, :campaign)"),
-                              {"lock": SYNC_LOCK, "campaign": campaign_id})
+        await pg_fetch(session, "SELECT pg_advisory_xact_lock(:lock, :campaign)",
+                       {"lock": SYNC_LOCK, "campaign": campaign_id})
     received_at = utcnow()
     offset = received_at - batch.sent_at
     suspect = abs(offset) >= SUSPECT_OFFSET
@@ -184,18 +204,14 @@ async def sync_batch(session: AsyncSession, access: Access, batch: SyncBatch) ->
             outcomes[item.index] = _outcome(str(item.knock.id), "rejected", problem)
         else:
             fresh.append(item)
-    inserted = await _insert(session, access, batch, fresh, received_at, offset, suspect, postgres)
+    shared, rows = _rows(access, batch, fresh, received_at, offset, suspect)
+    store = _store_postgres if postgres else _store_sqlite
+    inserted = await store(session, campaign_id, shared, rows, fresh, state)
     # Ids stored before (a resend), or by another sync meanwhile: identical is a duplicate, else a conflict.
     stored = await _stored_digests(session, [i.knock.id for i in fresh if i.knock.id not in inserted])
     for item in fresh:
         if item.knock.id in stored:
             outcomes[item.index] = _repeat(item, stored[item.knock.id])
-    accepted = [i for i in fresh if i.knock.id in inserted]
-    await _derive(session, campaign_id, accepted, state, postgres)
-    if accepted:
-        await session.execute(update(TurfHolding).where(
-            TurfHolding.user_id == user_id, TurfHolding.turf_id.in_({i.knock.turf_id for i in accepted}))
-            .values(last_activity_at=received_at))
     await session.commit()
     counts = {s: sum(1 for o in outcomes if o["status"] == s) for s in ("accepted", "duplicate", "rejected")}
     return {"batch_id": batch.batch_id, "received_at": received_at, "clock_offset_s": offset.total_seconds(),
@@ -218,21 +234,24 @@ async def _stored_digests(session: AsyncSession, ids: Sequence[UUID]) -> dict[UU
 
 
 async def _load(session: AsyncSession, campaign_id: int, user_id: UUID, staff: bool, items: list[_Item]) -> _State:
-    """Read what the batch's knocks touch, in as few statements as the batch allows."""
+    """Read what the batch's knocks touch, in as few statements as the batch allows (two, for a canvasser's
+    batch of plain results: the doors with their stops, and the holdings)."""
     if not items:
         return _State({}, {}, {}, {}, set(), {})
-    household_ids = {i.knock.household_id for i in items}
-    households = {h.id: h for h in (await session.execute(
-        select(Household.id, Household.precinct_id, Household.knocks, Household.first_knock_at,
-               Household.contacted_at, Household.last_result_at)
-        .where(Household.campaign_id == campaign_id, Household.id.in_(household_ids)))).all()}
-    # Every stop of these doors: on the knock's turf (was the door ever there?) and on the turf holding it now.
-    stops = {(s.turf_id, s.household_id): s for s in (await session.execute(
-        select(WalkStop.turf_id, WalkStop.household_id, WalkStop.removed, WalkStop.knocks, WalkStop.contacted)
-        .where(WalkStop.household_id.in_(list(households))))).all()} if households else {}
-    turf_ids = {i.knock.turf_id for i in items}
-    turfs = set((await session.execute(select(Turf.id).where(Turf.campaign_id == campaign_id,
-                                                             Turf.id.in_(turf_ids)))).scalars())
+    # Each door with every stop it has: on the knock's turf (was the door ever there?) and on the turf holding
+    # it now. A stop's turf is the door's campaign's, so the stops also tell which turfs exist.
+    connection = await session.connection()
+    rows = (await connection.execute(DOORS, {"campaign": campaign_id,
+                                             "ids": list({i.knock.household_id for i in items})})).all()
+    households = {r.id: r for r in rows}
+    stops = {(r.turf_id, r.id): _Stop(r.removed, r.stop_knocks, r.contacted) for r in rows if r.turf_id is not None}
+    turfs = {turf for turf, _ in stops}
+    # Only a knock whose door was never on its turf needs to know whether the turf exists at all (its problem
+    # names the field at fault).
+    unknown = {i.knock.turf_id for i in items if i.knock.turf_id not in turfs}
+    if unknown:
+        turfs |= set((await session.execute(select(Turf.id).where(Turf.campaign_id == campaign_id,
+                                                                   Turf.id.in_(unknown)))).scalars())
     person_ids = {i.knock.person_id for i in items if i.knock.person_id is not None}
     people = dict((await session.execute(select(Person.id, Person.household_id)
                                          .where(Person.id.in_(person_ids)))).all()) if person_ids else {}
@@ -244,7 +263,7 @@ async def _load(session: AsyncSession, campaign_id: int, user_id: UUID, staff: b
                                                  .in_(list(wanted))))).all()} if wanted else {}
     parsed = {key: ({c["code"]: c["contacted"] for c in orjson.loads(v.result_codes)}, orjson.loads(v.questions),
                     v.id) for key, v in versions.items()}
-    holdings = {} if staff else await _holdings(session, campaign_id, user_id, turf_ids)
+    holdings = {} if staff else await _holdings(session, campaign_id, user_id, {i.knock.turf_id for i in items})
     return _State(households, stops, people, parsed, turfs, holdings)
 
 
@@ -279,43 +298,68 @@ def _check(item: _Item, state: _State, staff: bool) -> dict[str, Any] | None:
     return None
 
 
-async def _insert(session: AsyncSession, access: Access, batch: SyncBatch, fresh: list[_Item],
-                  received_at: datetime, offset: timedelta, suspect: bool, postgres: bool) -> set[UUID]:
-    """Insert the knocks in one statement; the ids stored (one stored already is skipped, not an error)."""
+def _rows(access: Access, batch: SyncBatch, fresh: list[_Item], received_at: datetime, offset: timedelta,
+          suspect: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The door_knock rows of the checked knocks: what the batch shares, and what each knock has."""
+    rows = [{"id": i.knock.id, "turf_id": i.knock.turf_id, "household_id": i.knock.household_id,
+             "precinct_id": i.precinct_id, "person_id": i.knock.person_id, "script_version_id": i.script_version_id,
+             "result": i.knock.result, "contacted": i.contacted, "answers": orjson.dumps(i.knock.answers).decode(),
+             "note": i.knock.note, "lon": i.knock.lon, "lat": i.knock.lat, "knocked_at": i.knock.knocked_at,
+             "corrected_at": i.corrected_at, "digest": i.digest} for i in fresh]
+    return {"campaign_id": access.campaign_id, "user_id": access.caller.user_id, "device_id": batch.device_id,
+            "batch_id": batch.batch_id, "clock_offset_s": offset.total_seconds(), "clock_suspect": suspect,
+            "received_at": received_at}, rows
+
+
+async def _store_postgres(session: AsyncSession, campaign_id: int, shared: dict[str, Any],
+                          rows: list[dict[str, Any]], fresh: list[_Item], state: _State) -> set[UUID]:
+    """Insert the knocks and move the counters on, in one statement when every knock is new (the usual
+    batch); the ids stored."""
     if not fresh:
         return set()
-    rows = [{"id": i.knock.id, "campaign_id": access.campaign_id, "turf_id": i.knock.turf_id,
-             "household_id": i.knock.household_id, "precinct_id": i.precinct_id, "person_id": i.knock.person_id,
-             "user_id": access.caller.user_id, "device_id": batch.device_id, "batch_id": batch.batch_id,
-             "script_version_id": i.script_version_id, "result": i.knock.result, "contacted": i.contacted,
-             "answers": orjson.dumps(i.knock.answers).decode(), "note": i.knock.note, "lon": i.knock.lon,
-             "lat": i.knock.lat, "knocked_at": i.knock.knocked_at, "clock_offset_s": offset.total_seconds(),
-             "corrected_at": i.corrected_at, "clock_suspect": suspect, "received_at": received_at,
-             "digest": i.digest} for i in fresh]
-    if postgres:
-        return set((await session.execute(text(POSTGRES_INSERT), _arrays(rows))).scalars())
+    counters = _counters(campaign_id, fresh, state)
+    params = (shared | _arrays(rows) | _counter_params(counters, shared["user_id"], shared["received_at"])
+              | {"expected": len(fresh)})
+    inserted = {row[0] for row in await pg_fetch(session, POSTGRES_STORE, params)}
+    if len(inserted) < len(fresh):
+        # Some were stored before (a resend): the statement left the counters alone; count the new ones only.
+        accepted = [i for i in fresh if i.knock.id in inserted]
+        if accepted:
+            await pg_fetch(session, POSTGRES_DERIVE, _counter_params(
+                _counters(campaign_id, accepted, state), shared["user_id"], shared["received_at"]))
+    return inserted
+
+
+async def _store_sqlite(session: AsyncSession, campaign_id: int, shared: dict[str, Any],
+                        rows: list[dict[str, Any]], fresh: list[_Item], state: _State) -> set[UUID]:
+    """Insert the knocks, then move the counters on by those stored; the ids stored."""
+    if not fresh:
+        return set()
     statement = sqlite.insert(DoorKnock).on_conflict_do_nothing(index_elements=["id"]).returning(DoorKnock.id)
-    return set((await session.execute(statement, rows)).scalars())
+    inserted = set((await session.execute(statement, [shared | row for row in rows])).scalars())
+    accepted = [i for i in fresh if i.knock.id in inserted]
+    if accepted:
+        await _write_sqlite(session, _counters(campaign_id, accepted, state), shared["user_id"],
+                            shared["received_at"])
+    return inserted
 
 
-# The knocks of a batch as arrays, in the order sent (so server sequence numbers follow it).
+# The knocks of a batch as arrays, in the order sent (so server sequence numbers follow it); what the batch
+# shares goes once.
 POSTGRES_INSERT = """
 INSERT INTO door_knock (id, campaign_id, turf_id, household_id, precinct_id, person_id, user_id, device_id, batch_id,
                         script_version_id, result, contacted, answers, note, lon, lat, knocked_at, clock_offset_s,
                         corrected_at, clock_suspect, received_at, digest)
-SELECT id, campaign_id, turf_id, household_id, precinct_id, person_id, user_id, device_id, batch_id,
-       script_version_id, result, contacted, answers, note, lon, lat, knocked_at, clock_offset_s, corrected_at,
-       clock_suspect, received_at, digest
-FROM unnest(CAST(:id AS uuid[]), CAST(:campaign_id AS integer[]), CAST(:turf_id AS integer[]),
-            CAST(:household_id AS integer[]), CAST(:precinct_id AS integer[]), CAST(:person_id AS integer[]),
-            CAST(:user_id AS uuid[]), CAST(:device_id AS varchar[]), CAST(:batch_id AS varchar[]),
-            CAST(:script_version_id AS integer[]), CAST(:result AS varchar[]), CAST(:contacted AS boolean[]),
-            CAST(:answers AS text[]), CAST(:note AS text[]), CAST(:lon AS float8[]), CAST(:lat AS float8[]),
-            CAST(:knocked_at AS timestamptz[]), CAST(:clock_offset_s AS float8[]), CAST(:corrected_at AS timestamptz[]),
-            CAST(:clock_suspect AS boolean[]), CAST(:received_at AS timestamptz[]), CAST(:digest AS varchar[]))
-     WITH ORDINALITY AS k(id, campaign_id, turf_id, household_id, precinct_id, person_id, user_id, device_id,
-                          batch_id, script_version_id, result, contacted, answers, note, lon, lat, knocked_at,
-                          clock_offset_s, corrected_at, clock_suspect, received_at, digest, n)
+SELECT id, :campaign_id, turf_id, household_id, precinct_id, person_id, :user_id, :device_id, :batch_id,
+       script_version_id, result, contacted, answers, note, lon, lat, knocked_at, :clock_offset_s, corrected_at,
+       :clock_suspect, :received_at, digest
+FROM unnest(CAST(:id AS uuid[]), CAST(:turf_id AS integer[]), CAST(:household_id AS integer[]),
+            CAST(:precinct_id AS integer[]), CAST(:person_id AS integer[]), CAST(:script_version_id AS integer[]),
+            CAST(:result AS varchar[]), CAST(:contacted AS boolean[]), CAST(:answers AS text[]),
+            CAST(:note AS text[]), CAST(:lon AS float8[]), CAST(:lat AS float8[]),
+            CAST(:knocked_at AS timestamptz[]), CAST(:corrected_at AS timestamptz[]), CAST(:digest AS varchar[]))
+     WITH ORDINALITY AS k(id, turf_id, household_id, precinct_id, person_id, script_version_id, result, contacted,
+                          answers, note, lon, lat, knocked_at, corrected_at, digest, n)
 ORDER BY n
 ON CONFLICT (id) DO NOTHING
 RETURNING id"""
@@ -329,12 +373,10 @@ def _earlier(a: datetime | None, b: datetime | None) -> datetime | None:
     return b if a is None or (b is not None and b < a) else a
 
 
-async def _derive(session: AsyncSession, campaign_id: int, knocks: list[_Item], state: _State,
-                  postgres: bool) -> None:
-    """Move the counters on by the newly stored knocks only: doors, stops, turfs, precincts, result tallies,
-    and each door's latest result (by corrected time; walk lists holding a changed door move on)."""
-    if not knocks:
-        return
+def _counters(campaign_id: int, knocks: list[_Item], state: _State) -> dict[str, list[Any]]:
+    """How newly stored knocks move the counters on, as rows a table: doors, stops, turfs, precincts, result
+    tallies, each door's latest result (by corrected time; walk lists holding a changed door move on), and
+    the turfs whose holdings saw activity ("held")."""
     by_door: dict[int, list[_Item]] = defaultdict(list)
     by_stop: dict[tuple[int, int], list[_Item]] = defaultdict(list)
     turf_delta: dict[int, list[Any]] = defaultdict(lambda: [0, 0, 0, None, 0])  # knocks, attempted, contacted,
@@ -348,7 +390,7 @@ async def _derive(session: AsyncSession, campaign_id: int, knocks: list[_Item], 
             delta[key][0] += 1
             delta[key][3] = _later(delta[key][3], k.corrected_at)
 
-    door_updates, results_changed = [], []
+    door_updates, results_changed = [], set()
     for household_id, made in by_door.items():
         door = state.households[household_id]
         contacted_at = door.contacted_at
@@ -362,19 +404,17 @@ async def _derive(session: AsyncSession, campaign_id: int, knocks: list[_Item], 
         latest = max(made, key=lambda k: (k.corrected_at, -k.index))
         update_result = door.last_result_at is None or latest.corrected_at > door.last_result_at
         if update_result:
-            results_changed.append(household_id)
+            results_changed.add(household_id)
         door_updates.append({
             "h": household_id, "n": door.knocks + len(made), "contacted_at": contacted_at,
             "first": _earlier(door.first_knock_at, min(k.corrected_at for k in made)),
             "result": latest.knock.result if update_result else None,
             "at": latest.corrected_at if update_result else None, "keep": not update_result})
 
-    # Walk lists: a door whose last result changed is stamped with its turf's next version.
-    active = {h: t for (t, h), s in state.stops.items() if not s.removed and h in set(results_changed)}
-    bumped = sorted(set(active.values()))
-    versions = dict((await session.execute(select(Turf.id, Turf.version).where(Turf.id.in_(bumped))
-                                           .with_for_update())).all()) if bumped else {}
-    for turf_id in bumped:
+    # Walk lists: a door whose last result changed is stamped ("s") with its turf's next version; the writes
+    # bump the turf first and stamp with what the turf then holds.
+    active = {h: t for (t, h), stop in state.stops.items() if not stop.removed and h in results_changed}
+    for turf_id in active.values():
         turf_delta[turf_id][4] = 1
     stop_updates = []
     for (turf_id, household_id), made in by_stop.items():
@@ -382,84 +422,99 @@ async def _derive(session: AsyncSession, campaign_id: int, knocks: list[_Item], 
         contacted = stop.contacted or any(k.contacted for k in made)
         turf_delta[turf_id][1] += stop.knocks == 0
         turf_delta[turf_id][2] += not stop.contacted and contacted
-        changed = versions[turf_id] + 1 if active.get(household_id) == turf_id else None
         stop_updates.append({"t": turf_id, "h": household_id, "n": stop.knocks + len(made), "c": contacted,
-                             "v": changed})
+                             "s": active.get(household_id) == turf_id})
     stop_updates += [{"t": t, "h": h, "n": state.stops[(t, h)].knocks, "c": state.stops[(t, h)].contacted,
-                      "v": versions[t] + 1} for h, t in active.items() if (t, h) not in by_stop]
+                      "s": True} for h, t in active.items() if (t, h) not in by_stop]
 
-    turf_rows = [{"i": key, "n": d[0], "a": d[1], "c": d[2], "last": d[3], "v": d[4]} for key, d in turf_delta.items()]
-    precinct_rows = [{"i": key, "n": d[0], "a": d[1], "c": d[2], "last": d[3]} for key, d in precinct_delta.items()]
-    tally_rows = [{"turf_id": t, "precinct_id": p, "result": r, "campaign_id": campaign_id, "knocks": n}
-                  for (t, p, r), n in tally.items()]
-    if postgres:
-        await _write_postgres(session, door_updates, stop_updates, turf_rows, precinct_rows, tally_rows)
-    else:
-        await _write_sqlite(session, door_updates, stop_updates, turf_rows, precinct_rows, tally_rows)
-
-
-# PostgreSQL takes each batch's updates as arrays, one statement a table: the rows travel once and SQLAlchemy
-# processes one parameter per column instead of one per row (several times faster than executemany).
-POSTGRES_WRITES = {
-    "doors": """
-UPDATE household AS h SET knocks = v.n, first_knock_at = v.first, contacted_at = v.contacted_at,
-    last_result = CASE WHEN v.keep THEN h.last_result ELSE v.result END,
-    last_result_at = CASE WHEN v.keep THEN h.last_result_at ELSE v.at END
-FROM unnest(CAST(:h AS integer[]), CAST(:n AS integer[]), CAST(:first AS timestamptz[]),
-            CAST(:contacted_at AS timestamptz[]), CAST(:keep AS boolean[]), CAST(:result AS varchar[]),
-            CAST(:at AS timestamptz[])) AS v(h, n, first, contacted_at, keep, result, at)
-WHERE h.id = v.h""",
-    "stops": """
-UPDATE walk_stop AS s SET knocks = v.n, contacted = v.c, changed = COALESCE(v.v, s.changed)
-FROM unnest(CAST(:t AS integer[]), CAST(:h AS integer[]), CAST(:n AS integer[]), CAST(:c AS boolean[]),
-            CAST(:v AS integer[])) AS v(t, h, n, c, v)
-WHERE s.turf_id = v.t AND s.household_id = v.h""",
-    "turfs": """
-UPDATE turf AS t SET knocks = t.knocks + v.n, doors_attempted = t.doors_attempted + v.a,
-    doors_contacted = t.doors_contacted + v.c, last_knock_at = GREATEST(t.last_knock_at, v.last),
-    version = t.version + v.v
-FROM unnest(CAST(:i AS integer[]), CAST(:n AS integer[]), CAST(:a AS integer[]), CAST(:c AS integer[]),
-            CAST(:last AS timestamptz[]), CAST(:v AS integer[])) AS v(i, n, a, c, last, v)
-WHERE t.id = v.i""",
-    "precincts": """
-UPDATE precinct AS p SET knocks = p.knocks + v.n, doors_attempted = p.doors_attempted + v.a,
-    doors_contacted = p.doors_contacted + v.c, last_knock_at = GREATEST(p.last_knock_at, v.last)
-FROM unnest(CAST(:i AS integer[]), CAST(:n AS integer[]), CAST(:a AS integer[]), CAST(:c AS integer[]),
-            CAST(:last AS timestamptz[])) AS v(i, n, a, c, last)
-WHERE p.id = v.i""",
-    "tallies": """
-INSERT INTO result_tally (turf_id, precinct_id, result, campaign_id, knocks)
-SELECT * FROM unnest(CAST(:turf_id AS integer[]), CAST(:precinct_id AS integer[]), CAST(:result AS varchar[]),
-                     CAST(:campaign_id AS integer[]), CAST(:knocks AS integer[]))
-ON CONFLICT (turf_id, precinct_id, result) DO UPDATE SET knocks = result_tally.knocks + excluded.knocks""",
-}
+    tables: dict[str, list[Any]] = {
+        "turfs": [{"i": key, "n": d[0], "a": d[1], "c": d[2], "last": d[3], "v": d[4]}
+                  for key, d in turf_delta.items()],
+        "doors": door_updates, "stops": stop_updates,
+        "precincts": [{"i": key, "n": d[0], "a": d[1], "c": d[2], "last": d[3]} for key, d in precinct_delta.items()],
+        "tallies": [{"turf_id": t, "precinct_id": p, "result": r, "campaign_id": campaign_id, "knocks": n}
+                    for (t, p, r), n in tally.items()]}
+    return {**tables, "held": sorted({turf_id for turf_id, _ in by_stop})}
 
 
-def _arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    return {key: [row[key] for row in rows] for key in rows[0]} if rows else {}
+def _arrays(rows: list[dict[str, Any]], prefix: str = "") -> dict[str, list[Any]]:
+    """Rows as one array per column (unnest takes them back apart), named `prefix + column`."""
+    return {prefix + key: [row[key] for row in rows] for key in rows[0]} if rows else {}
 
 
-async def _write_postgres(session: AsyncSession, *tables: list[dict[str, Any]]) -> None:
-    for sql, rows in zip(POSTGRES_WRITES.values(), tables, strict=True):
-        if rows:
-            await session.execute(text(sql), _arrays(rows))
+# PostgreSQL moves a batch's counters on in one statement of data-modifying CTEs, each table's rows as arrays
+# (unnest takes them apart): one round trip whatever the batch. The stops are stamped with the version the
+# turf update returns, so a concurrent bump of the turf (a reshape, say) is never lost: the turf row stays
+# locked until commit. {guard} is where the combined statement below makes the counters wait on the insert.
+_COUNTER_CTES = """
+turfs AS (
+    UPDATE turf AS t SET knocks = t.knocks + v.n, doors_attempted = t.doors_attempted + v.a,
+        doors_contacted = t.doors_contacted + v.c, last_knock_at = GREATEST(t.last_knock_at, v.last),
+        version = t.version + v.v
+    FROM unnest(CAST(:turfs_i AS integer[]), CAST(:turfs_n AS integer[]), CAST(:turfs_a AS integer[]),
+                CAST(:turfs_c AS integer[]), CAST(:turfs_last AS timestamptz[]), CAST(:turfs_v AS integer[]))
+         AS v(i, n, a, c, last, v)
+    WHERE t.id = v.i {guard}
+    RETURNING t.id, t.version
+), doors AS (
+    UPDATE household AS h SET knocks = v.n, first_knock_at = v.first, contacted_at = v.contacted_at,
+        last_result = CASE WHEN v.keep THEN h.last_result ELSE v.result END,
+        last_result_at = CASE WHEN v.keep THEN h.last_result_at ELSE v.at END
+    FROM unnest(CAST(:doors_h AS integer[]), CAST(:doors_n AS integer[]), CAST(:doors_first AS timestamptz[]),
+                CAST(:doors_contacted_at AS timestamptz[]), CAST(:doors_keep AS boolean[]),
+                CAST(:doors_result AS varchar[]), CAST(:doors_at AS timestamptz[]))
+         AS v(h, n, first, contacted_at, keep, result, at)
+    WHERE h.id = v.h {guard}
+    RETURNING 1
+), stops AS (
+    UPDATE walk_stop AS s SET knocks = v.n, contacted = v.c,
+        changed = CASE WHEN v.s THEN turfs.version ELSE s.changed END
+    FROM unnest(CAST(:stops_t AS integer[]), CAST(:stops_h AS integer[]), CAST(:stops_n AS integer[]),
+                CAST(:stops_c AS boolean[]), CAST(:stops_s AS boolean[])) AS v(t, h, n, c, s)
+         JOIN turfs ON turfs.id = v.t
+    WHERE s.turf_id = v.t AND s.household_id = v.h {guard}
+    RETURNING 1
+), precincts AS (
+    UPDATE precinct AS p SET knocks = p.knocks + v.n, doors_attempted = p.doors_attempted + v.a,
+        doors_contacted = p.doors_contacted + v.c, last_knock_at = GREATEST(p.last_knock_at, v.last)
+    FROM unnest(CAST(:precincts_i AS integer[]), CAST(:precincts_n AS integer[]), CAST(:precincts_a AS integer[]),
+                CAST(:precincts_c AS integer[]), CAST(:precincts_last AS timestamptz[])) AS v(i, n, a, c, last)
+    WHERE p.id = v.i {guard}
+    RETURNING 1
+), tallies AS (
+    INSERT INTO result_tally (turf_id, precinct_id, result, campaign_id, knocks)
+    SELECT * FROM unnest(CAST(:tallies_turf_id AS integer[]), CAST(:tallies_precinct_id AS integer[]),
+                         CAST(:tallies_result AS varchar[]), CAST(:tallies_campaign_id AS integer[]),
+                         CAST(:tallies_knocks AS integer[])) AS v
+    WHERE true {guard}
+    ON CONFLICT (turf_id, precinct_id, result) DO UPDATE SET knocks = result_tally.knocks + excluded.knocks
+    RETURNING 1
+), holdings AS (
+    UPDATE turf_holding SET last_activity_at = :received_at
+    WHERE user_id = :user_id AND turf_id = ANY(CAST(:held AS integer[])) {guard}
+    RETURNING 1
+)"""
+POSTGRES_DERIVE = "WITH " + _COUNTER_CTES.format(guard="") + "\nSELECT 1"
+# The knocks and their counters at once, the counters only if every knock was new (else nothing counts them
+# and the caller moves the counters on by the knocks stored).
+POSTGRES_STORE = f"""
+WITH knocks AS ({POSTGRES_INSERT}
+), all_new AS (SELECT count(*) = :expected AS yes FROM knocks
+), {_COUNTER_CTES.format(guard="AND (SELECT yes FROM all_new)")}
+SELECT id FROM knocks"""
 
 
-async def _write_sqlite(session: AsyncSession, doors: list[dict[str, Any]], stops: list[dict[str, Any]],
-                        turfs: list[dict[str, Any]], precincts: list[dict[str, Any]],
-                        tallies: list[dict[str, Any]]) -> None:
-    table = Household.__table__
-    keep = bindparam("keep", type_=Boolean())
-    await session.execute(update(table).where(table.c.id == bindparam("h")).values(
-        knocks=bindparam("n"), first_knock_at=bindparam("first"), contacted_at=bindparam("contacted_at"),
-        last_result=case((keep, table.c.last_result), else_=bindparam("result", type_=String())),
-        last_result_at=case((keep, table.c.last_result_at), else_=bindparam("at", type_=UTCDateTime()))), doors)
-    table = WalkStop.__table__
-    await session.execute(
-        update(table).where(table.c.turf_id == bindparam("t"), table.c.household_id == bindparam("h")).values(
-            knocks=bindparam("n"), contacted=bindparam("c"),
-            changed=func.coalesce(bindparam("v", type_=Integer()), table.c.changed)), stops)
-    for model, rows in ((Turf, turfs), (Precinct, precincts)):
+def _counter_params(counters: dict[str, list[Any]], user_id: UUID, received_at: datetime) -> dict[str, Any]:
+    params: dict[str, Any] = {"user_id": user_id, "held": counters["held"], "received_at": received_at}
+    for name, rows in counters.items():  # never empty: every knock has a door, stop, turf and precinct
+        if name != "held":
+            params.update(_arrays(rows, f"{name}_"))
+    return params
+
+
+async def _write_sqlite(session: AsyncSession, tables: dict[str, list[Any]], user_id: UUID,
+                        received_at: datetime) -> None:
+    for model in (Turf, Precinct):
         table = model.__table__
         last = bindparam("last", type_=UTCDateTime())
         values: dict[str, Any] = {
@@ -469,12 +524,30 @@ async def _write_sqlite(session: AsyncSession, doors: list[dict[str, Any]], stop
                                   else_=table.c.last_knock_at)}
         if model is Turf:
             values["version"] = table.c.version + bindparam("v")
-        await session.execute(update(table).where(table.c.id == bindparam("i")).values(**values), rows)
+        await session.execute(update(table).where(table.c.id == bindparam("i")).values(**values),
+                              tables["turfs" if model is Turf else "precincts"])
+    table = Household.__table__
+    keep = bindparam("keep", type_=Boolean())
+    await session.execute(update(table).where(table.c.id == bindparam("h")).values(
+        knocks=bindparam("n"), first_knock_at=bindparam("first"), contacted_at=bindparam("contacted_at"),
+        last_result=case((keep, table.c.last_result), else_=bindparam("result", type_=String())),
+        last_result_at=case((keep, table.c.last_result_at), else_=bindparam("at", type_=UTCDateTime()))),
+        tables["doors"])
+    # Stamped after the turfs' bump, with the version the turf now has (the writer's lock keeps it).
+    table = WalkStop.__table__
+    turf_version = select(Turf.version).where(Turf.id == table.c.turf_id).scalar_subquery()
+    await session.execute(
+        update(table).where(table.c.turf_id == bindparam("t"), table.c.household_id == bindparam("h")).values(
+            knocks=bindparam("n"), contacted=bindparam("c"),
+            changed=case((bindparam("s", type_=Boolean()), turf_version), else_=table.c.changed)), tables["stops"])
     upsert = sqlite.insert(ResultTally)
     await session.execute(
         upsert.on_conflict_do_update(index_elements=["turf_id", "precinct_id", "result"],
                                      set_={"knocks": ResultTally.__table__.c.knocks + upsert.excluded.knocks}),
-        tallies)
+        tables["tallies"])
+    await session.execute(update(TurfHolding).where(TurfHolding.user_id == user_id,
+                                                    TurfHolding.turf_id.in_(tables["held"]))
+                          .values(last_activity_at=received_at))
 
 
 async def rebuild_progress(session: AsyncSession, campaign_id: int) -> dict[str, int]:
