@@ -10,7 +10,19 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
-from app.routers import addresses, auth, campaigns, organizing, precincts, problems, scripts, sync, turfs, walklists
+from app.routers import (
+    addresses,
+    auth,
+    campaigns,
+    organizing,
+    precincts,
+    problems,
+    progress,
+    scripts,
+    sync,
+    turfs,
+    walklists,
+)
 
 DESCRIPTION = """The REST API behind door-to-door canvassing: precincts, addresses and people, turfs, walk lists,
 offline sync and live progress. Every error is an RFC 9457 `application/problem+json`.
@@ -49,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Walk lists go to phones on weak signal: anything over 1 KB goes gzipped to clients that accept it.
     app.add_middleware(GZipMiddleware, minimum_size=1000)
     # Organizing first: its /turfs:claim must not be taken for a turf id.
-    for module in (auth, campaigns, precincts, addresses, organizing, turfs, walklists, scripts, sync):
+    for module in (auth, campaigns, precincts, addresses, organizing, turfs, walklists, scripts, sync, progress):
         app.include_router(module.router)
     app.include_router(organizing.public)
     app.include_router(campaigns.index)

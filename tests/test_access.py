@@ -1574,6 +1574,32 @@ def knocked_effect(case: Case, body: Any) -> Counts:
     return {(kind, case.campaign_id): accepted for kind in kinds} if accepted else {}
 
 
+# Progress: the campaign's figures, not another's.
+
+def host_without_event(who: str, campaign: str | None) -> int | None:
+    """A host reads only their own events' progress, and these requests name no event."""
+    return 403 if role_of(who, campaign) == Role.host else None
+
+
+async def check_progress(case: Case, r: httpx.Response) -> None:
+    body, campaign = r.json(), case.campaign or ""
+    assert (body["doors"], body["precincts"]) == (case.facts.households[campaign], case.facts.precincts[campaign])
+
+
+async def check_progress_rows(case: Case, r: httpx.Response) -> None:
+    rows, campaign = r.json(), case.campaign or ""
+    if r.headers["content-type"].startswith(GEOJSON):
+        assert rows["type"] == "FeatureCollection"
+        rows = [feature["properties"] for feature in rows["features"]]
+    assert rows and all(row["doors"] >= 0 and "results" in row for row in rows)
+    if "code" in rows[0]:
+        assert len(rows) == case.facts.precincts[campaign]
+        assert sum(row["doors"] for row in rows) == case.facts.households[campaign]
+    else:
+        assert sum(row["doors"] for row in rows) <= case.facts.households[campaign]
+
+
+PROGRESS = "/v1/campaigns/{campaign_id}/progress"
 TURFS = "/v1/campaigns/{campaign_id}/turfs"
 CODES = "/v1/campaigns/{campaign_id}/join-codes"
 EVENTS = "/v1/campaigns/{campaign_id}/events"
@@ -1604,6 +1630,16 @@ ENDPOINTS = (
              effect=lambda case, _: {("household", case.campaign_id): 1, ("building", case.campaign_id): 1}),
     Endpoint("POST", "/v1/campaigns/{campaign_id}/people", FIELD, send=send_people, check=check_one_created,
              effect=lambda case, _: {("person", case.campaign_id): 1}),
+    # Progress: organizers and keys with progress:read; a host only with one of their events (see test_progress).
+    Endpoint("GET", PROGRESS, FIELD | {Role.host}, Scope.progress_read, check=check_progress,
+             refuse=host_without_event),
+    Endpoint("GET", PROGRESS + "/precincts", FIELD | {Role.host}, Scope.progress_read, check=check_progress_rows,
+             refuse=host_without_event),
+    Endpoint("GET", PROGRESS + "/precincts", FIELD | {Role.host}, Scope.progress_read,
+             send=fixed(headers={"Accept": GEOJSON}), check=check_progress_rows, refuse=host_without_event,
+             media_type=GEOJSON, variant="GeoJSON"),
+    Endpoint("GET", PROGRESS + "/turfs", FIELD | {Role.host}, Scope.progress_read, prepare=organize,
+             check=check_progress_rows, refuse=host_without_event),
     # Turfs. Every member reads them, but a canvasser only the turfs they hold, a host also their events' pools.
     Endpoint("GET", TURFS, EVERY_ROLE, Scope.turfs_read, prepare=organize, check=check_turf_list),
     Endpoint("GET", TURFS, EVERY_ROLE, Scope.turfs_read, prepare=organize, send=fixed(headers={"Accept": GEOJSON}),

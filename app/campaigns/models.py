@@ -25,6 +25,9 @@ class Campaign(SQLModel, table=True):
     # A claimed turf with no synced activity for this long goes back to the pool.
     claim_lapse_hours: int = Field(default=48, sa_column_kwargs={"server_default": "48"})
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Moves on whenever progress would read differently (knocks synced, turfs cut, drawn, assigned or claimed,
+    # addresses imported): progress responses take their ETag from it.
+    changes: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class User(SQLModel, table=True):

@@ -8,7 +8,7 @@ from uuid import UUID
 import anyio
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.campaigns.models import Campaign, Membership, Role, User
@@ -51,6 +51,12 @@ async def create_campaign(session: AsyncSession, slug: str, name: str) -> Campai
     session.add(campaign)
     await session.commit()
     return campaign
+
+
+async def note_change(session: AsyncSession, campaign_id: int) -> None:
+    """Move the campaign's change counter on, in the caller's transaction (progress ETags follow it)."""
+    await session.execute(update(Campaign).where(Campaign.id == campaign_id).values(changes=Campaign.changes + 1)
+                          .execution_options(synchronize_session=False))
 
 
 async def find_campaign(session: AsyncSession, slug: str) -> Campaign | None:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import issue_token
 from app.campaigns.models import Campaign, Membership, Role, User
-from app.campaigns.service import add_member, find_user, hash_password, normal_email, password_matches
+from app.campaigns.service import add_member, find_user, hash_password, normal_email, note_change, password_matches
 from app.db import begin_write, utcnow
 from app.errors import AppError, Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from app.organizing.models import Event, EventAttendee, EventTurf, JoinCode, TurfHistory, TurfHolding
@@ -37,6 +37,7 @@ async def _record(session: AsyncSession, campaign_id: int, rows: Sequence[dict[s
     if rows:
         at = utcnow()
         await session.execute(insert(TurfHistory), [{"campaign_id": campaign_id, "at": at, **r} for r in rows])
+        await note_change(session, campaign_id)
 
 
 async def _holders_changed(session: AsyncSession, deltas: dict[int, int]) -> None:

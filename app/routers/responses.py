@@ -20,6 +20,12 @@ def wants_geojson(request: Request) -> bool:
     return request.query_params.get("format") == "geojson" or GEOJSON in request.headers.get("accept", "")
 
 
+def etag_matches(request: Request, etag: str) -> bool:
+    """True when `If-None-Match` names `etag` (or is `*`): the caller's copy is current."""
+    header = request.headers.get("if-none-match", "")
+    return header.strip() == "*" or etag in [t.strip() for t in header.split(",")]
+
+
 def link_next(request: Request, response: Response, next_cursor: str | None) -> None:
     if next_cursor:
         url = request.url.include_query_params(cursor=next_cursor)

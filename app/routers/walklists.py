@@ -5,6 +5,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from app.auth.service import Access
 from app.organizing import service as organizing
 from app.routers.deps import ALL_ROLES, Allow, SessionDep
+from app.routers.responses import etag_matches
 from app.walklists import service as walklists
 from app.walklists.schemas import WalkList
 
@@ -12,11 +13,6 @@ router = APIRouter(prefix="/v1/campaigns/{campaign_id}", tags=["walk lists"])
 
 # Members only: a walk list carries voters' names. Canvassers and hosts get the turfs they hold or host.
 members = Allow(*ALL_ROLES)
-
-
-def _etag_matches(request: Request, etag: str) -> bool:
-    header = request.headers.get("if-none-match", "")
-    return header.strip() == "*" or etag in [t.strip() for t in header.split(",")]
 
 
 @router.get("/turfs/{turf_id}/walklist", openapi_extra=members.openapi,
@@ -33,7 +29,7 @@ async def read_walklist(turf_id: int, request: Request, access: Annotated[Access
     turf = await walklists.walk_turf(session, access.campaign_id, turf_id,
                                      only=await organizing.turfs_visible_to(session, access))
     headers = {"ETag": walklists.etag(turf, since), "Cache-Control": "private, no-cache"}
-    if _etag_matches(request, headers["ETag"]):
+    if etag_matches(request, headers["ETag"]):
         return Response(status_code=304, headers=headers)
     headers["ETag"], body = await walklists.walklist(session, turf, since=since)
     return Response(body, media_type="application/json", headers=headers)

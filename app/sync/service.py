@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.addresses.models import Household, Person
 from app.auth.service import Access
 from app.campaigns.models import Role
+from app.campaigns.service import note_change
 from app.db import UTCDateTime, begin_write, pg_fetch, utcnow
 from app.organizing.models import TurfHistory, TurfHolding
 from app.precincts.models import Precinct
@@ -489,6 +490,9 @@ turfs AS (
     WHERE true {guard}
     ON CONFLICT (turf_id, precinct_id, result) DO UPDATE SET knocks = result_tally.knocks + excluded.knocks
     RETURNING 1
+), changes AS (
+    UPDATE campaign SET changes = changes + 1 WHERE id = :campaign {guard}
+    RETURNING 1
 ), holdings AS (
     UPDATE turf_holding SET last_activity_at = :received_at
     WHERE user_id = :user_id AND turf_id = ANY(CAST(:held AS integer[])) {guard}
@@ -505,7 +509,8 @@ SELECT id FROM knocks"""
 
 
 def _counter_params(counters: dict[str, list[Any]], user_id: UUID, received_at: datetime) -> dict[str, Any]:
-    params: dict[str, Any] = {"user_id": user_id, "held": counters["held"], "received_at": received_at}
+    params: dict[str, Any] = {"user_id": user_id, "held": counters["held"], "received_at": received_at,
+                              "campaign": counters["tallies"][0]["campaign_id"]}
     for name, rows in counters.items():  # never empty: every knock has a door, stop, turf and precinct
         if name != "held":
             params.update(_arrays(rows, f"{name}_"))
@@ -545,6 +550,7 @@ async def _write_sqlite(session: AsyncSession, tables: dict[str, list[Any]], use
         upsert.on_conflict_do_update(index_elements=["turf_id", "precinct_id", "result"],
                                      set_={"knocks": ResultTally.__table__.c.knocks + upsert.excluded.knocks}),
         tables["tallies"])
+    await note_change(session, tables["tallies"][0]["campaign_id"])
     await session.execute(update(TurfHolding).where(TurfHolding.user_id == user_id,
                                                     TurfHolding.turf_id.in_(tables["held"]))
                           .values(last_activity_at=received_at))
@@ -594,6 +600,7 @@ async def rebuild_progress(session: AsyncSession, campaign_id: int) -> dict[str,
         ["turf_id", "precinct_id", "result", "campaign_id", "knocks"],
         select(knock.turf_id, knock.precinct_id, knock.result, knock.campaign_id, func.count())
         .where(mine).group_by(knock.turf_id, knock.precinct_id, knock.result, knock.campaign_id)))
+    await note_change(session, campaign_id)
     knocks = await session.scalar(select(func.count()).select_from(DoorKnock).where(mine)) or 0
     doors = await session.scalar(select(func.count()).select_from(Household).where(
         Household.campaign_id == campaign_id, Household.knocks > 0)) or 0

@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.addresses.models import Building, Household
+from app.campaigns.service import note_change
 from app.db import begin_write, bulk_set, utcnow
 from app.errors import Conflict, Invalid, NotFound
 from app.geo.cut import cut_precinct, cut_quality
@@ -251,6 +252,7 @@ async def _commit_turf(session: AsyncSession, turf: Turf) -> Turf:
     # Counts were recomputed in SQL: read them back before the commit, so no read is left open after it.
     await session.flush()
     await session.refresh(turf)
+    await note_change(session, turf.campaign_id)
     await session.commit()
     return turf
 
@@ -322,6 +324,7 @@ async def delete_turf(session: AsyncSession, campaign_id: int, turf_id: int) -> 
     if turf.holders > 0:
         raise Conflict(f"Turf {turf_id} is held by {turf.holders} canvasser(s); take it back first.")
     outcome = await _release(session, turf)
+    await note_change(session, campaign_id)
     await session.commit()
     return outcome
 
@@ -531,6 +534,7 @@ async def cut_turfs(session: AsyncSession, campaign_id: int, *, codes: Sequence[
     await session.execute(update(TurfCut).where(TurfCut.id == cut_id).values(
         state="done", precincts_done=len(plans), turfs_made=len(rows), report=json.dumps(report),
         finished_at=utcnow()))
+    await note_change(session, campaign_id)
     await session.commit()
     return report
 

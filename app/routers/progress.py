@@ -1,0 +1,102 @@
+import hashlib
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import AwareDatetime
+
+from app.auth.models import Scope
+from app.auth.service import Access
+from app.campaigns.models import Role
+from app.errors import Forbidden
+from app.organizing import service as organizing
+from app.progress import service as progress
+from app.progress.schemas import CampaignProgress, PrecinctProgress, TurfProgress
+from app.routers.deps import FIELD_ROLES, Allow, SessionDep
+from app.routers.responses import GEOJSON, etag_matches, wants_geojson
+
+router = APIRouter(prefix="/v1/campaigns/{campaign_id}/progress", tags=["progress"])
+
+# Organizers see the whole campaign, a host their own events' turfs (with `event`), API keys with progress:read.
+readers = Allow(*FIELD_ROLES, Role.host, scope=Scope.progress_read)
+
+NOT_MODIFIED = {304: {"description": "Not modified: the `ETag` sent in `If-None-Match` is current."}}
+GEOJSON_BODY = {"content": {GEOJSON: {"schema": {"type": "object", "description": "A FeatureCollection: each "
+                                                 "polygon with the figures as its properties."}}}}
+
+
+async def filters(access: Annotated[Access, Depends(readers)], session: SessionDep,
+                  precinct: Annotated[list[str] | None, Query(description="Only these precinct codes (repeat it).",
+                                                              max_length=500)] = None,
+                  event: Annotated[int | None, Query(description="Only this event's turfs.")] = None,
+                  since: Annotated[AwareDatetime | None, Query(description=(
+                      "Only knocks at or after this time (corrected time, with its zone)."))] = None,
+                  until: Annotated[AwareDatetime | None, Query(description=(
+                      "Only knocks before this time (corrected time, with its zone)."))] = None,
+                  ) -> progress.Filters:
+    if access.role == Role.host:
+        # A host sees only the turfs of an event they run.
+        if event is None:
+            raise Forbidden("A host reads the progress of their own events: send `event`.")
+        assert access.caller.user_id is not None
+        await organizing.visible_event(session, access.campaign_id, event, user=access.caller.user_id,
+                                       role=access.role)
+    return progress.Filters(tuple(precinct or ()), event, since, until)
+
+
+FiltersDep = Annotated[progress.Filters, Depends(filters)]
+
+
+async def _answer(request: Request, access: Access, session: SessionDep, geojson_ok: bool,
+                  make: Any) -> Response:
+    """The progress answer with its ETag (the campaign's change counter, and what was asked), or a 304."""
+    geo = geojson_ok and wants_geojson(request)
+    asked = hashlib.sha256(f"{sorted(request.query_params.multi_items())}{geo}".encode()).hexdigest()[:12]
+    etag = f'W/"p{await progress.changes(session, access.campaign_id)}-{asked}"'
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    if etag_matches(request, etag):
+        return Response(status_code=304, headers=headers)
+    body, media_type = await make(geo)
+    return Response(body, media_type=media_type, headers=headers)
+
+
+@router.get("", openapi_extra=readers.openapi, response_model=CampaignProgress, responses=NOT_MODIFIED)
+async def campaign_progress(request: Request, access: Annotated[Access, Depends(readers)], session: SessionDep,
+                            chosen: FiltersDep) -> Response:
+    """The campaign's totals: doors, doors attempted and contacted, knocks by result, share done, last knock."""
+    async def make(_: bool) -> tuple[bytes, str]:
+        return orjson.dumps(await progress.campaign_progress(session, access.campaign_id, chosen)), "application/json"
+    return await _answer(request, access, session, False, make)
+
+
+def _rows(read: Any, key: str) -> Any:
+    """What a list route makes: JSON rows, or a FeatureCollection with `key` as each feature's id."""
+    def maker(session: SessionDep, access: Access, chosen: progress.Filters) -> Any:
+        async def make(geo: bool) -> tuple[bytes, str]:
+            rows = await read(session, access.campaign_id, chosen)
+            return ((progress.as_geojson(rows, key), GEOJSON) if geo
+                    else (progress.as_json(rows), "application/json"))
+        return make
+    return maker
+
+
+_precincts = _rows(progress.precinct_progress, "code")
+_turfs = _rows(progress.turf_progress, "id")
+
+
+@router.get("/precincts", openapi_extra=readers.openapi, response_model=list[PrecinctProgress],
+            responses={**NOT_MODIFIED, 200: GEOJSON_BODY})
+async def precinct_progress(request: Request, access: Annotated[Access, Depends(readers)], session: SessionDep,
+                            chosen: FiltersDep) -> Response:
+    """Each precinct's progress. As GeoJSON (`Accept: application/geo+json` or `?format=geojson`), the precinct
+    polygons with the figures as properties."""
+    return await _answer(request, access, session, True, _precincts(session, access, chosen))
+
+
+@router.get("/turfs", openapi_extra=readers.openapi, response_model=list[TurfProgress],
+            responses={**NOT_MODIFIED, 200: GEOJSON_BODY})
+async def turf_progress(request: Request, access: Annotated[Access, Depends(readers)], session: SessionDep,
+                        chosen: FiltersDep) -> Response:
+    """Each active turf's progress. As GeoJSON (`Accept: application/geo+json` or `?format=geojson`), the turf
+    polygons with the figures as properties."""
+    return await _answer(request, access, session, True, _turfs(session, access, chosen))
