@@ -18,6 +18,7 @@ from app.routers import (
     precincts,
     problems,
     progress,
+    results,
     scripts,
     sync,
     turfs,
@@ -61,7 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Walk lists go to phones on weak signal: anything over 1 KB goes gzipped to clients that accept it.
     app.add_middleware(GZipMiddleware, minimum_size=1000)
     # Organizing first: its /turfs:claim must not be taken for a turf id.
-    for module in (auth, campaigns, precincts, addresses, organizing, turfs, walklists, scripts, sync, progress):
+    for module in (auth, campaigns, precincts, addresses, organizing, turfs, walklists, scripts, sync, progress,
+                   results):
         app.include_router(module.router)
     app.include_router(organizing.public)
     app.include_router(campaigns.index)

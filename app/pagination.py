@@ -12,21 +12,21 @@ def encode_cursor(key: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> Any:
-    """The key a cursor holds, or None for the first page. Raises Invalid naming `cursor`."""
+def decode_cursor(cursor: str | None, field: str = "cursor") -> Any:
+    """The key a cursor holds, or None for the first page. Raises Invalid naming `field`."""
     if not cursor:
         return None
     try:
         return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise Invalid("not a cursor this API gave out", field="cursor") from exc
+        raise Invalid("not a cursor this API gave out", field=field) from exc
 
 
-def int_cursor(cursor: str | None) -> int:
+def int_cursor(cursor: str | None, field: str = "cursor") -> int:
     """The integer key a cursor holds; 0 before the first page."""
-    key = decode_cursor(cursor)
+    key = decode_cursor(cursor, field)
     if key is None:
         return 0
     if not isinstance(key, int) or isinstance(key, bool) or not 0 <= key < 2**63:
-        raise Invalid("not a cursor this API gave out", field="cursor")
+        raise Invalid("not a cursor this API gave out", field=field)
     return key

@@ -1600,6 +1600,18 @@ async def check_progress_rows(case: Case, r: httpx.Response) -> None:
 
 
 PROGRESS = "/v1/campaigns/{campaign_id}/progress"
+
+
+async def check_feed(case: Case, r: httpx.Response) -> None:
+    body, campaign = r.json(), case.campaign or ""
+    assert set(body) == {"items", "next"}
+    assert {k["household_id"] for k in body["items"]} <= case.facts.households_in[campaign]
+
+
+async def check_feed_csv(case: Case, r: httpx.Response) -> None:
+    header, *rows = r.text.splitlines()
+    assert header.startswith("seq,id,turf_id,precinct,household_id")
+    assert {int(row.split(",")[4]) for row in rows} <= case.facts.households_in[case.campaign or ""]
 TURFS = "/v1/campaigns/{campaign_id}/turfs"
 CODES = "/v1/campaigns/{campaign_id}/join-codes"
 EVENTS = "/v1/campaigns/{campaign_id}/events"
@@ -1640,6 +1652,10 @@ ENDPOINTS = (
              media_type=GEOJSON, variant="GeoJSON"),
     Endpoint("GET", PROGRESS + "/turfs", FIELD | {Role.host}, Scope.progress_read, prepare=organize,
              check=check_progress_rows, refuse=host_without_event),
+    # The results feed: organizers and keys with results:read.
+    Endpoint("GET", "/v1/campaigns/{campaign_id}/door-knocks", FIELD, Scope.results_read, check=check_feed),
+    Endpoint("GET", "/v1/campaigns/{campaign_id}/door-knocks.csv", FIELD, Scope.results_read, check=check_feed_csv,
+             media_type="text/csv"),
     # Turfs. Every member reads them, but a canvasser only the turfs they hold, a host also their events' pools.
     Endpoint("GET", TURFS, EVERY_ROLE, Scope.turfs_read, prepare=organize, check=check_turf_list),
     Endpoint("GET", TURFS, EVERY_ROLE, Scope.turfs_read, prepare=organize, send=fixed(headers={"Accept": GEOJSON}),

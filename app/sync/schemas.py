@@ -63,3 +63,29 @@ class SyncResult(SQLModel):
     duplicate: int
     rejected: int
     knocks: list[KnockOutcome] = Field(description="One per knock sent, in the order sent.")
+
+
+class FeedKnock(BaseModel):
+    seq: int = Field(description="The server's order of storing: never a clock.")
+    id: str
+    turf_id: int
+    precinct: str
+    household_id: int
+    household_ref: str = Field(description="The household's id in the address file.")
+    address: str
+    person_id: int | None
+    result: str
+    contacted: bool
+    answers: dict[str, Any]
+    note: str | None
+    knocked_at: datetime = Field(description="By the phone's clock.")
+    corrected_at: datetime = Field(description="By the server's clock: what time windows use.")
+    received_at: datetime
+    clock_suspect: bool
+    person_ref: str | None = Field(default=None, description="The voter file's id; with people:read only.")
+    person_name: str | None = Field(default=None, description="With people:read only.")
+
+
+class KnockFeed(BaseModel):
+    items: list[FeedKnock]
+    next: str = Field(description="Send it back as `after` for the knocks stored since.")
