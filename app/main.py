@@ -10,6 +10,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
+from app.progress import live
 from app.routers import (
     addresses,
     auth,
@@ -49,7 +50,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # frozen, the collector's full passes skip it (they cost a sync batch 5 ms on average). Thawed at
         # shutdown, so a process that runs several apps (the tests) keeps no garbage.
         gc.freeze()
+        # Every process hears of every campaign's changes (progress streams), on PostgreSQL by LISTEN.
+        stop = asyncio.Event()
+        listener = (asyncio.create_task(live.listen(settings.database_url, stop))
+                    if engine.dialect.name == "postgresql" else None)
         yield
+        stop.set()
+        if listener is not None:
+            await listener
         gc.unfreeze()
         # Background jobs (turf cuts) finish before the engine goes.
         if app.state.tasks:

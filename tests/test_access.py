@@ -1781,13 +1781,20 @@ ENDPOINTS = (
 )
 # Open to all by design: logging in, and trading a refresh token (the credential is in the body) for new tokens.
 PUBLIC = {("POST", "/v1/auth/token"), ("POST", "/v1/auth/refresh")}
+# Endless streams: httpx's ASGI transport reads a whole body before it answers, so these are tested against real
+# uvicorn processes (tests/progress/test_stream.py), here only for what their spec says.
+STREAMED = {("GET", "/v1/campaigns/{campaign_id}/progress/stream"): (sorted(FIELD | {Role.host}),
+                                                                     [Scope.progress_read])}
 
 
 def test_every_route_is_in_the_matrix() -> None:
     """A new endpoint must join the matrix; the spec's x-roles and x-scopes must say what the matrix tests."""
     spec = create_app(Settings(jwt_secret=SECRET, _env_file=None)).openapi()
     routes = {(method.upper(), path) for path, ops in spec["paths"].items() for method in ops}
-    assert routes - PUBLIC == {(e.method, e.route) for e in ENDPOINTS}
+    assert routes - PUBLIC - set(STREAMED) == {(e.method, e.route) for e in ENDPOINTS}
+    for (method, route), wanted in STREAMED.items():
+        op = spec["paths"][route][method.lower()]
+        assert [op.get("x-roles"), op.get("x-scopes")] == list(wanted)
     for e in ENDPOINTS:
         op = spec["paths"][e.route][e.method.lower()]
         documented = (op.get("x-roles"), op.get("x-scopes"))

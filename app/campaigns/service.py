@@ -15,6 +15,7 @@ from app.campaigns.models import Campaign, Membership, Role, User
 from app.db import begin_write
 from app.errors import Conflict, Invalid, NotFound
 from app.precincts.models import Precinct
+from app.progress import live
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -57,6 +58,7 @@ async def note_change(session: AsyncSession, campaign_id: int) -> None:
     """Move the campaign's change counter on, in the caller's transaction (progress ETags follow it)."""
     await session.execute(update(Campaign).where(Campaign.id == campaign_id).values(changes=Campaign.changes + 1)
                           .execution_options(synchronize_session=False))
+    await live.announce(session, campaign_id)
 
 
 async def find_campaign(session: AsyncSession, slug: str) -> Campaign | None:

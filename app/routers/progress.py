@@ -1,8 +1,11 @@
+import asyncio
 import hashlib
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
 from app.auth.models import Scope
@@ -10,6 +13,7 @@ from app.auth.service import Access
 from app.campaigns.models import Role
 from app.errors import Forbidden
 from app.organizing import service as organizing
+from app.progress import live
 from app.progress import service as progress
 from app.progress.schemas import CampaignProgress, PrecinctProgress, TurfProgress
 from app.routers.deps import FIELD_ROLES, Allow, SessionDep
@@ -67,6 +71,44 @@ async def campaign_progress(request: Request, access: Annotated[Access, Depends(
     async def make(_: bool) -> tuple[bytes, str]:
         return orjson.dumps(await progress.campaign_progress(session, access.campaign_id, chosen)), "application/json"
     return await _answer(request, access, session, False, make)
+
+
+# A comment line this often keeps proxies from closing a quiet stream.
+KEEP_ALIVE_S = 15.0
+
+
+@router.get("/stream", openapi_extra=readers.openapi, responses={200: {"content": {"text/event-stream": {}},
+            "description": "Server-Sent Events: `progress` with the campaign's change counter, at once and on "
+                           "every change."}})
+async def progress_stream(request: Request, access: Annotated[Access, Depends(readers)], session: SessionDep,
+                          chosen: FiltersDep) -> StreamingResponse:
+    """Server-Sent Events: a `progress` event now and within a second of every change to the campaign's progress
+    (a sync, a cut, an assignment), from whichever server process made it. Its data holds the change counter
+    (`changes`, also the event id): read `/progress...` again, sending your ETag, to get the new figures."""
+    campaign_id = access.campaign_id
+    queue = live.HUB.subscribe(campaign_id)
+    await session.close()  # a stream can last hours: hold no connection between events
+
+    async def events() -> AsyncIterator[bytes]:
+        maker = request.app.state.sessionmaker
+        try:
+            while True:
+                async with maker() as reader:
+                    changes = await progress.changes(reader, campaign_id)
+                data = orjson.dumps({"changes": changes}).decode()
+                yield f"event: progress\nid: {changes}\ndata: {data}\n\n".encode()
+                while True:
+                    try:
+                        await asyncio.wait_for(queue.get(), KEEP_ALIVE_S)
+                        break
+                    except TimeoutError:
+                        if await request.is_disconnected():
+                            return
+                        yield b": keep-alive\n\n"
+        finally:
+            live.HUB.unsubscribe(campaign_id, queue)
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 def _rows(read: Any, key: str) -> Any:

@@ -498,14 +498,16 @@ turfs AS (
     WHERE user_id = :user_id AND turf_id = ANY(CAST(:held AS integer[])) {guard}
     RETURNING 1
 )"""
-POSTGRES_DERIVE = "WITH " + _COUNTER_CTES.format(guard="") + "\nSELECT 1"
+# The counter moved (a `changes` row): every server process hears of it at commit (app.progress.live).
+_NOTIFY = "(SELECT pg_notify('doorstep_progress', CAST(:campaign AS text)) FROM changes)"
+POSTGRES_DERIVE = "WITH " + _COUNTER_CTES.format(guard="") + f"\nSELECT {_NOTIFY}"
 # The knocks and their counters at once, the counters only if every knock was new (else nothing counts them
 # and the caller moves the counters on by the knocks stored).
 POSTGRES_STORE = f"""
 WITH knocks AS ({POSTGRES_INSERT}
 ), all_new AS (SELECT count(*) = :expected AS yes FROM knocks
 ), {_COUNTER_CTES.format(guard="AND (SELECT yes FROM all_new)")}
-SELECT id FROM knocks"""
+SELECT id, {_NOTIFY} FROM knocks"""
 
 
 def _counter_params(counters: dict[str, list[Any]], user_id: UUID, received_at: datetime) -> dict[str, Any]:

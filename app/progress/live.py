@@ -1,0 +1,101 @@
+"""Live progress: which campaigns changed, told to every server process within a second.
+
+A change is announced when its transaction commits: on PostgreSQL by NOTIFY (sent by the writing transaction,
+delivered by the server only at commit, to every process LISTENing, whichever worker wrote); on SQLite, where
+one process serves, straight to this process's hub after the commit. Streams subscribe to the hub.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from typing import Any
+
+import asyncpg
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+CHANNEL = "doorstep_progress"
+# Campaigns a session's transaction changed, announced after its commit (SQLite).
+PENDING = "doorstep_changed"
+log = logging.getLogger("doorstep")
+
+
+class Hub:
+    """This process's subscribers, per campaign: each a queue that gets the campaign's id on a change."""
+
+    def __init__(self) -> None:
+        self.queues: dict[int, set[asyncio.Queue[int]]] = defaultdict(set)
+
+    def subscribe(self, campaign_id: int) -> asyncio.Queue[int]:
+        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=100)
+        self.queues[campaign_id].add(queue)
+        return queue
+
+    def unsubscribe(self, campaign_id: int, queue: asyncio.Queue[int]) -> None:
+        self.queues[campaign_id].discard(queue)
+
+    def publish(self, campaign_id: int) -> None:
+        for queue in self.queues.get(campaign_id, ()):
+            # A stream that fell behind needs only to know that something changed since: one entry is enough.
+            if queue.empty():
+                queue.put_nowait(campaign_id)
+
+
+HUB = Hub()
+
+
+async def announce(session: AsyncSession, campaign_id: int) -> None:
+    """Tell every server process, once the session's transaction commits, that the campaign changed."""
+    if (await session.connection()).dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_notify(:channel, :payload)"),
+                              {"channel": CHANNEL, "payload": str(campaign_id)})
+    else:
+        session.info.setdefault(PENDING, set()).add(campaign_id)
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    for campaign_id in session.info.pop(PENDING, ()):
+        HUB.publish(campaign_id)
+
+
+@event.listens_for(Session, "after_rollback")
+def _rolled_back(session: Session) -> None:
+    session.info.pop(PENDING, None)
+
+
+async def listen(database_url: str, stop: asyncio.Event) -> None:
+    """Feed the hub from PostgreSQL's NOTIFY until `stop`; reconnects when the connection drops."""
+    url = make_url(database_url).set(drivername="postgresql")
+    dsn = url.render_as_string(hide_password=False)
+
+    def heard(_connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        with contextlib.suppress(ValueError):
+            HUB.publish(int(payload))
+
+    while not stop.is_set():
+        lost = asyncio.Event()
+        try:
+            connection = await asyncpg.connect(dsn)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("progress listener can't connect (%s); retrying", exc)
+            await _wait(stop, 1.0)
+            continue
+        connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
+        await connection.add_listener(CHANNEL, heard)
+        try:
+            done = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())}
+            _, pending = await asyncio.wait(done, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+        finally:
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
