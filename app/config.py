@@ -20,6 +20,12 @@ class Settings(BaseSettings):
     # canvass launch come in bursts; a connection opened per burst costs more than the query).
     db_pool_size: int = 20
     db_max_overflow: int = 20
+    # Webhook deliveries: how often the worker looks for due ones, the first retry's wait (doubling after, up to
+    # an hour), how many attempts before one is given up, and how long a receiver may take to answer.
+    webhook_poll_s: float = 1.0
+    webhook_backoff_s: float = 5.0
+    webhook_max_attempts: int = 12
+    webhook_timeout_s: float = 10.0
 
     @field_validator("database_url")
     @classmethod

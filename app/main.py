@@ -25,6 +25,8 @@ from app.routers import (
     turfs,
     walklists,
 )
+from app.routers import webhooks as webhook_routes
+from app.webhooks import service as webhooks
 
 DESCRIPTION = """The REST API behind door-to-door canvassing: precincts, addresses and people, turfs, walk lists,
 offline sync and live progress. Every error is an RFC 9457 `application/problem+json`.
@@ -54,8 +56,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stop = asyncio.Event()
         listener = (asyncio.create_task(live.listen(settings.database_url, stop))
                     if engine.dialect.name == "postgresql" else None)
+        # The webhook worker drains the outbox in the background: a receiver never holds up the request.
+        deliverer = asyncio.create_task(webhooks.run(app.state.sessionmaker, settings, stop))
         yield
         stop.set()
+        await deliverer
         if listener is not None:
             await listener
         gc.unfreeze()
@@ -71,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(GZipMiddleware, minimum_size=1000)
     # Organizing first: its /turfs:claim must not be taken for a turf id.
     for module in (auth, campaigns, precincts, addresses, organizing, turfs, walklists, scripts, sync, progress,
-                   results):
+                   results, webhook_routes):
         app.include_router(module.router)
     app.include_router(organizing.public)
     app.include_router(campaigns.index)

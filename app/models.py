@@ -11,6 +11,7 @@ from app.streets.models import Street
 from app.sync.models import DoorKnock, ResultTally
 from app.turfs.models import Turf, TurfCut
 from app.walklists.models import WalkStop
+from app.webhooks.models import Webhook, WebhookDelivery
 
 __all__ = [
            "ApiKey",
@@ -37,5 +38,7 @@ __all__ = [
            "TurfHolding",
            "User",
            "WalkStop",
+           "Webhook",
+           "WebhookDelivery",
            "metadata",
 ]

@@ -5,7 +5,7 @@ Each module in MODULES registers its benchmarks with `bench.common.benchmark`; a
 
 import importlib
 
-MODULES = ("bench.imports", "bench.organizing", "bench.sync", "bench.turfs", "bench.walks")
+MODULES = ("bench.imports", "bench.organizing", "bench.progress", "bench.sync", "bench.turfs", "bench.walks")
 
 
 def load() -> None:

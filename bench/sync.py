@@ -32,7 +32,7 @@ from app.turfs import service as turf_service
 from app.turfs.models import Turf
 from app.walklists.models import WalkStop
 from bench.common import Context, Result, benchmark, fresh_database, pg_dsn
-from bench.turfs import TARGET, load_city
+from bench.turfs import load_and_cut_city
 
 BATCH = 100
 BATCHES = 60  # 6,000 knocks a timed run
@@ -52,10 +52,7 @@ async def _prepare(url: str) -> tuple[int, list[tuple[str, int, list[tuple[int, 
     one canvasser's id, for raw rows."""
     engine = make_engine(url)
     async with make_sessionmaker(engine)() as session:
-        campaign_id = await load_city(session)
-        job = await turf_service.start_cut(session, campaign_id, codes=None, target=TARGET, created_by="bench")
-        assert job.id is not None
-        await turf_service.cut_turfs(session, campaign_id, codes=None, target=TARGET, cut_id=job.id)
+        campaign_id = await load_and_cut_city(session)
         campaign = await campaign_service.get_campaign(session, "cambridge")
         turfs = (await session.execute(select(Turf.id).where(Turf.doors >= 40).order_by(Turf.id)
                                        .limit(CANVASSERS))).scalars().all()

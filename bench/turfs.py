@@ -44,6 +44,15 @@ async def load_city(session) -> int:
     return campaign.id
 
 
+async def load_and_cut_city(session) -> int:
+    """Cambridge loaded and cut at TARGET doors a turf, as the benchmarks of what comes after cutting start."""
+    campaign_id = await load_city(session)
+    job = await turf_service.start_cut(session, campaign_id, codes=None, target=TARGET, created_by="bench")
+    assert job.id is not None
+    await turf_service.cut_turfs(session, campaign_id, codes=None, target=TARGET, cut_id=job.id)
+    return campaign_id
+
+
 def kmeans_cut(households: pd.DataFrame, precincts: pd.DataFrame, k_of: dict[str, int],
                projection) -> tuple[float, dict]:
     """KMeans on each precinct's projected building points (weighted by doors) with our k: seconds, quality."""

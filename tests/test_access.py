@@ -51,6 +51,7 @@ from app.sync.models import DoorKnock, ResultTally
 from app.turfs import service as turf_service
 from app.turfs.models import Turf, TurfCut
 from app.walklists.models import WalkStop
+from app.webhooks.models import Webhook
 from tests.factories import FOREIGN, HOME, PASSWORD, SECRET, World
 
 # A precinct both campaigns have, holding households in both (the foreign campaign has only a few hundred).
@@ -137,7 +138,7 @@ async def count_rows(session: AsyncSession) -> Counts:
     """Rows per campaign: what a write may change. One statement for the small tables, as it runs twice a case."""
     nothing = null()
     parts = [_tally(m.__tablename__, m.campaign_id, nothing, func.count(), m.campaign_id)
-             for m in (Precinct, Building, Person, ApiKey, TurfHolding, JoinCode, Event)]
+             for m in (Precinct, Building, Person, ApiKey, TurfHolding, JoinCode, Event, Webhook)]
     event_turfs = select(Event.campaign_id, EventTurf.checked_out_at).join(Event, Event.id == EventTurf.event_id
                                                                           ).subquery()
     attendees = select(Event.campaign_id, EventAttendee.checked_in_at).join(
@@ -1600,6 +1601,26 @@ async def check_progress_rows(case: Case, r: httpx.Response) -> None:
 
 
 PROGRESS = "/v1/campaigns/{campaign_id}/progress"
+WEBHOOKS = "/v1/campaigns/{campaign_id}/webhooks"
+# A webhook no campaign has: naming it is a 404 to everyone let in.
+NO_WEBHOOK = "00000000-0000-4000-8000-000000000000"
+
+
+async def check_webhook_made(case: Case, r: httpx.Response) -> None:
+    body = r.json()
+    assert body["events"] == ["knock.accepted"] and len(body["secret"]) == 64
+    row = await case.session.get(Webhook, UUID(body["id"]))
+    assert row is not None and row.campaign_id == case.facts.ids[case.campaign or ""]
+    await case.session.rollback()  # end the read: on SQLite its snapshot would hide the next case's writes
+
+
+async def check_webhooks(case: Case, r: httpx.Response) -> None:
+    rows = r.json()
+    assert all("secret" not in row for row in rows)
+    mine = set((await case.session.execute(select(Webhook.id).where(
+        Webhook.campaign_id == case.facts.ids[case.campaign or ""]))).scalars())
+    assert {UUID(row["id"]) for row in rows} <= mine
+    await case.session.rollback()
 
 
 async def check_feed(case: Case, r: httpx.Response) -> None:
@@ -1656,6 +1677,15 @@ ENDPOINTS = (
     Endpoint("GET", "/v1/campaigns/{campaign_id}/door-knocks", FIELD, Scope.results_read, check=check_feed),
     Endpoint("GET", "/v1/campaigns/{campaign_id}/door-knocks.csv", FIELD, Scope.results_read, check=check_feed_csv,
              media_type="text/csv"),
+    # Webhooks: admins, and keys with webhooks:write.
+    Endpoint("POST", WEBHOOKS, ADMIN, Scope.webhooks_write, ok=201,
+             send=fixed(json={"url": "http://127.0.0.1:9/hook", "events": ["knock.accepted"]}),
+             check=check_webhook_made, effect=lambda case, _: {("webhook", case.campaign_id): 1}),
+    Endpoint("GET", WEBHOOKS, ADMIN, Scope.webhooks_write, check=check_webhooks),
+    Endpoint("DELETE", WEBHOOKS + "/{webhook_id}", ADMIN, Scope.webhooks_write, ok=204,
+             send=fixed(webhook_id=NO_WEBHOOK), refuse=always(404), media_type=None, variant="none of theirs"),
+    Endpoint("GET", WEBHOOKS + "/{webhook_id}/deliveries", ADMIN, Scope.webhooks_write,
+             send=fixed(webhook_id=NO_WEBHOOK), refuse=always(404), variant="none of theirs"),
     # Turfs. Every member reads them, but a canvasser only the turfs they hold, a host also their events' pools.
     Endpoint("GET", TURFS, EVERY_ROLE, Scope.turfs_read, prepare=organize, check=check_turf_list),
     Endpoint("GET", TURFS, EVERY_ROLE, Scope.turfs_read, prepare=organize, send=fixed(headers={"Accept": GEOJSON}),

@@ -22,6 +22,7 @@ from app.errors import AppError, Conflict, Forbidden, Invalid, NotFound, Unauthe
 from app.organizing.models import Event, EventAttendee, EventTurf, JoinCode, TurfHistory, TurfHolding
 from app.precincts.models import Precinct
 from app.turfs.models import Turf
+from app.webhooks import service as webhooks
 
 ACTIVE = "active"
 
@@ -32,12 +33,20 @@ class Gone(AppError):
 
 # History
 
+# Holding changes that hand a turf to someone: webhooks hear of them as turf.assigned.
+ASSIGNED = frozenset({"assigned", "claimed", "checked_out"})
+
 
 async def _record(session: AsyncSession, campaign_id: int, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         at = utcnow()
         await session.execute(insert(TurfHistory), [{"campaign_id": campaign_id, "at": at, **r} for r in rows])
         await note_change(session, campaign_id)
+        taken = [r for r in rows if r["action"] in ASSIGNED]
+        if taken and (hooks := (await webhooks.subscribed(session, campaign_id)).get("turf.assigned")):
+            await webhooks.enqueue(session, hooks, "turf.assigned", [
+                {"turf_id": r["turf_id"], "user_id": str(r["user_id"]), "action": r["action"],
+                 "event_id": r.get("event_id")} for r in taken])
 
 
 async def _holders_changed(session: AsyncSession, deltas: dict[int, int]) -> None:

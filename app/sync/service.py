@@ -32,6 +32,7 @@ from app.sync.models import DoorKnock, ResultTally
 from app.sync.schemas import KnockIn, SyncBatch
 from app.turfs.models import Turf
 from app.walklists.models import WalkStop
+from app.webhooks import service as webhooks
 
 # An offset this large is no clock drift but a wrong clock (a reset, a wrong date): stored, and flagged.
 SUSPECT_OFFSET = timedelta(hours=24)
@@ -169,8 +170,12 @@ async def sync_batch(session: AsyncSession, access: Access, batch: SyncBatch) ->
     if postgres:
         # One sync at a time per campaign: knocks get server sequence numbers in commit order (a feed reading
         # "after seq N" then misses nothing), and counters are read and written under the lock.
-        await pg_fetch(session, "SELECT pg_advisory_xact_lock(:lock, :campaign)",
-                       {"lock": SYNC_LOCK, "campaign": campaign_id})
+        # The same round trip tells whether any webhook listens (most campaigns: none, and no more is read).
+        hooked = (await pg_fetch(session, "SELECT pg_advisory_xact_lock(:lock, :campaign), (SELECT count(*) "
+                                          "FROM webhook WHERE campaign_id = :campaign)",
+                                 {"lock": SYNC_LOCK, "campaign": campaign_id}))[0][1] > 0
+    else:
+        hooked = True
     received_at = utcnow()
     offset = received_at - batch.sent_at
     suspect = abs(offset) >= SUSPECT_OFFSET
@@ -213,10 +218,39 @@ async def sync_batch(session: AsyncSession, access: Access, batch: SyncBatch) ->
     for item in fresh:
         if item.knock.id in stored:
             outcomes[item.index] = _repeat(item, stored[item.knock.id])
+    accepted = [i for i in fresh if i.knock.id in inserted]
+    if hooked and accepted:
+        await _webhook_events(session, access, accepted, state)
     await session.commit()
     counts = {s: sum(1 for o in outcomes if o["status"] == s) for s in ("accepted", "duplicate", "rejected")}
     return {"batch_id": batch.batch_id, "received_at": received_at, "clock_offset_s": offset.total_seconds(),
             "clock_suspect": suspect, **counts, "knocks": outcomes}
+
+
+async def _webhook_events(session: AsyncSession, access: Access, accepted: list[_Item], state: _State) -> None:
+    """Write the batch's webhook deliveries into the outbox, in its transaction: one `knock.accepted` with its
+    knocks (no names), and a `turf.completed` for each turf whose last unknocked door this batch reached."""
+    hooks = await webhooks.subscribed(session, access.campaign_id)
+    if hooks.get("knock.accepted"):
+        knocks = [{"id": str(i.knock.id), "turf_id": i.knock.turf_id, "household_id": i.knock.household_id,
+                   "person_id": i.knock.person_id, "result": i.knock.result, "contacted": i.contacted,
+                   "answers": i.knock.answers, "knocked_at": i.knock.knocked_at, "corrected_at": i.corrected_at}
+                  for i in accepted]
+        await webhooks.enqueue(session, hooks["knock.accepted"], "knock.accepted",
+                               [{"campaign": access.campaign.slug, "knocks": knocks}])
+    if hooks.get("turf.completed"):
+        # Doors of each turf knocked for the first time in this batch: the turf was complete before if its
+        # count of attempted doors, less these, already reached its doors.
+        first: dict[int, set[int]] = defaultdict(set)
+        for i in accepted:
+            if state.stops[(i.knock.turf_id, i.knock.household_id)].knocks == 0:
+                first[i.knock.turf_id].add(i.knock.household_id)
+        done = [t for t in (await session.execute(
+            select(Turf.id, Turf.name, Turf.doors, Turf.doors_attempted).where(Turf.id.in_(list(first))))).all()
+            if t.doors and t.doors_attempted >= t.doors > t.doors_attempted - len(first[t.id])]
+        await webhooks.enqueue(session, hooks["turf.completed"], "turf.completed", [
+            {"campaign": access.campaign.slug, "turf": {"id": t.id, "name": t.name, "doors": t.doors}}
+            for t in done])
 
 
 def _repeat(item: _Item, stored_digest: str) -> dict[str, Any]:

@@ -1,0 +1,178 @@
+"""Webhooks: registration, the outbox written in the transaction that causes an event, and the worker that
+delivers it (signed, retried with backoff), so a slow or failing receiver never holds up a sync."""
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID, uuid4
+
+import httpx
+import orjson
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.db import begin_write, utcnow
+from app.errors import Invalid, NotFound
+from app.webhooks.models import EVENTS, Webhook, WebhookDelivery
+
+log = logging.getLogger("doorstep")
+# Deliveries a worker takes at once, and how long it holds them before another worker may take them over.
+TAKE = 20
+LEASE = timedelta(minutes=2)
+MAX_BACKOFF_S = 3600.0
+
+
+async def create(session: AsyncSession, campaign_id: int, *, url: str, events: Sequence[str]) -> tuple[Webhook, str]:
+    """Register a URL for events; returns the row and its signing secret (shown this once)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Invalid("an http or https URL", field="url")
+    unknown = sorted(set(events) - set(EVENTS))
+    if not events or unknown:
+        raise Invalid(f"events are some of {', '.join(EVENTS)}" + (f"; not {', '.join(unknown)}" if unknown
+                                                                    else ""), field="events")
+    secret = secrets.token_hex(32)
+    row = Webhook(campaign_id=campaign_id, url=url, events=" ".join(sorted(set(events))), secret=secret)
+    session.add(row)
+    await session.commit()
+    return row, secret
+
+
+async def list_webhooks(session: AsyncSession, campaign_id: int) -> Sequence[Webhook]:
+    return (await session.execute(select(Webhook).where(Webhook.campaign_id == campaign_id)
+                                  .order_by(Webhook.created_at))).scalars().all()
+
+
+async def get_webhook(session: AsyncSession, campaign_id: int, webhook_id: UUID) -> Webhook:
+    found = await session.scalar(select(Webhook).where(Webhook.id == webhook_id, Webhook.campaign_id == campaign_id))
+    if found is None:
+        raise NotFound(f"No webhook {webhook_id} in this campaign.")
+    return found
+
+
+async def remove(session: AsyncSession, campaign_id: int, webhook_id: UUID) -> None:
+    await begin_write(session)
+    await get_webhook(session, campaign_id, webhook_id)
+    await session.execute(delete(Webhook).where(Webhook.id == webhook_id))
+    await session.commit()
+
+
+async def deliveries(session: AsyncSession, campaign_id: int, webhook_id: UUID, limit: int = 100) -> list[Any]:
+    """The webhook's latest deliveries, newest first, without their payloads."""
+    await get_webhook(session, campaign_id, webhook_id)
+    d = WebhookDelivery
+    return list((await session.execute(
+        select(d.id, d.event, d.created_at, d.attempts, d.next_attempt_at, d.delivered_at, d.failed_at,
+               d.last_status, d.last_error).where(d.webhook_id == webhook_id)
+        .order_by(d.created_at.desc()).limit(limit))).all())
+
+
+async def subscribed(session: AsyncSession, campaign_id: int) -> dict[str, list[UUID]]:
+    """Event -> the campaign's webhooks that take it."""
+    out: dict[str, list[UUID]] = {}
+    for webhook_id, events in (await session.execute(select(Webhook.id, Webhook.events).where(
+            Webhook.campaign_id == campaign_id))).all():
+        for event in events.split():
+            out.setdefault(event, []).append(webhook_id)
+    return out
+
+
+async def enqueue(session: AsyncSession, hooks: Sequence[UUID], event: str, payloads: Sequence[dict[str, Any]]
+                  ) -> None:
+    """Write deliveries of `event` (one per payload and webhook) in the caller's transaction: the outbox."""
+    now = utcnow()
+    rows = [{"id": uuid4(), "webhook_id": hook, "event": event, "created_at": now, "attempts": 0,
+             "next_attempt_at": now, "payload": orjson.dumps({"event": event, "at": now, **payload}).decode()}
+            for hook in hooks for payload in payloads]
+    if rows:
+        await session.execute(insert(WebhookDelivery), rows)
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """`sha256=<hex>`: HMAC-SHA256 of `<timestamp>.<body>` with the webhook's secret."""
+    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def backoff(settings: Settings, attempts: int) -> float:
+    return min(settings.webhook_backoff_s * 2 ** (attempts - 1), MAX_BACKOFF_S)
+
+
+async def _take(maker: async_sessionmaker[AsyncSession]) -> list[Any]:
+    """Lease up to TAKE due deliveries to this worker (another worker skips them until the lease ends)."""
+    now = utcnow()
+    d = WebhookDelivery
+    async with maker() as session:
+        await begin_write(session)
+        due = select(d.id).where(d.next_attempt_at <= now).order_by(d.next_attempt_at).limit(TAKE)
+        if (await session.connection()).dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        ids = list((await session.execute(due)).scalars())
+        if not ids:
+            await session.rollback()
+            return []
+        await session.execute(update(d).where(d.id.in_(ids)).values(next_attempt_at=now + LEASE))
+        rows = (await session.execute(
+            select(d.id, d.event, d.payload, d.attempts, Webhook.url, Webhook.secret)
+            .join(Webhook, Webhook.id == d.webhook_id).where(d.id.in_(ids)))).all()
+        await session.commit()
+    return list(rows)
+
+
+async def _send(client: httpx.AsyncClient, row: Any) -> tuple[int | None, str | None]:
+    body = row.payload.encode()
+    timestamp = str(int(time.time()))
+    headers = {"Content-Type": "application/json", "User-Agent": "Doorstep-Webhooks",
+               "X-Doorstep-Event": row.event, "X-Doorstep-Delivery": str(row.id),
+               "X-Doorstep-Timestamp": timestamp, "X-Doorstep-Signature": signature(row.secret, timestamp, body)}
+    try:
+        response = await client.post(row.url, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:500]
+    return response.status_code, None if response.is_success else f"HTTP {response.status_code}"
+
+
+async def deliver_due(maker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient,
+                      settings: Settings) -> int:
+    """Send what is due once; record each outcome. How many were sent."""
+    rows = await _take(maker)
+    outcomes = await asyncio.gather(*(_send(client, row) for row in rows))
+    now = utcnow()
+    async with maker() as session:
+        await begin_write(session)
+        for row, (status, error) in zip(rows, outcomes, strict=True):
+            attempts = row.attempts + 1
+            values: dict[str, Any] = {"attempts": attempts, "last_status": status, "last_error": error}
+            if error is None:
+                values |= {"delivered_at": now, "next_attempt_at": None}
+            elif attempts >= settings.webhook_max_attempts:
+                values |= {"failed_at": now, "next_attempt_at": None}
+            else:
+                values["next_attempt_at"] = now + timedelta(seconds=backoff(settings, attempts))
+            await session.execute(update(WebhookDelivery).where(WebhookDelivery.id == row.id).values(**values))
+        await session.commit()
+    return len(rows)
+
+
+async def run(maker: async_sessionmaker[AsyncSession], settings: Settings, stop: asyncio.Event) -> None:
+    """The delivery worker: drain the outbox until `stop`, looking again every `webhook_poll_s`."""
+    async with httpx.AsyncClient(timeout=settings.webhook_timeout_s, follow_redirects=False) as client:
+        while not stop.is_set():
+            try:
+                sent = await deliver_due(maker, client, settings)
+            except Exception:  # a worker that dies delivers nothing more: log, and go on
+                log.exception("webhook deliveries failed")
+                sent = 0
+            if not sent:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), settings.webhook_poll_s)
+
+
