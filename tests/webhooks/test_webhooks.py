@@ -104,11 +104,19 @@ class TestDeliveries:
                 expected = hmac.new(secret.encode(), headers["x-doorstep-timestamp"].encode() + b"." + body,
                                     hashlib.sha256).hexdigest()
                 assert headers["x-doorstep-signature"] == f"sha256={expected}"
-            # What failed was sent again under the same delivery id until delivered, and the ledger says so.
+            # What failed was sent again under the same delivery id until delivered, and the ledger says so (once
+            # the worker has recorded the last answers: it writes them after the receiver has answered).
+            async def ledger_of() -> dict[str, dict]:
+                return {d["id"]: d for d in (await client.get(f"{HOME}/webhooks/{made.json()['id']}/deliveries",
+                                                              headers=world.headers("key_all"))).json()}
+            deadline = time.monotonic() + 10
+            ledger = await ledger_of()
+            while not all(d["delivered_at"] for d in ledger.values()):
+                assert time.monotonic() < deadline, ledger
+                await asyncio.sleep(0.05)
+                ledger = await ledger_of()
             received = Counter(h["x-doorstep-delivery"] for h, _ in receiver.requests)
             failed = {h["x-doorstep-delivery"] for h, _ in receiver.requests[:2]}
-            ledger = {d["id"]: d for d in (await client.get(f"{HOME}/webhooks/{made.json()['id']}/deliveries",
-                                                            headers=world.headers("key_all"))).json()}
             assert set(ledger) == set(received) and len(ledger) == 3
             for delivery in failed:
                 row = ledger[delivery]
