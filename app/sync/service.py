@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import orjson
@@ -87,11 +87,19 @@ class _Stop:
     contacted: bool
 
 
+class _Door(NamedTuple):
+    precinct_id: int
+    knocks: int
+    first_knock_at: datetime | None
+    contacted_at: datetime | None
+    last_result_at: datetime | None
+
+
 @dataclass
 class _State:
     """What the checks and the counters need, read once under the sync lock."""
 
-    households: dict[int, Any]  # id -> (precinct_id, knocks, first_knock_at, contacted_at, last_result_at)
+    households: dict[int, _Door]
     stops: dict[tuple[int, int], _Stop]  # (turf, household)
     people: dict[int, int]  # person -> household
     versions: dict[tuple[int, int | None], Any]  # (script, version) -> row
@@ -100,38 +108,56 @@ class _State:
 
 
 def _held(intervals: list[tuple[datetime, datetime | None]], at: datetime) -> bool:
-    return any(start - HOLDING_GRACE <= at and (end is None or at <= end + HOLDING_GRACE) for start, end in intervals)
+    return any(start <= at and (end is None or at <= end) for start, end in intervals)
 
 
-# The two reads every canvasser's batch makes, built once and run as Core (the ORM's per-statement work cost
-# more than the queries).
+# The two reads every canvasser's batch makes, built once: Core on SQLite, and on PostgreSQL the same SQL
+# straight through asyncpg with one array parameter (SQLAlchemy's work per statement, an expanding IN rendered
+# anew for each batch size, cost more than the queries).
 _history, _door, _stop = TurfHistory.__table__.c, Household.__table__.c, WalkStop.__table__.c
 HOLDINGS = (select(_history.turf_id, _history.action, _history.at)
             .where(_history.campaign_id == bindparam("campaign"), _history.user_id == bindparam("user"),
                    _history.turf_id.in_(bindparam("turfs", expanding=True)))
             .order_by(_history.turf_id, _history.at, _history.id))
+HOLDINGS_PG = """
+SELECT turf_id, action, at FROM turf_history
+WHERE campaign_id = :campaign AND user_id = :user AND turf_id = ANY(CAST(:turfs AS integer[]))
+ORDER BY turf_id, at, id"""
+# Each door with every stop it has (columns in _Door's order, then the stop's).
 DOORS = (select(_door.id, _door.precinct_id, _door.knocks, _door.first_knock_at, _door.contacted_at,
-                _door.last_result_at, _stop.turf_id, _stop.removed, _stop.knocks.label("stop_knocks"),
-                _stop.contacted)
+                _door.last_result_at, _stop.turf_id, _stop.removed, _stop.knocks, _stop.contacted)
          .select_from(Household.__table__.outerjoin(WalkStop.__table__, _stop.household_id == _door.id))
          .where(_door.campaign_id == bindparam("campaign"), _door.id.in_(bindparam("ids", expanding=True))))
+DOORS_PG = """
+SELECT h.id, h.precinct_id, h.knocks, h.first_knock_at, h.contacted_at, h.last_result_at, s.turf_id, s.removed,
+       s.knocks, s.contacted
+FROM household AS h LEFT JOIN walk_stop AS s ON s.household_id = h.id
+WHERE h.campaign_id = :campaign AND h.id = ANY(CAST(:ids AS integer[]))"""
+
+
+async def _fetch(session: AsyncSession, core: Any, raw_sql: str, params: dict[str, Any]) -> Sequence[Any]:
+    """Rows (indexable by position) of a read with two spellings: `raw_sql` on PostgreSQL, `core` elsewhere."""
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        return await pg_fetch(session, raw_sql, params)
+    return (await connection.execute(core, params)).all()
 
 
 async def _holdings(session: AsyncSession, campaign_id: int, user_id: UUID,
                     turf_ids: set[int]) -> dict[int, list[tuple[datetime, datetime | None]]]:
-    """When the user held each of these turfs, from the append-only history: (start, end or None) intervals."""
-    connection = await session.connection()
-    rows = (await connection.execute(HOLDINGS, {"campaign": campaign_id, "user": user_id,
-                                                "turfs": list(turf_ids)})).all()
+    """When the user held each of these turfs, from the append-only history: (start, end or None) intervals,
+    each widened by HOLDING_GRACE."""
+    rows = await _fetch(session, HOLDINGS, HOLDINGS_PG, {"campaign": campaign_id, "user": user_id,
+                                                          "turfs": list(turf_ids)})
     intervals: dict[int, list[tuple[datetime, datetime | None]]] = defaultdict(list)
     open_since: dict[int, datetime] = {}
     for turf_id, action, at in rows:
         if action in START_ACTIONS:
             open_since.setdefault(turf_id, at)
         elif action in END_ACTIONS and turf_id in open_since:
-            intervals[turf_id].append((open_since.pop(turf_id), at))
+            intervals[turf_id].append((open_since.pop(turf_id) - HOLDING_GRACE, at + HOLDING_GRACE))
     for turf_id, start in open_since.items():
-        intervals[turf_id].append((start, None))
+        intervals[turf_id].append((start - HOLDING_GRACE, None))
     return intervals
 
 
@@ -275,11 +301,10 @@ async def _load(session: AsyncSession, campaign_id: int, user_id: UUID, staff: b
         return _State({}, {}, {}, {}, set(), {})
     # Each door with every stop it has: on the knock's turf (was the door ever there?) and on the turf holding
     # it now. A stop's turf is the door's campaign's, so the stops also tell which turfs exist.
-    connection = await session.connection()
-    rows = (await connection.execute(DOORS, {"campaign": campaign_id,
-                                             "ids": list({i.knock.household_id for i in items})})).all()
-    households = {r.id: r for r in rows}
-    stops = {(r.turf_id, r.id): _Stop(r.removed, r.stop_knocks, r.contacted) for r in rows if r.turf_id is not None}
+    rows = await _fetch(session, DOORS, DOORS_PG, {"campaign": campaign_id,
+                                                   "ids": list({i.knock.household_id for i in items})})
+    households = {r[0]: _Door(r[1], r[2], r[3], r[4], r[5]) for r in rows}
+    stops = {(r[6], r[0]): _Stop(r[7], r[8], r[9]) for r in rows if r[6] is not None}
     turfs = {turf for turf, _ in stops}
     # Only a knock whose door was never on its turf needs to know whether the turf exists at all (its problem
     # names the field at fault).
@@ -353,7 +378,7 @@ async def _store_postgres(session: AsyncSession, campaign_id: int, shared: dict[
     if not fresh:
         return set()
     counters = _counters(campaign_id, fresh, state)
-    params = (shared | _arrays(rows) | _counter_params(counters, shared["user_id"], shared["received_at"])
+    params = (shared | {"knocks": _json(rows)} | _counter_params(counters, shared["user_id"], shared["received_at"])
               | {"expected": len(fresh)})
     inserted = {row[0] for row in await pg_fetch(session, POSTGRES_STORE, params)}
     if len(inserted) < len(fresh):
@@ -379,8 +404,9 @@ async def _store_sqlite(session: AsyncSession, campaign_id: int, shared: dict[st
     return inserted
 
 
-# The knocks of a batch as arrays, in the order sent (so server sequence numbers follow it); what the batch
-# shares goes once.
+# The knocks of a batch as one JSON array of objects, in the order sent (so server sequence numbers follow it);
+# what the batch shares goes once. JSON rather than one array a column: asyncpg encodes a parameter array
+# element by element in Python-visible checks, which cost more than PostgreSQL's parsing of the same rows.
 POSTGRES_INSERT = """
 INSERT INTO door_knock (id, campaign_id, turf_id, household_id, precinct_id, person_id, user_id, device_id, batch_id,
                         script_version_id, result, contacted, answers, note, lon, lat, knocked_at, clock_offset_s,
@@ -388,20 +414,15 @@ INSERT INTO door_knock (id, campaign_id, turf_id, household_id, precinct_id, per
 SELECT id, :campaign_id, turf_id, household_id, precinct_id, person_id, :user_id, :device_id, :batch_id,
        script_version_id, result, contacted, answers, note, lon, lat, knocked_at, :clock_offset_s, corrected_at,
        :clock_suspect, :received_at, digest
-FROM unnest(CAST(:id AS uuid[]), CAST(:turf_id AS integer[]), CAST(:household_id AS integer[]),
-            CAST(:precinct_id AS integer[]), CAST(:person_id AS integer[]), CAST(:script_version_id AS integer[]),
-            CAST(:result AS varchar[]), CAST(:contacted AS boolean[]), CAST(:answers AS text[]),
-            CAST(:note AS text[]), CAST(:lon AS float8[]), CAST(:lat AS float8[]),
-            CAST(:knocked_at AS timestamptz[]), CAST(:corrected_at AS timestamptz[]), CAST(:digest AS varchar[]))
+FROM ROWS FROM (json_to_recordset(CAST(:knocks AS json)) AS (
+         id uuid, turf_id integer, household_id integer, precinct_id integer, person_id integer,
+         script_version_id integer, result varchar, contacted boolean, answers text, note text, lon float8,
+         lat float8, knocked_at timestamptz, corrected_at timestamptz, digest varchar))
      WITH ORDINALITY AS k(id, turf_id, household_id, precinct_id, person_id, script_version_id, result, contacted,
                           answers, note, lon, lat, knocked_at, corrected_at, digest, n)
 ORDER BY n
 ON CONFLICT (id) DO NOTHING
 RETURNING id"""
-
-
-def _later(a: datetime | None, b: datetime | None) -> datetime | None:
-    return b if a is None or (b is not None and b > a) else a
 
 
 def _earlier(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -421,9 +442,10 @@ def _counters(campaign_id: int, knocks: list[_Item], state: _State) -> dict[str,
         by_door[k.knock.household_id].append(k)
         by_stop[(k.knock.turf_id, k.knock.household_id)].append(k)
         tally[(k.knock.turf_id, k.precinct_id, k.knock.result)] += 1
-        for delta, key in ((turf_delta, k.knock.turf_id), (precinct_delta, k.precinct_id)):
-            delta[key][0] += 1
-            delta[key][3] = _later(delta[key][3], k.corrected_at)
+        for delta in (turf_delta[k.knock.turf_id], precinct_delta[k.precinct_id]):
+            delta[0] += 1
+            if delta[3] is None or k.corrected_at > delta[3]:
+                delta[3] = k.corrected_at
 
     door_updates, results_changed = [], set()
     for household_id, made in by_door.items():
@@ -472,55 +494,52 @@ def _counters(campaign_id: int, knocks: list[_Item], state: _State) -> dict[str,
     return {**tables, "held": sorted({turf_id for turf_id, _ in by_stop})}
 
 
-def _arrays(rows: list[dict[str, Any]], prefix: str = "") -> dict[str, list[Any]]:
-    """Rows as one array per column (unnest takes them back apart), named `prefix + column`."""
-    return {prefix + key: [row[key] for row in rows] for key in rows[0]} if rows else {}
+def _json(rows: list[dict[str, Any]]) -> str:
+    """Rows as the JSON text json_to_recordset takes back apart (datetimes as RFC 3339, UUIDs as text)."""
+    return orjson.dumps(rows).decode()
 
 
-# PostgreSQL moves a batch's counters on in one statement of data-modifying CTEs, each table's rows as arrays
-# (unnest takes them apart): one round trip whatever the batch. The stops are stamped with the version the
-# turf update returns, so a concurrent bump of the turf (a reshape, say) is never lost: the turf row stays
-# locked until commit. {guard} is where the combined statement below makes the counters wait on the insert.
+# PostgreSQL moves a batch's counters on in one statement of data-modifying CTEs, each table's rows as one JSON
+# parameter (json_to_recordset takes them apart): one round trip whatever the batch. The stops are stamped with
+# the version the turf update returns, so a concurrent bump of the turf (a reshape, say) is never lost: the turf
+# row stays locked until commit. {guard} is where the combined statement below makes the counters wait on the insert.
 _COUNTER_CTES = """
 turfs AS (
     UPDATE turf AS t SET knocks = t.knocks + v.n, doors_attempted = t.doors_attempted + v.a,
         doors_contacted = t.doors_contacted + v.c, last_knock_at = GREATEST(t.last_knock_at, v.last),
         version = t.version + v.v
-    FROM unnest(CAST(:turfs_i AS integer[]), CAST(:turfs_n AS integer[]), CAST(:turfs_a AS integer[]),
-                CAST(:turfs_c AS integer[]), CAST(:turfs_last AS timestamptz[]), CAST(:turfs_v AS integer[]))
-         AS v(i, n, a, c, last, v)
+    FROM json_to_recordset(CAST(:turfs AS json)) AS v(i integer, n integer, a integer, c integer, last timestamptz,
+                                                       v integer)
     WHERE t.id = v.i {guard}
     RETURNING t.id, t.version
 ), doors AS (
     UPDATE household AS h SET knocks = v.n, first_knock_at = v.first, contacted_at = v.contacted_at,
         last_result = CASE WHEN v.keep THEN h.last_result ELSE v.result END,
         last_result_at = CASE WHEN v.keep THEN h.last_result_at ELSE v.at END
-    FROM unnest(CAST(:doors_h AS integer[]), CAST(:doors_n AS integer[]), CAST(:doors_first AS timestamptz[]),
-                CAST(:doors_contacted_at AS timestamptz[]), CAST(:doors_keep AS boolean[]),
-                CAST(:doors_result AS varchar[]), CAST(:doors_at AS timestamptz[]))
-         AS v(h, n, first, contacted_at, keep, result, at)
+    FROM json_to_recordset(CAST(:doors AS json)) AS v(h integer, n integer, first timestamptz,
+                                                       contacted_at timestamptz, keep boolean, result varchar,
+                                                       at timestamptz)
     WHERE h.id = v.h {guard}
     RETURNING 1
 ), stops AS (
     UPDATE walk_stop AS s SET knocks = v.n, contacted = v.c,
         changed = CASE WHEN v.s THEN turfs.version ELSE s.changed END
-    FROM unnest(CAST(:stops_t AS integer[]), CAST(:stops_h AS integer[]), CAST(:stops_n AS integer[]),
-                CAST(:stops_c AS boolean[]), CAST(:stops_s AS boolean[])) AS v(t, h, n, c, s)
+    FROM json_to_recordset(CAST(:stops AS json)) AS v(t integer, h integer, n integer, c boolean, s boolean)
          JOIN turfs ON turfs.id = v.t
     WHERE s.turf_id = v.t AND s.household_id = v.h {guard}
     RETURNING 1
 ), precincts AS (
     UPDATE precinct AS p SET knocks = p.knocks + v.n, doors_attempted = p.doors_attempted + v.a,
         doors_contacted = p.doors_contacted + v.c, last_knock_at = GREATEST(p.last_knock_at, v.last)
-    FROM unnest(CAST(:precincts_i AS integer[]), CAST(:precincts_n AS integer[]), CAST(:precincts_a AS integer[]),
-                CAST(:precincts_c AS integer[]), CAST(:precincts_last AS timestamptz[])) AS v(i, n, a, c, last)
+    FROM json_to_recordset(CAST(:precincts AS json)) AS v(i integer, n integer, a integer, c integer,
+                                                           last timestamptz)
     WHERE p.id = v.i {guard}
     RETURNING 1
 ), tallies AS (
     INSERT INTO result_tally (turf_id, precinct_id, result, campaign_id, knocks)
-    SELECT * FROM unnest(CAST(:tallies_turf_id AS integer[]), CAST(:tallies_precinct_id AS integer[]),
-                         CAST(:tallies_result AS varchar[]), CAST(:tallies_campaign_id AS integer[]),
-                         CAST(:tallies_knocks AS integer[])) AS v
+    SELECT v.turf_id, v.precinct_id, v.result, v.campaign_id, v.knocks
+    FROM json_to_recordset(CAST(:tallies AS json)) AS v(turf_id integer, precinct_id integer, result varchar,
+                                                         campaign_id integer, knocks integer)
     WHERE true {guard}
     ON CONFLICT (turf_id, precinct_id, result) DO UPDATE SET knocks = result_tally.knocks + excluded.knocks
     RETURNING 1
@@ -549,7 +568,7 @@ def _counter_params(counters: dict[str, list[Any]], user_id: UUID, received_at: 
                               "campaign": counters["tallies"][0]["campaign_id"]}
     for name, rows in counters.items():  # never empty: every knock has a door, stop, turf and precinct
         if name != "held":
-            params.update(_arrays(rows, f"{name}_"))
+            params[name] = _json(rows)
     return params
 
 
