@@ -30,7 +30,6 @@ import asyncpg
 import numpy as np
 import orjson
 import pandas as pd
-import shapely
 from httpx import ASGITransport, AsyncClient
 from numpy.typing import NDArray
 from sqlalchemy import func, select
@@ -269,7 +268,7 @@ SCRIPT = ScriptIn.model_validate({
 # The raw walk list: the rows the service reads (its turf, its stops in order with their household and building,
 # the people of its stops, its script version), without the request's caller and membership look-ups.
 TURF_SQL = """
-SELECT t.id, t.name, t.status, t.version, t.route_version, t.geometry, t.route, t.route_m, t.doors,
+SELECT t.id, t.name, t.status, t.version, t.route_version, t.geojson, t.route, t.route_m, t.doors,
        t.script_version_id, t.script_since, p.code AS precinct
 FROM turf t JOIN precinct p ON p.id = t.precinct_id
 WHERE t.campaign_id = $1 AND t.id = $2
@@ -314,10 +313,9 @@ async def raw_walklist(conn: asyncpg.Connection, campaign_id: int, turf_id: int)
         script = orjson.dumps({"script_id": v["script_id"], "version": v["version"], "name": v["name"],
                                "questions": orjson.Fragment(v["questions"]),
                                "result_codes": orjson.Fragment(v["result_codes"])})
-    shape = shapely.transform(shapely.from_wkb(turf["geometry"]), lambda xy: np.round(xy, DIGITS))
     return orjson.dumps({
         "turf": {"id": turf["id"], "name": turf["name"], "precinct_id": turf["precinct"], "status": turf["status"],
-                 "doors": turf["doors"], "geometry": orjson.loads(shapely.to_geojson(shape))},
+                 "doors": turf["doors"], "geometry": orjson.Fragment(turf["geojson"])},
         "version": turf["version"], "since": None, "full": True, "script": orjson.Fragment(script),
         "route": orjson.Fragment(turf["route"]) if turf["route"] else None, "route_m": turf["route_m"],
         "buildings": buildings})

@@ -6,6 +6,7 @@ from pathlib import Path
 from uuid import UUID
 
 import pandas as pd
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses import service as address_service
@@ -13,10 +14,13 @@ from app.auth import service as auth_service
 from app.auth.models import Scope
 from app.campaigns import service as campaign_service
 from app.campaigns.models import Role
+from app.geo.geojson import geometries
 from app.ingest import parse_map
 from app.precincts import service as precinct_service
+from app.precincts.models import Precinct
 from app.streets import service as street_service
 from app.turfs import service as turf_service
+from app.turfs.models import Turf
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "cambridge"
 PASSWORD = "correct horse battery"
@@ -88,3 +92,14 @@ async def cut_city(session: AsyncSession, *, target: int = 50) -> dict:
     job = await turf_service.start_cut(session, campaign.id, codes=None, target=target, created_by="tests")
     assert job.id is not None
     return await turf_service.cut_turfs(session, campaign.id, codes=None, target=target, cut_id=job.id)
+
+
+async def stale_shapes(session: AsyncSession) -> list[tuple[str, int]]:
+    """Turfs and precincts whose stored GeoJSON text isn't their shape's (app.geo.geojson): (table, id) each."""
+    await session.rollback()
+    stale = []
+    for model in (Turf, Precinct):
+        rows = (await session.execute(select(model.id, model.geometry, model.geojson))).all()
+        texts = geometries([r.geometry for r in rows])
+        stale += [(model.__tablename__, r.id) for r, text in zip(rows, texts, strict=True) if r.geojson != text]
+    return stale

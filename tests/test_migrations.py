@@ -69,7 +69,10 @@ async def test_upgrading_a_database_that_holds_data_keeps_it(databases):
     async with engine.connect() as conn:
         households = (await conn.execute(text("SELECT id, building_id, turf_id FROM household ORDER BY id"))).all()
         building = (await conn.execute(text("SELECT street_id, street_side, street_pos_m FROM building"))).one()
+        shape = (await conn.execute(text("SELECT geojson FROM precinct"))).scalar_one()
     await engine.dispose()
     assert [tuple(h) for h in households] == [(1, 1, None), (2, 1, None)]
     assert tuple(building) == (None, 0, 0.0)
+    # The precinct's GeoJSON text was written from its shape.
+    assert shapely.from_geojson(shape).equals(shapely.box(0, 0, 1, 1))
     await databases.drop(url)

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import LargeBinary, UniqueConstraint
+from sqlalchemy import LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from app.db import UTCDateTime, utcnow
@@ -18,6 +18,8 @@ class Precinct(SQLModel, table=True):
     name: str = Field(max_length=200)
     # WKB in EPSG:4326, portable across SQLite and PostgreSQL; the bounding box filters without decoding it.
     geometry: bytes = Field(sa_type=LargeBinary)
+    # The same shape as GeoJSON snapped to 10 cm (app.geo.geojson), written with it: progress maps embed it.
+    geojson: str = Field(sa_type=Text)
     min_lon: float
     min_lat: float
     max_lon: float

@@ -17,6 +17,7 @@ from app.campaigns.service import note_change
 from app.db import begin_write, utcnow
 from app.errors import BadFile, Invalid, NotFound
 from app.geo.assign import assign_points
+from app.geo.geojson import snapped
 from app.geo.repair import polygonal
 from app.geo.shapes import Projection
 from app.ingest import ImportReport, Progress, Rejection, no_progress, read_source
@@ -112,12 +113,13 @@ async def import_precincts(session: AsyncSession, campaign_id: int, path: Path, 
     now = utcnow()
     new, changed = [], []
     reshaped = False
-    for i, row in enumerate(rows):
+    texts = snapped([row.geometry for row in rows])
+    for i, (row, text) in enumerate(zip(rows, texts, strict=True)):
         progress("writing", i, len(rows))
         wkb = shapely.to_wkb(row.geometry)
         minx, miny, maxx, maxy = row.geometry.bounds
-        values = {"name": row.name, "geometry": wkb, "min_lon": minx, "min_lat": miny, "max_lon": maxx,
-                  "max_lat": maxy, "updated_at": now}
+        values = {"name": row.name, "geometry": wkb, "geojson": text, "min_lon": minx, "min_lat": miny,
+                  "max_lon": maxx, "max_lat": maxy, "updated_at": now}
         old = existing.get(row.code)
         if old is None:
             new.append({"campaign_id": campaign_id, "code": row.code, "created_at": now, **values})
@@ -194,7 +196,7 @@ async def list_precincts(session: AsyncSession, campaign_id: int, *, cursor: str
                          geometry: bool = False) -> tuple[Sequence[Precinct], str | None]:
     """A page of the campaign's precincts in import order, and the cursor of the next page."""
     after = int_cursor(cursor)
-    columns = [c for c in Precinct.__table__.columns if geometry or c.name != "geometry"]
+    columns = [c for c in Precinct.__table__.columns if (geometry or c.name != "geometry") and c.name != "geojson"]
     rows = (await session.execute(select(*columns).where(Precinct.campaign_id == campaign_id, Precinct.id > after)
                                   .order_by(Precinct.id).limit(limit + 1))).all()
     next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None

@@ -11,12 +11,11 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import case, distinct, func, select
+from sqlalchemy import Text, case, cast, distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.campaigns.models import Campaign
 from app.errors import Invalid, NotFound
-from app.geo.geojson import geometries
 from app.organizing.models import Event, EventTurf
 from app.precincts.models import Precinct
 from app.sync.models import DoorKnock, ResultTally
@@ -111,45 +110,92 @@ async def _window(session: AsyncSession, campaign_id: int, key: Any, filters: Fi
     return out
 
 
-async def turf_progress(session: AsyncSession, campaign_id: int, filters: Filters) -> list[dict[str, Any]]:
-    """Each active turf's progress (in id order), with its precinct's code; `geometry` holds its WKB."""
+_turf, _precinct, _tally = Turf.__table__.c, Precinct.__table__.c, ResultTally.__table__.c
+
+
+def _results(connection: Any, key: Any, where: list[Any]) -> Any:
+    """A subquery of each `key`'s knocks by result (summed over the tallies `where` selects) as one JSON object
+    text per key: `key` and `results`. One row per turf or precinct reaches Python, not one per result."""
+    summed = (select(key.label("key"), _tally.result, func.sum(_tally.knocks).label("knocks")).where(*where)
+              .group_by(key, _tally.result).subquery())
+    collect = func.json_object_agg if connection.dialect.name == "postgresql" else func.json_group_object
+    # As text on both: the driver would decode PostgreSQL's json with the slower stdlib parser.
+    return (select(summed.c.key, cast(collect(summed.c.result, summed.c.knocks), Text).label("results"))
+            .group_by(summed.c.key).subquery())
+
+
+def _parsed(results: str | None) -> dict[str, int]:
+    return orjson.loads(results) if results else {}
+
+
+async def turf_progress(session: AsyncSession, campaign_id: int, filters: Filters, *,
+                        shapes: bool = False) -> list[dict[str, Any]]:
+    """Each active turf's progress (in id order), with its precinct's code; with `shapes`, `geometry` holds its
+    stored GeoJSON text.
+
+    One read of what sync keeps, as Core rows: the turfs with their result tallies folded into one JSON object
+    each (this answer is polled live, for every turf of a city).
+    """
     precinct_ids = await _check(session, campaign_id, filters)
     where = _turf_where(campaign_id, precinct_ids, filters)
-    rows = (await session.execute(
-        select(Turf.id, Turf.name, Precinct.code, Turf.doors, Turf.doors_attempted, Turf.doors_contacted,
-               Turf.knocks, Turf.last_knock_at, Turf.holders, Turf.geometry)
-        .join(Precinct, Precinct.id == Turf.precinct_id).where(*where).order_by(Turf.id))).all()
-    if filters.windowed:
-        windowed = await _window(session, campaign_id, DoorKnock.__table__.c.turf_id, filters,
-                                 select(Turf.id).where(*where))
-        figures = {r.id: windowed[r.id] for r in rows}
-    else:
-        results: dict[int, dict[str, int]] = defaultdict(dict)
-        for turf_id, result, knocks in (await session.execute(
-                select(ResultTally.turf_id, ResultTally.result, func.sum(ResultTally.knocks))
-                .join(Turf, Turf.id == ResultTally.turf_id).where(*where)
-                .group_by(ResultTally.turf_id, ResultTally.result))).all():
-            results[turf_id][result] = int(knocks)
-        figures = {r.id: [r.doors_attempted, r.doors_contacted, r.knocks, results[r.id], r.last_knock_at]
-                   for r in rows}
-    return [{"id": r.id, "name": r.name, "precinct": r.code, "holders": r.holders,
-             **_figures(r.doors, *figures[r.id]), "geometry": r.geometry} for r in rows]
+    connection = await session.connection()
+    columns = [_turf.id, _turf.name, _precinct.code, _turf.doors, _turf.doors_attempted, _turf.doors_contacted,
+               _turf.knocks, _turf.last_knock_at, _turf.holders, *([_turf.geojson] if shapes else [])]
+    query = select(*columns).join(Precinct.__table__, _precinct.id == _turf.precinct_id).where(*where)
+    if not filters.windowed:
+        # Every turf of the campaign is the usual ask: then the tallies need no join to turfs.
+        tallies = [_tally.campaign_id == campaign_id]
+        if precinct_ids is not None or filters.event_id is not None:
+            tallies.append(_tally.turf_id.in_(select(Turf.id).where(*where)))
+        results = _results(connection, _tally.turf_id, tallies)
+        query = query.add_columns(results.c.results).outerjoin(results, results.c.key == _turf.id)
+    rows = (await connection.execute(query.order_by(_turf.id))).all()
+    windowed = (await _window(session, campaign_id, DoorKnock.__table__.c.turf_id, filters,
+                              select(Turf.id).where(*where)) if filters.windowed else None)
+    out = []
+    # Rows unpacked by position: a Row's attribute look-ups cost more than the rest of this loop.
+    for turf_id, name, code, doors, attempted, contacted, knocks, last, holders, *extra in rows:
+        row = {"id": turf_id, "name": name, "precinct": code, "holders": holders}
+        if windowed is not None:
+            row.update(_figures(doors, *windowed[turf_id]))
+        else:
+            row.update(_figures(doors, attempted, contacted, knocks, _parsed(extra[-1]), last))
+        if shapes:
+            row["geometry"] = extra[0]
+        out.append(row)
+    return out
 
 
-async def precinct_progress(session: AsyncSession, campaign_id: int, filters: Filters) -> list[dict[str, Any]]:
-    """Each precinct's progress (by code); with an event, the sum of the event's turfs in it."""
+async def precinct_progress(session: AsyncSession, campaign_id: int, filters: Filters, *,
+                            shapes: bool = False) -> list[dict[str, Any]]:
+    """Each precinct's progress (by code); with an event, the sum of the event's turfs in it. With `shapes`,
+    `geometry` holds the precinct's stored GeoJSON text."""
     precinct_ids = await _check(session, campaign_id, filters)
-    where: list[Any] = [Precinct.campaign_id == campaign_id]
+    where: list[Any] = [_precinct.campaign_id == campaign_id]
     if precinct_ids is not None:
-        where.append(Precinct.id.in_(precinct_ids))
+        where.append(_precinct.id.in_(precinct_ids))
     if filters.event_id is not None:
-        where.append(Precinct.id.in_(select(Turf.precinct_id).where(
+        where.append(_precinct.id.in_(select(Turf.precinct_id).where(
             *_turf_where(campaign_id, precinct_ids, filters))))
-    rows = (await session.execute(
-        select(Precinct.id, Precinct.code, Precinct.name, Precinct.household_count, Precinct.doors_attempted,
-               Precinct.doors_contacted, Precinct.knocks, Precinct.last_knock_at, Precinct.geometry)
-        .where(*where).order_by(Precinct.code))).all()
-    doors = {r.id: r.household_count for r in rows}
+    connection = await session.connection()
+    query = select(_precinct.id, _precinct.code, _precinct.name, _precinct.household_count, _precinct.doors_attempted,
+                   _precinct.doors_contacted, _precinct.knocks, _precinct.last_knock_at,
+                   *([_precinct.geojson] if shapes else [])).where(*where)
+    plain = filters.event_id is None and not filters.windowed
+    if plain:
+        tallies = [_tally.campaign_id == campaign_id]
+        if precinct_ids is not None:
+            tallies.append(_tally.precinct_id.in_(precinct_ids))
+        results = _results(connection, _tally.precinct_id, tallies)
+        query = query.add_columns(results.c.results).outerjoin(results, results.c.key == _precinct.id)
+    rows = (await connection.execute(query.order_by(_precinct.code))).all()
+
+    def answer(r: Any, figures: list[Any]) -> dict[str, Any]:
+        row = {"code": r.code, "name": r.name, **_figures(*figures)}
+        if shapes:
+            row["geometry"] = r.geojson
+        return row
+
     if filters.event_id is not None:
         # An event's precinct figures are its turfs': doors on them, and what was done on them.
         turfs = await turf_progress(session, campaign_id, Filters(filters.precincts, filters.event_id,
@@ -163,25 +209,12 @@ async def precinct_progress(session: AsyncSession, campaign_id: int, filters: Fi
                 total[4][result] += n
             if t["last_knock_at"] is not None and (total[5] is None or t["last_knock_at"] > total[5]):
                 total[5] = t["last_knock_at"]
-        return [{"code": r.code, "name": r.name, **_figures(by_code[r.code][0], *by_code[r.code][1:4],
-                                                             dict(by_code[r.code][4]), by_code[r.code][5]),
-                 "geometry": r.geometry} for r in rows]
+        return [answer(r, [*by_code[r.code][:4], dict(by_code[r.code][4]), by_code[r.code][5]]) for r in rows]
     if filters.windowed:
         windowed = await _window(session, campaign_id, DoorKnock.__table__.c.precinct_id, filters, None)
-        figures = {r.id: windowed[r.id] for r in rows}
-    else:
-        results: dict[int, dict[str, int]] = defaultdict(dict)
-        tally_where = [ResultTally.campaign_id == campaign_id]
-        if precinct_ids is not None:
-            tally_where.append(ResultTally.precinct_id.in_(precinct_ids))
-        for precinct_id, result, knocks in (await session.execute(
-                select(ResultTally.precinct_id, ResultTally.result, func.sum(ResultTally.knocks))
-                .where(*tally_where).group_by(ResultTally.precinct_id, ResultTally.result))).all():
-            results[precinct_id][result] = int(knocks)
-        figures = {r.id: [r.doors_attempted, r.doors_contacted, r.knocks, results[r.id], r.last_knock_at]
-                   for r in rows}
-    return [{"code": r.code, "name": r.name, **_figures(doors[r.id], *figures[r.id]), "geometry": r.geometry}
-            for r in rows]
+        return [answer(r, [r.household_count, *windowed[r.id]]) for r in rows]
+    return [answer(r, [r.household_count, r.doors_attempted, r.doors_contacted, r.knocks, _parsed(r.results),
+                       r.last_knock_at]) for r in rows]
 
 
 async def campaign_progress(session: AsyncSession, campaign_id: int, filters: Filters) -> dict[str, Any]:
@@ -201,18 +234,16 @@ async def campaign_progress(session: AsyncSession, campaign_id: int, filters: Fi
 
 
 def as_json(rows: list[dict[str, Any]]) -> bytes:
-    return orjson.dumps([{k: v for k, v in row.items() if k != "geometry"} for row in rows])
+    return orjson.dumps(rows)
 
 
 def as_geojson(rows: list[dict[str, Any]], key: str) -> bytes:
-    """A FeatureCollection of the rows' polygons, their figures as properties, `key` as each feature's id.
-
-    Written as text around shapely's GeoJSON strings: parsing them back only to dump them again would double
-    the work of the largest part of the answer.
-    """
-    shapes = geometries([row["geometry"] for row in rows])
-    features = [b'{"type":"Feature","id":' + orjson.dumps(row[key]) + b',"geometry":' + shape.encode()
-                + b',"properties":' + orjson.dumps({k: v for k, v in row.items() if k != "geometry"}) + b"}"
-                for row, shape in zip(rows, shapes, strict=True)]
-    return b'{"type":"FeatureCollection","features":[' + b",".join(features) + b"]}"
-
+    """A FeatureCollection of the rows' polygons (their `geometry`, stored GeoJSON text, embedded as it is), their
+    figures as properties, `key` as each feature's id."""
+    features = []
+    for row in rows:
+        properties = dict(row)
+        shape = properties.pop("geometry")
+        features.append({"type": "Feature", "id": row[key], "geometry": orjson.Fragment(shape),
+                         "properties": properties})
+    return orjson.dumps({"type": "FeatureCollection", "features": features})

@@ -17,7 +17,7 @@ from app.progress import live
 from app.progress import service as progress
 from app.progress.schemas import CampaignProgress, PrecinctProgress, TurfProgress
 from app.routers.deps import FIELD_ROLES, Allow, SessionDep
-from app.routers.responses import GEOJSON, etag_matches, wants_geojson
+from app.routers.responses import GEOJSON, etag_matches, fast_compressed, wants_geojson
 
 router = APIRouter(prefix="/v1/campaigns/{campaign_id}/progress", tags=["progress"])
 
@@ -61,7 +61,7 @@ async def _answer(request: Request, access: Access, session: SessionDep, geojson
     if etag_matches(request, etag):
         return Response(status_code=304, headers=headers)
     body, media_type = await make(geo)
-    return Response(body, media_type=media_type, headers=headers)
+    return await fast_compressed(request, body, media_type=media_type, headers=headers)
 
 
 @router.get("", openapi_extra=readers.openapi, response_model=CampaignProgress, responses=NOT_MODIFIED)
@@ -115,7 +115,7 @@ def _rows(read: Any, key: str) -> Any:
     """What a list route makes: JSON rows, or a FeatureCollection with `key` as each feature's id."""
     def maker(session: SessionDep, access: Access, chosen: progress.Filters) -> Any:
         async def make(geo: bool) -> tuple[bytes, str]:
-            rows = await read(session, access.campaign_id, chosen)
+            rows = await read(session, access.campaign_id, chosen, shapes=geo)
             return ((progress.as_geojson(rows, key), GEOJSON) if geo
                     else (progress.as_json(rows), "application/json"))
         return make

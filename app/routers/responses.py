@@ -2,11 +2,13 @@
 
 import shutil
 import tempfile
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import orjson
 from fastapi import Request, Response, UploadFile
 
@@ -24,6 +26,30 @@ def etag_matches(request: Request, etag: str) -> bool:
     """True when `If-None-Match` names `etag` (or is `*`): the caller's copy is current."""
     header = request.headers.get("if-none-match", "")
     return header.strip() == "*" or etag in [t.strip() for t in header.split(",")]
+
+
+# Big answers polled live (progress for a whole city) are compressed fast rather than small: zlib's level 1 takes a
+# twelfth of the time of the app-wide level 9 on a city's GeoJSON, for about a third more bytes.
+FAST_LEVEL = 1
+# Smaller bodies aren't worth compressing (the app-wide GZipMiddleware's minimum too).
+COMPRESS_MIN = 1000
+# Above this, compression runs in a worker thread so the event loop goes on serving.
+THREAD_MIN = 128 * 1024
+
+
+def _gzip(body: bytes) -> bytes:
+    compressor = zlib.compressobj(FAST_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return compressor.compress(body) + compressor.flush()
+
+
+async def fast_compressed(request: Request, body: bytes, *, media_type: str, headers: dict[str, str]) -> Response:
+    """`body` as a response, gzipped at a fast level for a client that accepts gzip (GZipMiddleware leaves an
+    encoded response alone)."""
+    headers = {**headers, "Vary": "Accept-Encoding"}
+    if len(body) >= COMPRESS_MIN and "gzip" in request.headers.get("accept-encoding", ""):
+        body = await anyio.to_thread.run_sync(_gzip, body) if len(body) >= THREAD_MIN else _gzip(body)
+        headers["Content-Encoding"] = "gzip"
+    return Response(body, media_type=media_type, headers=headers)
 
 
 def link_next(request: Request, response: Response, next_cursor: str | None) -> None:

@@ -15,6 +15,8 @@ class DoorKnock(SQLModel, table=True):
     __tablename__ = "door_knock"
     __table_args__ = (
         Index("ix_door_knock_campaign_corrected", "campaign_id", "corrected_at"),
+        # The results feed pages a campaign's knocks by sequence.
+        Index("ix_door_knock_campaign_seq", "campaign_id", "seq"),
         {"sqlite_autoincrement": True},
     )
 

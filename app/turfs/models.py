@@ -25,6 +25,8 @@ class Turf(SQLModel, table=True):
     status: str = Field(default="active", max_length=8)
     # WKB Polygon or MultiPolygon in EPSG:4326, and its bounding box for filtering.
     geometry: bytes = Field(sa_type=LargeBinary)
+    # The same shape as GeoJSON snapped to 10 cm (app.geo.geojson), written with it: maps and walk lists embed it.
+    geojson: str = Field(sa_type=Text)
     min_lon: float
     min_lat: float
     max_lon: float

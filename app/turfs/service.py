@@ -20,6 +20,7 @@ from app.campaigns.service import note_change
 from app.db import begin_write, bulk_set, utcnow
 from app.errors import Conflict, Invalid, NotFound
 from app.geo.cut import cut_precinct, cut_quality
+from app.geo.geojson import snapped
 from app.geo.shapes import Projection, invalid_reason
 from app.ingest import Progress, no_progress
 from app.organizing.models import TurfHistory
@@ -40,9 +41,12 @@ DEFAULT_TARGET = 50
 STALE = timedelta(minutes=10)
 
 
-def _bounds(shape: BaseGeometry) -> dict[str, float]:
+def _shape_columns(shape: BaseGeometry, geojson: str | None = None) -> dict[str, Any]:
+    """A turf's columns that follow its shape: the WKB, its bounding box and its GeoJSON text (`geojson` when
+    the caller made it already, for many shapes at once)."""
     minx, miny, maxx, maxy = shape.bounds
-    return {"min_lon": minx, "min_lat": miny, "max_lon": maxx, "max_lat": maxy}
+    return {"geometry": shapely.to_wkb(shape), "min_lon": minx, "min_lat": miny, "max_lon": maxx, "max_lat": maxy,
+            "geojson": geojson if geojson is not None else snapped([shape])[0]}
 
 
 async def count_turfs(session: AsyncSession, campaign_id: int) -> int:
@@ -67,7 +71,8 @@ async def list_turfs(session: AsyncSession, campaign_id: int, *, precinct_id: in
 
     `only`, a select of turf ids, limits the list to them (a canvasser's own turfs).
     """
-    columns = [c for c in Turf.__table__.columns if (geometry or c.name != "geometry") and c.name != "route"]
+    columns = [c for c in Turf.__table__.columns if (geometry or c.name != "geometry")
+               and c.name not in ("route", "geojson")]
     query = (select(*columns, Precinct.code.label("precinct_code")).join(Precinct, Precinct.id == Turf.precinct_id)
              .where(Turf.campaign_id == campaign_id, Turf.id > int_cursor(cursor)).order_by(Turf.id).limit(limit + 1))
     if precinct_id is not None:
@@ -199,8 +204,7 @@ async def _take_over(session: AsyncSession, campaign_id: int, shape: BaseGeometr
             await _release(session, turf)
             continue
         rest = polygons[0] if len(polygons) == 1 else MultiPolygon(polygons)
-        turf.geometry = shapely.to_wkb(rest)
-        for key, value in _bounds(rest).items():
+        for key, value in _shape_columns(rest).items():
             setattr(turf, key, value)
         standing.append(turf.id)
     return standing
@@ -225,8 +229,8 @@ async def draw_turf(session: AsyncSession, campaign_id: int, *, name: str | None
         raise Invalid("the polygon holds no door", field="geometry")
     precincts = pd.Series([d.precinct_id for d in doors]).value_counts()
     main = int(precincts[precincts == precincts.max()].index.min())
-    turf = Turf(campaign_id=campaign_id, precinct_id=main, source="drawn", geometry=shapely.to_wkb(shape),
-                name=(name or "").strip() or await _drawn_name(session, main), **_bounds(shape))
+    turf = Turf(campaign_id=campaign_id, precinct_id=main, source="drawn",
+                name=(name or "").strip() or await _drawn_name(session, main), **_shape_columns(shape))
     session.add(turf)
     await session.flush()
     standing = await _take_over(session, campaign_id, shape, overlapped, proj) if overlapped else []
@@ -305,8 +309,7 @@ async def update_turf(session: AsyncSession, campaign_id: int, turf_id: int, *, 
         await session.execute(update(Household).where(Household.turf_id == turf.id).values(turf_id=None)
                               .execution_options(synchronize_session=False))
         await bulk_set(session, Household.__table__, "turf_id", ids, [turf.id] * len(ids))
-        turf.geometry = shapely.to_wkb(shape)
-        for key, value in _bounds(shape).items():
+        for key, value in _shape_columns(shape).items():
             setattr(turf, key, value)
         await session.flush()
         await _recount(session, [turf.id, *standing])
@@ -343,6 +346,7 @@ class PrecinctPlan:
     expected: float  # doors / k
     quality: dict[str, Any] = field(default_factory=dict)
     walks: list[TurfWalk] = field(default_factory=list)  # per turf
+    geojson: list[str] = field(default_factory=list)  # per turf: its shape's stored GeoJSON text
 
 
 def plan_precinct(precinct_id: int, code: str, region_m: BaseGeometry, households: pd.DataFrame,
@@ -494,6 +498,7 @@ async def cut_turfs(session: AsyncSession, campaign_id: int, *, codes: Sequence[
                 turf=lambda d: d["household_id"].map(turf_of))
             walks = order_turfs(streets, proj, members[WALK_COLUMNS])
             plan.walks = [walks[n] for n in range(len(plan.households))]
+            plan.geojson = snapped(plan.shapes)
             return plan
         plans.append(await anyio.to_thread.run_sync(plan_one))
         if step is not None:
@@ -514,11 +519,11 @@ async def cut_turfs(session: AsyncSession, campaign_id: int, *, codes: Sequence[
         await session.execute(delete(Turf).where(Turf.id.in_([t for t in replaced if t not in held_once])))
     now = utcnow()
     rows = [{"campaign_id": campaign_id, "precinct_id": plan.precinct_id, "name": f"{plan.code}-T{n + 1:02d}",
-             "source": "cut", "cut_id": cut_id, "status": ACTIVE, "geometry": shapely.to_wkb(shape),
-             "doors": len(doors), "buildings": buildings, "holders": 0, "knocks": 0, "version": 1,
-             "created_at": now, "updated_at": now, **_bounds(shape)}
-            for plan in plans for n, (shape, doors, buildings)
-            in enumerate(zip(plan.shapes, plan.households, plan.buildings, strict=True))]
+             "source": "cut", "cut_id": cut_id, "status": ACTIVE, "doors": len(doors), "buildings": buildings,
+             "holders": 0, "knocks": 0, "version": 1, "created_at": now, "updated_at": now,
+             **_shape_columns(shape, geojson)}
+            for plan in plans for n, (shape, doors, buildings, geojson)
+            in enumerate(zip(plan.shapes, plan.households, plan.buildings, plan.geojson, strict=True))]
     ids: list[int] = []
     if rows:
         ids = list((await session.execute(insert(Turf).returning(Turf.id, sort_by_parameter_order=True),

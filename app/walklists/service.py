@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.addresses.models import Building, Household, Person
 from app.db import begin_write, bulk_insert, utcnow
 from app.errors import Invalid, NotFound
+from app.geo.geojson import DIGITS
 from app.geo.shapes import Projection
 from app.geo.walk import Stops, StreetNetwork, plan_walk, street_network
 from app.precincts.models import Precinct
@@ -28,8 +29,8 @@ from app.text import natural_key
 from app.turfs.models import Turf
 from app.walklists.models import WalkStop
 
-# Coordinates in walk lists: 6 decimals of a degree is about 10 cm, plenty for a door and a shorter download.
-DIGITS = 6
+# Coordinates in walk lists are those of the stored polygons (app.geo.geojson): about 10 cm, plenty for a door and
+# a shorter download.
 # What a phone gets for a turf with no script: the door results alone.
 NO_SCRIPT = orjson.dumps({"script_id": None, "version": 0, "name": "Door results",
                           "questions": [], "result_codes": STANDARD_RESULTS})
@@ -240,16 +241,11 @@ def age_band(birth_year: int | None, year: int) -> str | None:
     return "75+"
 
 
-def _polygon(wkb: bytes) -> dict[str, Any]:
-    shape = shapely.transform(shapely.from_wkb(wkb), lambda xy: np.round(xy, DIGITS))
-    return orjson.loads(shapely.to_geojson(shape))
-
-
 async def walk_turf(session: AsyncSession, campaign_id: int, turf_id: int, *, only: Any = None) -> Any:
     """The turf fields a walk list needs, with its precinct's code. Raises NotFound if it isn't one of the
     campaign's turfs (or of the ids `only` selects)."""
     query = (
-        select(Turf.id, Turf.campaign_id, Turf.name, Turf.status, Turf.version, Turf.route_version, Turf.geometry,
+        select(Turf.id, Turf.campaign_id, Turf.name, Turf.status, Turf.version, Turf.route_version, Turf.geojson,
                Turf.route, Turf.route_m, Turf.doors, Turf.script_version_id, Turf.script_since,
                Precinct.code.label("precinct"))
         .join(Precinct, Precinct.id == Turf.precinct_id)
@@ -327,7 +323,7 @@ async def _walklist(session: AsyncSession, turf: Any, *, since: int | None) -> b
                                             "people": people.get(s.household_id, []), "last_result": last})
     body: dict[str, Any] = {
         "turf": {"id": turf.id, "name": turf.name, "precinct_id": turf.precinct, "status": turf.status,
-                 "doors": turf.doors, "geometry": _polygon(turf.geometry)},
+                 "doors": turf.doors, "geometry": orjson.Fragment(turf.geojson)},
         "version": turf.version, "since": since, "full": full,
     }
     if full or turf.script_since > after:

@@ -11,7 +11,7 @@ from app.campaigns import service as campaign_service
 from app.errors import BadFile
 from app.precincts import service as precinct_service
 from app.precincts.models import Precinct
-from tests.factories import DATA
+from tests.factories import DATA, stale_shapes
 
 
 @pytest.fixture
@@ -121,3 +121,4 @@ class TestImportPrecincts:
         after = await household_counts(session, home_id)
         assert after["9-1"] == before["9-1"] + before["9-2"] and after["9-2"] == 0
         assert sum(after.values()) == sum(before.values()) == 25336
+        assert await stale_shapes(session) == []

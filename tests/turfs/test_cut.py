@@ -20,6 +20,7 @@ from app.geo.shapes import Projection
 from app.precincts.models import Precinct
 from app.turfs.models import Turf, TurfCut
 from tests.conftest import SECRET
+from tests.factories import stale_shapes
 from tests.test_errors import assert_problem
 
 HOME = "/v1/campaigns/cambridge"
@@ -86,6 +87,12 @@ class TestCityCut:
         inner = shapely.buffer(shapes, -TOLERANCE_M)
         left, right = shapely.STRtree(inner).query(inner, predicate="intersects")
         assert not np.any(left < right)
+
+    async def test_every_turf_keeps_its_shape_as_geojson(self, cut_template):
+        engine = make_engine(cut_template[0])
+        async with make_sessionmaker(engine)() as session:
+            assert await stale_shapes(session) == []
+        await engine.dispose()
 
     async def test_doors_are_balanced(self, cut_template):
         cut = await read_cut(cut_template[0])

@@ -11,6 +11,7 @@ from app.campaigns.models import Campaign
 from app.db import begin_write
 from app.precincts.models import Precinct
 from app.turfs.models import Turf
+from tests.factories import stale_shapes
 from tests.test_errors import assert_problem
 
 HOME = "/v1/campaigns/cambridge"
@@ -109,6 +110,8 @@ class TestDrawTurf:
         assert shrunk["doors"] == inside(rows, first) - inside(rows, first.intersection(second))
         assert shape(shrunk["geometry"]).intersection(second).area < 1e-12
         assert not {h["id"] for h in shrunk["households"]} & {h["id"] for h in b["households"]}
+        # Both shapes changed; their GeoJSON text (maps, walk lists) followed.
+        assert await stale_shapes(session) == []
 
     async def test_touching_turfs_are_neighbours_not_overlaps(self, client, world, session):
         rows = await doors_of_precinct(session)
@@ -140,6 +143,7 @@ class TestChangeTurf:
         await session.rollback()
         assert await session.scalar(select(func.count()).select_from(Household)
                                     .where(Household.turf_id == turf["id"])) == changed["doors"]
+        assert await stale_shapes(session) == []
         r = await client.patch(f"{HOME}/turfs/{turf['id']}", json={"name": ""}, headers=world.headers("admin"))
         assert assert_problem(r, 422)["errors"][0]["field"] == "body.name"
 
