@@ -14,7 +14,9 @@ class DoorKnock(SQLModel, table=True):
 
     __tablename__ = "door_knock"
     __table_args__ = (
-        Index("ix_door_knock_campaign_corrected", "campaign_id", "corrected_at"),
+        # Progress over a time window reads only this index: the window's knocks with what it counts of them.
+        Index("ix_door_knock_window", "campaign_id", "corrected_at", "turf_id", "precinct_id", "household_id",
+              "result", "contacted"),
         # The results feed pages a campaign's knocks by sequence.
         Index("ix_door_knock_campaign_seq", "campaign_id", "seq"),
         {"sqlite_autoincrement": True},

@@ -121,6 +121,11 @@ class TestFigures:
         empty = (await cut_client.get(f"{HOME}/progress", params={"until": later(hours=-5).isoformat()},
                                       headers=h)).json()
         assert (empty["knocks"], empty["doors_attempted"], empty["results"]) == (0, 0, {})
+        # A window holding every knock (from the campaign's first day, say) answers what the counters hold.
+        whole = {"since": later(hours=-24 * 30).isoformat()}
+        for path in ("progress/turfs", "progress/precincts", "progress"):
+            assert (await cut_client.get(f"{HOME}/{path}", params=whole, headers=h)).json() == (
+                await cut_client.get(f"{HOME}/{path}", headers=h)).json()
 
     async def test_filters_by_precinct_and_by_event(self, cut_client, world):
         h = world.headers("organizer")

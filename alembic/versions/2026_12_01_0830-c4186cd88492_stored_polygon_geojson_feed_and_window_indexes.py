@@ -1,7 +1,8 @@
-"""stored polygon GeoJSON and the feed index
+"""stored polygon GeoJSON, the feed and window indexes
 
 Turfs and precincts keep their shape as snapped GeoJSON text beside the WKB (progress maps and walk lists embed it
-instead of converting every polygon on every read); the results feed pages a campaign's knocks by sequence.
+instead of converting every polygon on every read); the results feed pages a campaign's knocks by sequence; progress
+over a time window reads only the window index, which now holds every column it counts.
 
 Revision ID: c4186cd88492
 Revises: dd5c03c56544
@@ -52,10 +53,15 @@ def upgrade() -> None:
             batch_op.alter_column('geojson', existing_type=sa.Text(), nullable=False)
     with op.batch_alter_table('door_knock', schema=None) as batch_op:
         batch_op.create_index('ix_door_knock_campaign_seq', ['campaign_id', 'seq'], unique=False)
+        batch_op.drop_index('ix_door_knock_campaign_corrected')
+        batch_op.create_index('ix_door_knock_window', ['campaign_id', 'corrected_at', 'turf_id', 'precinct_id',
+                                                       'household_id', 'result', 'contacted'], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('door_knock', schema=None) as batch_op:
+        batch_op.drop_index('ix_door_knock_window')
+        batch_op.create_index('ix_door_knock_campaign_corrected', ['campaign_id', 'corrected_at'], unique=False)
         batch_op.drop_index('ix_door_knock_campaign_seq')
     for table in ('precinct', 'turf'):
         with op.batch_alter_table(table, schema=None) as batch_op:
