@@ -202,26 +202,6 @@ async def touch_households(session: AsyncSession, household_ids: Iterable[int]) 
         [{"t": s.turf_id, "h": s.household_id, "v": bumped[s.turf_id]} for s in stops])
 
 
-async def note_results(session: AsyncSession, results: Sequence[tuple[int, str, datetime]]) -> int:
-    """Record door results (household, result code, corrected time) as each door's last result where they
-    are later than the one it has; the walk lists holding changed doors move on. Returns doors changed."""
-    if not results:
-        return 0
-    latest: dict[int, tuple[datetime, str]] = {}
-    for household_id, code, at in results:
-        if household_id not in latest or at > latest[household_id][0]:
-            latest[household_id] = (at, code)
-    stored = dict((await session.execute(select(Household.id, Household.last_result_at)
-                                         .where(Household.id.in_(list(latest))))).all())
-    newer = [{"h": h, "code": code, "at": at} for h, (at, code) in latest.items()
-             if h in stored and (stored[h] is None or at > stored[h])]
-    if newer:
-        await session.execute(update(Household.__table__).where(Household.__table__.c.id == bindparam("h"))
-                              .values(last_result=bindparam("code"), last_result_at=bindparam("at")), newer)
-        await touch_households(session, [n["h"] for n in newer])
-    return len(newer)
-
-
 # Reading
 
 def age_band(birth_year: int | None, year: int) -> str | None:

@@ -1,5 +1,6 @@
 """Walk lists over the Cambridge cut: every door once in walking order, the route, ETags, deltas and privacy."""
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -15,7 +16,8 @@ from app.precincts.service import projection
 from app.text import natural_key
 from app.turfs.models import Turf
 from app.walklists.models import WalkStop
-from app.walklists.service import building_stops, load_streets, note_results, walk_doors
+from app.walklists.service import building_stops, load_streets, walk_doors
+from tests.sync.helpers import batch, send
 from tests.test_errors import assert_problem
 
 HOME = "/v1/campaigns/cambridge"
@@ -64,11 +66,11 @@ async def turf_near(session, doors: int):
     return min(await active_turfs(session), key=lambda t: (abs(t.doors - doors), t.id))
 
 
-async def record(session, results) -> int:
-    await begin_write(session)
-    changed = await note_results(session, results)
-    await session.commit()
-    return changed
+async def record(client, world, turf_id: int, door: int, result: str, at: datetime) -> None:
+    """A knock at `door` of turf `turf_id` made `at`, synced as an organizer's (a partner's phone, say)."""
+    r = await send(client, world, batch([{"id": str(uuid.uuid4()), "household_id": door, "turf_id": turf_id,
+                                          "result": result, "knocked_at": at.isoformat()}]), "organizer")
+    assert r.json()["accepted"] == 1, r.text
 
 
 class TestWholeCity:
@@ -172,17 +174,18 @@ class TestCaching:
                               json={"user_ids": [str(world.users["canvasser"])]}, headers=world.headers("organizer"))
         other_door = households((await get_list(cut_client, world, other.id)).json())[0]["id"]
         now = datetime.now(UTC)
-        assert await record(cut_session, [(other_door, "not_home", now)]) == 1
+        await record(cut_client, world, other.id, other_door, "not_home", now)
         assert (await get_list(cut_client, world, mine.id, etag=etag)).status_code == 304
 
         # A result at one of its doors changes it; a result older than that one doesn't.
         door = households(first.json())[3]["id"]
-        assert await record(cut_session, [(door, "contacted", now)]) == 1
+        await record(cut_client, world, mine.id, door, "contacted", now)
         changed = await get_list(cut_client, world, mine.id, "canvasser", etag=etag)
         assert changed.status_code == 200 and changed.headers["etag"] != etag
         assert {h["id"]: h["last_result"] for h in households(changed.json())}[door]["result"] == "contacted"
         etag = changed.headers["etag"]
-        assert await record(cut_session, [(door, "refused", now - timedelta(hours=1))]) == 0
+        # Synced late, it is stored; the door's last result stays the later one.
+        await record(cut_client, world, mine.id, door, "refused", now - timedelta(hours=1))
         assert (await get_list(cut_client, world, mine.id, etag=etag)).status_code == 304
 
         # Its doors change: the shape shrinks to the western half.
@@ -207,7 +210,7 @@ class TestSince:
 
         # A partner's result: just that door, in its building.
         door = households(whole)[-1]
-        await record(cut_session, [(door["id"], "not_home", datetime.now(UTC))])
+        await record(cut_client, world, turf.id, door["id"], "not_home", datetime.now(UTC))
         delta = (await get_list(cut_client, world, turf.id, since=version)).json()
         assert delta["version"] > version and delta["since"] == version
         assert [[h["id"] for h in b["households"]] for b in delta["buildings"]] == [[door["id"]]]
