@@ -144,8 +144,21 @@ async def pg_fetch(session: AsyncSession, sql: str, params: dict[str, Any]) -> l
     """
     connection = await session.connection()
     raw = await connection.get_raw_connection()
+    if not raw.driver_connection.is_in_transaction():
+        # SQLAlchemy's asyncpg adapter sends BEGIN with its own first statement: a raw statement going first
+        # would run outside the session's transaction, each one committed on its own (and an xact lock let go).
+        await connection.exec_driver_sql("SELECT 1")
     query, names = _positional(sql)
     return await raw.driver_connection.fetch(query, *(params[name] for name in names))
+
+
+async def fetch_rows(session: AsyncSession, core: Any, pg_sql: str, params: dict[str, Any]) -> Sequence[Any]:
+    """The rows (indexable by position) of a hot read spelled twice: `pg_sql` straight through asyncpg on
+    PostgreSQL (`:name` parameters, arrays as lists), the Core statement `core` elsewhere."""
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        return await pg_fetch(session, pg_sql, params)
+    return (await connection.execute(core, params)).all()
 
 
 async def bulk_set(session: AsyncSession, table: Table, column: str, ids: Sequence[int],

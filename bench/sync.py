@@ -5,12 +5,15 @@ sync.ingest.postgresql       knocks/s through the app on PostgreSQL, beside `cop
                              to a transaction; goal: at least 0.3x, the issue's aim, with every check on (auth,
                              each knock validated, the door on the turf, the holding at the knock's time,
                              duplicates, counters and last results updated in the same transaction)
-sync.ingest.bare.postgresql  the same app rate beside COPY into a bare table (a uuid key, no foreign keys, no
-                             other index): what storing the bytes costs, nothing else; same goal
-sync.ingest.sqlite           knocks/s through the app on SQLite, beside the bare COPY on PostgreSQL (scale only)
-The app runs in process (httpx over ASGI), one phone's batch after another.
+sync.ingest.sqlite           knocks/s through the app on SQLite, beside the sqlite3 module's executemany of the same
+                             rows into the same door_knock table (foreign keys on, WAL, synchronous=NORMAL, as the
+                             app), 100 rows to a transaction; the issue sets no goal here: the value must reach
+                             1,000 knocks/s, what 3,000 phones each syncing 20 knocks a minute send
+The app runs in process (httpx over ASGI), one phone's batch after another. The COPY of the same rows into a bare
+table (a uuid key, no foreign key, no other index: what storing the bytes costs) is printed beside, for scale.
 """
 
+import sqlite3
 import statistics
 import time
 import uuid
@@ -31,7 +34,7 @@ from app.organizing import service as organizing
 from app.turfs import service as turf_service
 from app.turfs.models import Turf
 from app.walklists.models import WalkStop
-from bench.common import Context, Result, benchmark, fresh_database, pg_dsn
+from bench.common import Context, Result, benchmark, fresh_database, pg_dsn, sqlite_path
 from bench.turfs import load_and_cut_city
 
 BATCH = 100
@@ -42,6 +45,7 @@ WARMUP = 6
 CANVASSERS = 6
 SECRET = "bench-secret-" + "x" * 40
 GOAL = 0.3
+SQLITE_KNOCKS_PER_S = 1000.0
 COLUMNS = ("seq", "id", "campaign_id", "turf_id", "household_id", "precinct_id", "user_id", "device_id", "batch_id",
            "result", "contacted", "answers", "knocked_at", "clock_offset_s", "corrected_at", "clock_suspect",
            "received_at", "digest")
@@ -136,6 +140,35 @@ async def _raw_copy_same_table(url: str, campaign_id: int, phones: list[tuple[st
         await connection.close()
 
 
+def _raw_sqlite_same_table(url: str, campaign_id: int, phones: list[tuple[str, int, list[tuple[int, int]]]],
+                           user: uuid.UUID) -> float:
+    """Knocks a second inserting rows into the app's own door_knock table on SQLite with the sqlite3 module, BATCH
+    to a transaction, the values as SQLAlchemy writes them (uuids as hex, times as text)."""
+    connection = sqlite3.connect(sqlite_path(url), isolation_level=None)
+    try:
+        for pragma in ("foreign_keys=ON", "journal_mode=WAL", "synchronous=NORMAL"):
+            connection.execute(f"PRAGMA {pragma}")
+        sql = (f"INSERT INTO door_knock ({', '.join(COLUMNS[1:])}) VALUES ({', '.join('?' for _ in COLUMNS[1:])})")
+        batches = [[(r[1].hex, *r[2:6], r[6].hex, *r[7:11], *(_text(v) for v in r[11:17]), r[17]) for r in rows]
+                   for rows in _rows(campaign_id, phones, user, 0)]
+        for n, rows in enumerate(batches):
+            if n == WARMUP:
+                start = time.perf_counter()
+            connection.execute("BEGIN")
+            connection.executemany(sql, rows)
+            connection.execute("COMMIT")
+        return BATCHES * BATCH / (time.perf_counter() - start)
+    finally:
+        connection.close()
+
+
+def _text(value: object) -> object:
+    """A value as SQLAlchemy stores it on SQLite: datetimes as UTC text without a zone."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    return value
+
+
 async def _raw_copy(pg_url: str, campaign_id: int, phones: list[tuple[str, int, list[tuple[int, int]]]]) -> float:
     """Knocks a second COPYing the same kind of rows, BATCH to a transaction, into a bare door_knock table."""
     name = f"doorstep_bench_raw_{uuid.uuid4().hex[:8]}"
@@ -169,13 +202,15 @@ async def ingest(ctx: Context, backend: str) -> list[Result]:
             app_rates.append(await _through_app(url, _batches(phones)))
             if backend == "postgresql":
                 same_rates.append(await _raw_copy_same_table(url, campaign_id, phones, user))
-            bare_rates.append(await _raw_copy(ctx.pg_url, campaign_id, phones))
-    app_rate, bare_rate = statistics.median(app_rates), statistics.median(bare_rates)
+                bare_rates.append(await _raw_copy(ctx.pg_url, campaign_id, phones))
+            else:
+                same_rates.append(_raw_sqlite_same_table(url, campaign_id, phones, user))
+    app_rate, same_rate = statistics.median(app_rates), statistics.median(same_rates)
     if backend == "sqlite":
-        ctx.say(f"sync on SQLite: {app_rate:,.0f} knocks/s through the app; bare COPY on PostgreSQL {bare_rate:,.0f}/s")
-        return [Result("sync.ingest.sqlite", "knocks/s", app_rate, bare_rate, GOAL, higher=True)]
-    same_rate = statistics.median(same_rates)
+        ctx.say(f"sync on SQLite: {app_rate:,.0f} knocks/s through the app; executemany into door_knock "
+                f"{same_rate:,.0f}/s")
+        return [Result("sync.ingest.sqlite", "knocks/s", app_rate, same_rate, SQLITE_KNOCKS_PER_S, goal_on="value",
+                       higher=True)]
     ctx.say(f"sync on PostgreSQL: {app_rate:,.0f} knocks/s through the app; COPY into door_knock {same_rate:,.0f}/s, "
-            f"into a bare table {bare_rate:,.0f}/s")
-    return [Result("sync.ingest.postgresql", "knocks/s", app_rate, same_rate, GOAL, higher=True),
-            Result("sync.ingest.bare.postgresql", "knocks/s", app_rate, bare_rate, GOAL, higher=True)]
+            f"into a bare table {statistics.median(bare_rates):,.0f}/s (for scale)")
+    return [Result("sync.ingest.postgresql", "knocks/s", app_rate, same_rate, GOAL, higher=True)]

@@ -23,7 +23,7 @@ from app.addresses.models import Household, Person
 from app.auth.service import Access
 from app.campaigns.models import Role
 from app.campaigns.service import note_change
-from app.db import UTCDateTime, begin_write, pg_fetch, utcnow
+from app.db import UTCDateTime, begin_write, fetch_rows, pg_fetch, utcnow
 from app.organizing.models import TurfHistory, TurfHolding
 from app.precincts.models import Precinct
 from app.scripts.models import ScriptVersion
@@ -135,19 +135,11 @@ FROM household AS h LEFT JOIN walk_stop AS s ON s.household_id = h.id
 WHERE h.campaign_id = :campaign AND h.id = ANY(CAST(:ids AS integer[]))"""
 
 
-async def _fetch(session: AsyncSession, core: Any, raw_sql: str, params: dict[str, Any]) -> Sequence[Any]:
-    """Rows (indexable by position) of a read with two spellings: `raw_sql` on PostgreSQL, `core` elsewhere."""
-    connection = await session.connection()
-    if connection.dialect.name == "postgresql":
-        return await pg_fetch(session, raw_sql, params)
-    return (await connection.execute(core, params)).all()
-
-
 async def _holdings(session: AsyncSession, campaign_id: int, user_id: UUID,
                     turf_ids: set[int]) -> dict[int, list[tuple[datetime, datetime | None]]]:
     """When the user held each of these turfs, from the append-only history: (start, end or None) intervals,
     each widened by HOLDING_GRACE."""
-    rows = await _fetch(session, HOLDINGS, HOLDINGS_PG, {"campaign": campaign_id, "user": user_id,
+    rows = await fetch_rows(session, HOLDINGS, HOLDINGS_PG, {"campaign": campaign_id, "user": user_id,
                                                           "turfs": list(turf_ids)})
     intervals: dict[int, list[tuple[datetime, datetime | None]]] = defaultdict(list)
     open_since: dict[int, datetime] = {}
@@ -301,7 +293,7 @@ async def _load(session: AsyncSession, campaign_id: int, user_id: UUID, staff: b
         return _State({}, {}, {}, {}, set(), {})
     # Each door with every stop it has: on the knock's turf (was the door ever there?) and on the turf holding
     # it now. A stop's turf is the door's campaign's, so the stops also tell which turfs exist.
-    rows = await _fetch(session, DOORS, DOORS_PG, {"campaign": campaign_id,
+    rows = await fetch_rows(session, DOORS, DOORS_PG, {"campaign": campaign_id,
                                                    "ids": list({i.knock.household_id for i in items})})
     households = {r[0]: _Door(r[1], r[2], r[3], r[4], r[5]) for r in rows}
     stops = {(r[6], r[0]): _Stop(r[7], r[8], r[9]) for r in rows if r[6] is not None}
@@ -395,8 +387,8 @@ async def _store_sqlite(session: AsyncSession, campaign_id: int, shared: dict[st
     """Insert the knocks, then move the counters on by those stored; the ids stored."""
     if not fresh:
         return set()
-    statement = sqlite.insert(DoorKnock).on_conflict_do_nothing(index_elements=["id"]).returning(DoorKnock.id)
-    inserted = set((await session.execute(statement, [shared | row for row in rows])).scalars())
+    connection = await session.connection()
+    inserted = set((await connection.execute(SQLITE_INSERT, [shared | row for row in rows])).scalars())
     accepted = [i for i in fresh if i.knock.id in inserted]
     if accepted:
         await _write_sqlite(session, _counters(campaign_id, accepted, state), shared["user_id"],
@@ -572,43 +564,57 @@ def _counter_params(counters: dict[str, list[Any]], user_id: UUID, received_at: 
     return params
 
 
+def _counter_update(model: Any) -> Any:
+    """A turf's or precinct's counters moved on by one row of deltas (`i`, `n`, `a`, `c`, `last`; a turf's `v`)."""
+    table = model.__table__
+    last = bindparam("last", type_=UTCDateTime())
+    values: dict[str, Any] = {
+        "knocks": table.c.knocks + bindparam("n"), "doors_attempted": table.c.doors_attempted + bindparam("a"),
+        "doors_contacted": table.c.doors_contacted + bindparam("c"),
+        "last_knock_at": case((table.c.last_knock_at.is_(None) | (table.c.last_knock_at < last), last),
+                              else_=table.c.last_knock_at)}
+    if model is Turf:
+        values["version"] = table.c.version + bindparam("v")
+    return update(table).where(table.c.id == bindparam("i")).values(**values)
+
+
+# SQLite's writes of a batch's counters, built once (building them per batch cost more than running them): an
+# executemany each, on rows _counters makes.
+_keep = bindparam("keep", type_=Boolean())
+_walk_stop = WalkStop.__table__.c
+_tally_upsert = sqlite.insert(ResultTally)
+SQLITE_WRITES = {
+    "turfs": _counter_update(Turf),
+    "precincts": _counter_update(Precinct),
+    "doors": update(Household.__table__).where(_door.id == bindparam("h")).values(
+        knocks=bindparam("n"), first_knock_at=bindparam("first"), contacted_at=bindparam("contacted_at"),
+        last_result=case((_keep, _door.last_result), else_=bindparam("result", type_=String())),
+        last_result_at=case((_keep, _door.last_result_at), else_=bindparam("at", type_=UTCDateTime()))),
+    # Stamped after the turfs' bump, with the version the turf now has (the writer's lock keeps it).
+    "stops": update(WalkStop.__table__).where(
+        _walk_stop.turf_id == bindparam("t"), _walk_stop.household_id == bindparam("h")).values(
+        knocks=bindparam("n"), contacted=bindparam("c"),
+        changed=case((bindparam("s", type_=Boolean()), select(Turf.version).where(Turf.id == _walk_stop.turf_id)
+                      .scalar_subquery()), else_=_walk_stop.changed)),
+    "tallies": _tally_upsert.on_conflict_do_update(
+        index_elements=["turf_id", "precinct_id", "result"],
+        set_={"knocks": ResultTally.__table__.c.knocks + _tally_upsert.excluded.knocks}),
+}
+SQLITE_HOLDINGS = (update(TurfHolding.__table__)
+                   .where(TurfHolding.__table__.c.user_id == bindparam("user"),
+                          TurfHolding.__table__.c.turf_id.in_(bindparam("held", expanding=True)))
+                   .values(last_activity_at=bindparam("at", type_=UTCDateTime())))
+SQLITE_INSERT = (sqlite.insert(DoorKnock).on_conflict_do_nothing(index_elements=["id"])
+                 .returning(DoorKnock.__table__.c.id))
+
+
 async def _write_sqlite(session: AsyncSession, tables: dict[str, list[Any]], user_id: UUID,
                         received_at: datetime) -> None:
-    for model in (Turf, Precinct):
-        table = model.__table__
-        last = bindparam("last", type_=UTCDateTime())
-        values: dict[str, Any] = {
-            "knocks": table.c.knocks + bindparam("n"), "doors_attempted": table.c.doors_attempted + bindparam("a"),
-            "doors_contacted": table.c.doors_contacted + bindparam("c"),
-            "last_knock_at": case((table.c.last_knock_at.is_(None) | (table.c.last_knock_at < last), last),
-                                  else_=table.c.last_knock_at)}
-        if model is Turf:
-            values["version"] = table.c.version + bindparam("v")
-        await session.execute(update(table).where(table.c.id == bindparam("i")).values(**values),
-                              tables["turfs" if model is Turf else "precincts"])
-    table = Household.__table__
-    keep = bindparam("keep", type_=Boolean())
-    await session.execute(update(table).where(table.c.id == bindparam("h")).values(
-        knocks=bindparam("n"), first_knock_at=bindparam("first"), contacted_at=bindparam("contacted_at"),
-        last_result=case((keep, table.c.last_result), else_=bindparam("result", type_=String())),
-        last_result_at=case((keep, table.c.last_result_at), else_=bindparam("at", type_=UTCDateTime()))),
-        tables["doors"])
-    # Stamped after the turfs' bump, with the version the turf now has (the writer's lock keeps it).
-    table = WalkStop.__table__
-    turf_version = select(Turf.version).where(Turf.id == table.c.turf_id).scalar_subquery()
-    await session.execute(
-        update(table).where(table.c.turf_id == bindparam("t"), table.c.household_id == bindparam("h")).values(
-            knocks=bindparam("n"), contacted=bindparam("c"),
-            changed=case((bindparam("s", type_=Boolean()), turf_version), else_=table.c.changed)), tables["stops"])
-    upsert = sqlite.insert(ResultTally)
-    await session.execute(
-        upsert.on_conflict_do_update(index_elements=["turf_id", "precinct_id", "result"],
-                                     set_={"knocks": ResultTally.__table__.c.knocks + upsert.excluded.knocks}),
-        tables["tallies"])
+    connection = await session.connection()
+    for name in ("turfs", "precincts", "doors", "stops", "tallies"):
+        await connection.execute(SQLITE_WRITES[name], tables[name])
     await note_change(session, tables["tallies"][0]["campaign_id"])
-    await session.execute(update(TurfHolding).where(TurfHolding.user_id == user_id,
-                                                    TurfHolding.turf_id.in_(tables["held"]))
-                          .values(last_activity_at=received_at))
+    await connection.execute(SQLITE_HOLDINGS, {"user": user_id, "held": tables["held"], "at": received_at})
 
 
 async def rebuild_progress(session: AsyncSession, campaign_id: int) -> dict[str, int]:
