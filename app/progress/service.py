@@ -78,49 +78,42 @@ def _turf_where(campaign_id: int, precinct_ids: list[int] | None, filters: Filte
     return where
 
 
-async def _window(session: AsyncSession, campaign_id: int, key: Any, filters: Filters,
-                  turfs: Any | None) -> dict[int, list[Any]]:
-    """Per `key` (a door_knock column), the window's figures from its knocks: [attempted, contacted, knocks,
-    {result: knocks}, last knock]. Doors count once however often they were knocked in the window.
-
-    No counter can add up distinct doors over any window, so this reads the window's knocks: two index-only
-    scans of the window index (its columns are all these read), each door collapsed by hashing before it is
-    counted (a sorted count(DISTINCT) costs twice as much). The cost follows the window's knocks, not the
-    campaign's.
-    """
+def _window_where(campaign_id: int, filters: Filters) -> list[Any]:
     knock = DoorKnock.__table__.c
     where: list[Any] = [knock.campaign_id == campaign_id]
     if filters.since is not None:
         where.append(knock.corrected_at >= filters.since)
     if filters.until is not None:
         where.append(knock.corrected_at < filters.until)
-    if turfs is not None:
-        where.append(knock.turf_id.in_(turfs))
-    out: dict[int, list[Any]] = defaultdict(lambda: [0, 0, 0, {}, None])
-    connection = await session.connection()
-    rows = (await connection.execute(
-        select(key, knock.result, func.count(), func.max(knock.corrected_at)).where(*where)
-        .group_by(key, knock.result))).all()
-    for group, result, knocks, last in rows:
-        figures = out[group]
-        figures[2] += knocks
-        figures[3][result] = knocks
-        figures[4] = last if figures[4] is None or last > figures[4] else figures[4]
-    doors = (select(key.label("key"), func.max(case((knock.contacted, 1), else_=0)).label("contacted"))
+    return where
+
+
+def _window_doors(key: Any, where: list[Any]) -> Any:
+    """A subquery of each `key`'s figures from the window's knocks (`where`): `key`, `attempted`, `contacted`,
+    `knocks`, `last`. Doors count once however often they were knocked in the window.
+
+    No counter can add up distinct doors over any window, so this reads the window's knocks, from the window index
+    alone (its columns are all this reads); each door is collapsed by grouping before it is counted, which a
+    database hashes (a count(DISTINCT) sorts). The cost follows the window's knocks, not the campaign's.
+    """
+    knock = DoorKnock.__table__.c
+    doors = (select(key.label("key"), func.count().label("knocks"), func.max(knock.corrected_at).label("last"),
+                    func.max(case((knock.contacted, 1), else_=0)).label("contacted"))
              .where(*where).group_by(key, knock.household_id).subquery())
-    for group, attempted, contacted in (await connection.execute(
-            select(doors.c.key, func.count(), func.sum(doors.c.contacted)).group_by(doors.c.key))).all():
-        out[group][0], out[group][1] = attempted, int(contacted)
-    return out
+    return (select(doors.c.key, func.count().label("attempted"), func.sum(doors.c.contacted).label("contacted"),
+                   func.sum(doors.c.knocks).label("knocks"), func.max(doors.c.last).label("last"))
+            .group_by(doors.c.key).subquery())
 
 
 async def _whole(session: AsyncSession, campaign_id: int, filters: Filters) -> bool:
     """Whether the window holds every knock of the campaign: then its figures are the counters' (and a tool
     asking from the campaign's first day gets them at the counters' cost)."""
     knock = DoorKnock.__table__.c
-    first, last = (await (await session.connection()).execute(
-        select(func.min(knock.corrected_at), func.max(knock.corrected_at))
-        .where(knock.campaign_id == campaign_id))).one()
+    # Each end from the window index on its own: SQLite reads a range, not one entry, for min() and max() at once.
+    ends = select(knock.corrected_at).where(knock.campaign_id == campaign_id).limit(1)
+    first, last = (await (await session.connection()).execute(select(
+        ends.order_by(knock.corrected_at).scalar_subquery(),
+        ends.order_by(knock.corrected_at.desc()).scalar_subquery()))).one()
     if first is None:
         return True
     return ((filters.since is None or filters.since <= first)
@@ -130,15 +123,34 @@ async def _whole(session: AsyncSession, campaign_id: int, filters: Filters) -> b
 _turf, _precinct, _tally = Turf.__table__.c, Precinct.__table__.c, ResultTally.__table__.c
 
 
-def _results(connection: Any, key: Any, where: list[Any]) -> Any:
-    """A subquery of each `key`'s knocks by result (summed over the tallies `where` selects) as one JSON object
-    text per key: `key` and `results`. One row per turf or precinct reaches Python, not one per result."""
-    summed = (select(key.label("key"), _tally.result, func.sum(_tally.knocks).label("knocks")).where(*where)
-              .group_by(key, _tally.result).subquery())
+def _results(connection: Any, key: Any, result: Any, knocks: Any, where: list[Any]) -> Any:
+    """A subquery of each `key`'s knocks (`knocks`, an aggregate) by `result`, over the rows `where` selects, as
+    one JSON object text per key: `key` and `results`. One row per turf or precinct reaches Python, not one per
+    result."""
+    summed = (select(key.label("key"), result.label("result"), knocks.label("knocks")).where(*where)
+              .group_by(key, result).subquery())
     collect = func.json_object_agg if connection.dialect.name == "postgresql" else func.json_group_object
     # As text on both: the driver would decode PostgreSQL's json with the slower stdlib parser.
     return (select(summed.c.key, cast(collect(summed.c.result, summed.c.knocks), Text).label("results"))
             .group_by(summed.c.key).subquery())
+
+
+def _figure_columns(connection: Any, campaign_id: int, filters: Filters, *, key: Any, counters: list[Any],
+                    tally_key: Any, narrow: list[Any]) -> tuple[list[Any], list[tuple[Any, Any]]]:
+    """The columns of a turf's or precinct's figures (attempted, contacted, knocks, last knock, results as JSON
+    text) and the subqueries to outer-join for them on the row's id: sync's counters (`counters`, and the result
+    tallies by `tally_key`), or, in a window, the window's knocks by `key`. `narrow` narrows tallies or knocks to
+    the rows asked for."""
+    if filters.windowed:
+        knock = DoorKnock.__table__.c
+        where = [*_window_where(campaign_id, filters), *narrow]
+        doors = _window_doors(key, where)
+        results = _results(connection, key, knock.result, func.count(), where)
+        return ([doors.c.attempted, doors.c.contacted, doors.c.knocks, doors.c.last, results.c.results],
+                [(doors, doors.c.key), (results, results.c.key)])
+    results = _results(connection, tally_key, _tally.result, func.sum(_tally.knocks),
+                       [_tally.campaign_id == campaign_id, *narrow])
+    return [*counters, results.c.results], [(results, results.c.key)]
 
 
 def _parsed(results: str | None) -> dict[str, int]:
@@ -150,37 +162,34 @@ async def turf_progress(session: AsyncSession, campaign_id: int, filters: Filter
     """Each active turf's progress (in id order), with its precinct's code; with `shapes`, `geometry` holds its
     stored GeoJSON text.
 
-    One read of what sync keeps, as Core rows: the turfs with their result tallies folded into one JSON object
-    each (this answer is polled live, for every turf of a city).
+    One read, as Core rows: the turfs with their figures (sync's counters, or a window's) and their knocks by
+    result folded into one JSON object each (this answer is polled live, for every turf of a city).
     """
     precinct_ids = await _check(session, campaign_id, filters)
     if filters.windowed and await _whole(session, campaign_id, filters):
         filters = Filters(filters.precincts, filters.event_id)
     where = _turf_where(campaign_id, precinct_ids, filters)
     connection = await session.connection()
-    columns = [_turf.id, _turf.name, _precinct.code, _turf.doors, _turf.doors_attempted, _turf.doors_contacted,
-               _turf.knocks, _turf.last_knock_at, _turf.holders, *([_turf.geojson] if shapes else [])]
-    query = select(*columns).join(Precinct.__table__, _precinct.id == _turf.precinct_id).where(*where)
-    if not filters.windowed:
-        # Every turf of the campaign is the usual ask: then the tallies need no join to turfs.
-        tallies = [_tally.campaign_id == campaign_id]
-        if precinct_ids is not None or filters.event_id is not None:
-            tallies.append(_tally.turf_id.in_(select(Turf.id).where(*where)))
-        results = _results(connection, _tally.turf_id, tallies)
-        query = query.add_columns(results.c.results).outerjoin(results, results.c.key == _turf.id)
-    rows = (await connection.execute(query.order_by(_turf.id))).all()
-    windowed = (await _window(session, campaign_id, DoorKnock.__table__.c.turf_id, filters,
-                              select(Turf.id).where(*where)) if filters.windowed else None)
+    knock = DoorKnock.__table__.c
+    narrowed = precinct_ids is not None or filters.event_id is not None
+    figures, joins = _figure_columns(
+        connection, campaign_id, filters, key=knock.turf_id, tally_key=_tally.turf_id,
+        counters=[_turf.doors_attempted, _turf.doors_contacted, _turf.knocks, _turf.last_knock_at],
+        narrow=[(knock.turf_id if filters.windowed else _tally.turf_id).in_(select(Turf.id).where(*where))]
+        if narrowed else [])
+    query = (select(_turf.id, _turf.name, _precinct.code, _turf.holders, _turf.doors, *figures,
+                    *([_turf.geojson] if shapes else []))
+             .select_from(Turf.__table__).join(Precinct.__table__, _precinct.id == _turf.precinct_id).where(*where))
+    for subquery, on in joins:
+        query = query.outerjoin(subquery, on == _turf.id)
     out = []
     # Rows unpacked by position: a Row's attribute look-ups cost more than the rest of this loop.
-    for turf_id, name, code, doors, attempted, contacted, knocks, last, holders, *extra in rows:
-        row = {"id": turf_id, "name": name, "precinct": code, "holders": holders}
-        if windowed is not None:
-            row.update(_figures(doors, *windowed[turf_id]))
-        else:
-            row.update(_figures(doors, attempted, contacted, knocks, _parsed(extra[-1]), last))
+    for turf_id, name, code, holders, doors, attempted, contacted, knocks, last, results, *shape in (
+            await connection.execute(query.order_by(_turf.id))).all():
+        row = {"id": turf_id, "name": name, "precinct": code, "holders": holders,
+               **_figures(doors, attempted or 0, int(contacted or 0), int(knocks or 0), _parsed(results), last)}
         if shapes:
-            row["geometry"] = extra[0]
+            row["geometry"] = shape[0]
         out.append(row)
     return out
 
@@ -199,43 +208,54 @@ async def precinct_progress(session: AsyncSession, campaign_id: int, filters: Fi
         where.append(_precinct.id.in_(select(Turf.precinct_id).where(
             *_turf_where(campaign_id, precinct_ids, filters))))
     connection = await session.connection()
-    query = select(_precinct.id, _precinct.code, _precinct.name, _precinct.household_count, _precinct.doors_attempted,
-                   _precinct.doors_contacted, _precinct.knocks, _precinct.last_knock_at,
-                   *([_precinct.geojson] if shapes else [])).where(*where)
-    plain = filters.event_id is None and not filters.windowed
-    if plain:
-        tallies = [_tally.campaign_id == campaign_id]
-        if precinct_ids is not None:
-            tallies.append(_tally.precinct_id.in_(precinct_ids))
-        results = _results(connection, _tally.precinct_id, tallies)
-        query = query.add_columns(results.c.results).outerjoin(results, results.c.key == _precinct.id)
-    rows = (await connection.execute(query.order_by(_precinct.code))).all()
-
-    def answer(r: Any, figures: list[Any]) -> dict[str, Any]:
-        row = {"code": r.code, "name": r.name, **_figures(*figures)}
-        if shapes:
-            row["geometry"] = r.geojson
-        return row
-
     if filters.event_id is not None:
-        # An event's precinct figures are its turfs': doors on them, and what was done on them.
-        turfs = await turf_progress(session, campaign_id, Filters(filters.precincts, filters.event_id,
-                                                                  filters.since, filters.until))
-        by_code: dict[str, list[Any]] = defaultdict(lambda: [0, 0, 0, 0, defaultdict(int), None])
-        for t in turfs:
-            total = by_code[t["precinct"]]
-            for i, key in enumerate(("doors", "doors_attempted", "doors_contacted", "knocks")):
-                total[i] += t[key]
-            for result, n in t["results"].items():
-                total[4][result] += n
-            if t["last_knock_at"] is not None and (total[5] is None or t["last_knock_at"] > total[5]):
-                total[5] = t["last_knock_at"]
-        return [answer(r, [*by_code[r.code][:4], dict(by_code[r.code][4]), by_code[r.code][5]]) for r in rows]
-    if filters.windowed:
-        windowed = await _window(session, campaign_id, DoorKnock.__table__.c.precinct_id, filters, None)
-        return [answer(r, [r.household_count, *windowed[r.id]]) for r in rows]
-    return [answer(r, [r.household_count, r.doors_attempted, r.doors_contacted, r.knocks, _parsed(r.results),
-                       r.last_knock_at]) for r in rows]
+        return await _event_precincts(session, campaign_id, filters, where, shapes=shapes)
+    knock = DoorKnock.__table__.c
+    figures, joins = _figure_columns(
+        connection, campaign_id, filters, key=knock.precinct_id, tally_key=_tally.precinct_id,
+        counters=[_precinct.doors_attempted, _precinct.doors_contacted, _precinct.knocks, _precinct.last_knock_at],
+        narrow=[(knock.precinct_id if filters.windowed else _tally.precinct_id).in_(precinct_ids)]
+        if precinct_ids is not None else [])
+    query = (select(_precinct.code, _precinct.name, _precinct.household_count, *figures,
+                    *([_precinct.geojson] if shapes else []))
+             .select_from(Precinct.__table__).where(*where))
+    for subquery, on in joins:
+        query = query.outerjoin(subquery, on == _precinct.id)
+    out = []
+    for code, name, doors, attempted, contacted, knocks, last, results, *shape in (
+            await connection.execute(query.order_by(_precinct.code))).all():
+        row = {"code": code, "name": name,
+               **_figures(doors, attempted or 0, int(contacted or 0), int(knocks or 0), _parsed(results), last)}
+        if shapes:
+            row["geometry"] = shape[0]
+        out.append(row)
+    return out
+
+
+async def _event_precincts(session: AsyncSession, campaign_id: int, filters: Filters, where: list[Any], *,
+                           shapes: bool) -> list[dict[str, Any]]:
+    """The precincts of an event's turfs, each with the sum of those turfs' figures: doors on them, and what was
+    done on them."""
+    rows = (await (await session.connection()).execute(
+        select(_precinct.code, _precinct.name, *([_precinct.geojson] if shapes else []))
+        .where(*where).order_by(_precinct.code))).all()
+    by_code: dict[str, list[Any]] = defaultdict(lambda: [0, 0, 0, 0, defaultdict(int), None])
+    for t in await turf_progress(session, campaign_id, filters):
+        total = by_code[t["precinct"]]
+        for i, key in enumerate(("doors", "doors_attempted", "doors_contacted", "knocks")):
+            total[i] += t[key]
+        for result, n in t["results"].items():
+            total[4][result] += n
+        if t["last_knock_at"] is not None and (total[5] is None or t["last_knock_at"] > total[5]):
+            total[5] = t["last_knock_at"]
+    out = []
+    for code, name, *shape in rows:
+        total = by_code[code]
+        row = {"code": code, "name": name, **_figures(*total[:4], dict(total[4]), total[5])}
+        if shapes:
+            row["geometry"] = shape[0]
+        out.append(row)
+    return out
 
 
 async def campaign_progress(session: AsyncSession, campaign_id: int, filters: Filters) -> dict[str, Any]:
