@@ -9,8 +9,8 @@ progress.<kind>.p99.limit.<backend>      the slower format's p99 itself; goal: u
 progress.<kind>.day.p99.<backend>        p99 of the same JSON for the last day's window (about 33,000 knocks),
                                          which no counter can answer (doors count once in a window); baseline: the
                                          straight GROUP BYs that count the window's figures from its knocks (doors
-                                         once each, contacts, knocks and the last; knocks by result); goal: within
-                                         1.5x of them
+                                         once each, contacts, knocks and the last; knocks by result), which build
+                                         no answer; goal: p99 under 200 ms, a map of today that redraws at once
 """
 
 import random
@@ -61,7 +61,7 @@ RAW_WINDOW = {kind: [f"SELECT {key}, count(DISTINCT household_id), count(DISTINC
                      f"SELECT {key}, result, count(*) FROM door_knock WHERE campaign_id = {{p}} "
                      f"AND corrected_at >= {{since}} GROUP BY {key}, result"]
               for kind, key in (("precincts", "precinct_id"), ("turfs", "turf_id"))}
-DAY_GOAL = 1.5
+DAY_LIMIT_MS = 200.0
 
 
 async def _prepare(ctx: Context, url: str) -> tuple[int, str]:
@@ -189,5 +189,6 @@ async def progress(ctx: Context, backend: str) -> list[Result]:
             p50, p99 = _percentiles(await _through_app(url, token, kind, False, day))
             ctx.say(f"progress/{kind} for the last day: p50 {p50:.1f} ms, p99 {p99:.1f} ms; raw GROUP BY over the "
                     f"day p50 {raw_p50:.0f} ms, p99 {raw_p99:.0f} ms")
-            results.append(Result(f"progress.{kind}.day.p99.{backend}", "ms", p99, raw_p99, DAY_GOAL))
+            results.append(Result(f"progress.{kind}.day.p99.{backend}", "ms", p99, raw_p99, DAY_LIMIT_MS,
+                                  goal_on="value"))
     return results
