@@ -139,8 +139,8 @@ async def pg_fetch(session: AsyncSession, sql: str, params: dict[str, Any]) -> l
     """Run PostgreSQL `sql` (`:name` parameters, arrays as Python lists) on the session's connection, in its
     transaction, straight through asyncpg: the rows (asyncpg Records).
 
-    For the hot write paths only (sync): SQLAlchemy's per-statement work is a third of a sync batch's CPU, and
-    these statements are PostgreSQL's own SQL anyway.
+    For the hot paths only (sync's reads and writes, through `fetch_rows` where SQLite needs another spelling):
+    SQLAlchemy's per-statement work cost more than these statements, which are PostgreSQL's own SQL anyway.
     """
     connection = await session.connection()
     raw = await connection.get_raw_connection()

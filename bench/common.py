@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,11 @@ def remove_sqlite(path: Path) -> None:
 
 def sqlite_path(url: str) -> str:
     return make_url(url).database or ""
+
+
+def sqlite_stamp(at: datetime) -> str:
+    """A time as SQLAlchemy stores it on SQLite, for raw reads and writes: UTC text without a zone."""
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 # Output ----------------------------------------------------------------------------------------------------------

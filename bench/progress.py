@@ -36,7 +36,7 @@ from app.sync import service as sync_service
 from app.sync.models import DoorKnock
 from app.turfs import service as turf_service
 from app.walklists.models import WalkStop
-from bench.common import Context, Result, benchmark, fresh_database, pg_dsn
+from bench.common import Context, Result, benchmark, fresh_database, pg_dsn, sqlite_stamp
 from bench.turfs import load_and_cut_city
 
 KNOCKS = 1_000_000
@@ -88,7 +88,7 @@ async def _prepare(ctx: Context, url: str) -> tuple[int, str]:
                 code, contacted = codes[rng.randrange(len(codes))]
                 at = start + timedelta(seconds=rng.randrange(30 * 86400))
                 # COPY takes Python values; SQLite's driver the text SQLAlchemy would have written.
-                stamp = at if postgres else at.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+                stamp = at if postgres else sqlite_stamp(at)
                 rows.append((uuid.uuid4() if postgres else uuid.uuid4().hex, campaign_id, turf_id, household_id,
                              precinct_id, user.id if postgres else user.id.hex, "bench", "bench", code, contacted,
                              "{}", stamp, 0.0, stamp, False, stamp, "0" * 64))
@@ -153,7 +153,7 @@ async def _raw(url: str, campaign_id: int, kind: str, since: datetime | None = N
     connection = sqlite3.connect(database)
     statements = [sql.format(p="?", since="?") for sql in queries]
     # SQLite holds the times as the text SQLAlchemy writes (UTC, no zone).
-    stamp = since.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds") if since else None
+    stamp = sqlite_stamp(since) if since else None
     try:
         for n in range(REQUESTS // 4 + 1):
             begin = time.perf_counter()

@@ -34,7 +34,7 @@ from app.organizing import service as organizing
 from app.turfs import service as turf_service
 from app.turfs.models import Turf
 from app.walklists.models import WalkStop
-from bench.common import Context, Result, benchmark, fresh_database, pg_dsn, sqlite_path
+from bench.common import Context, Result, benchmark, fresh_database, pg_dsn, sqlite_path, sqlite_stamp
 from bench.turfs import load_and_cut_city
 
 BATCH = 100
@@ -149,7 +149,8 @@ def _raw_sqlite_same_table(url: str, campaign_id: int, phones: list[tuple[str, i
         for pragma in ("foreign_keys=ON", "journal_mode=WAL", "synchronous=NORMAL"):
             connection.execute(f"PRAGMA {pragma}")
         sql = (f"INSERT INTO door_knock ({', '.join(COLUMNS[1:])}) VALUES ({', '.join('?' for _ in COLUMNS[1:])})")
-        batches = [[(r[1].hex, *r[2:6], r[6].hex, *r[7:11], *(_text(v) for v in r[11:17]), r[17]) for r in rows]
+        batches = [[(r[1].hex, *r[2:6], r[6].hex, *r[7:11],
+                     *(sqlite_stamp(v) if isinstance(v, datetime) else v for v in r[11:17]), r[17]) for r in rows]
                    for rows in _rows(campaign_id, phones, user, 0)]
         for n, rows in enumerate(batches):
             if n == WARMUP:
@@ -160,13 +161,6 @@ def _raw_sqlite_same_table(url: str, campaign_id: int, phones: list[tuple[str, i
         return BATCHES * BATCH / (time.perf_counter() - start)
     finally:
         connection.close()
-
-
-def _text(value: object) -> object:
-    """A value as SQLAlchemy stores it on SQLite: datetimes as UTC text without a zone."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-    return value
 
 
 async def _raw_copy(pg_url: str, campaign_id: int, phones: list[tuple[str, int, list[tuple[int, int]]]]) -> float:

@@ -3,12 +3,14 @@
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import geopandas as gpd
 import numpy as np
 import shapely
 from shapely import MultiPolygon, Polygon
+from shapely.geometry.base import BaseGeometry
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -116,10 +118,8 @@ async def import_precincts(session: AsyncSession, campaign_id: int, path: Path, 
     texts = snapped([row.geometry for row in rows])
     for i, (row, text) in enumerate(zip(rows, texts, strict=True)):
         progress("writing", i, len(rows))
-        wkb = shapely.to_wkb(row.geometry)
-        minx, miny, maxx, maxy = row.geometry.bounds
-        values = {"name": row.name, "geometry": wkb, "geojson": text, "min_lon": minx, "min_lat": miny,
-                  "max_lon": maxx, "max_lat": maxy, "updated_at": now}
+        values = {"name": row.name, **shape_columns(row.geometry, text), "updated_at": now}
+        wkb = values["geometry"]
         old = existing.get(row.code)
         if old is None:
             new.append({"campaign_id": campaign_id, "code": row.code, "created_at": now, **values})
@@ -219,6 +219,14 @@ async def precinct_id_for(session: AsyncSession, campaign_id: int, code: str) ->
     if found is None:
         raise NotFound(f"No precinct {code!r} in this campaign.")
     return found
+
+
+def shape_columns(shape: BaseGeometry, geojson: str | None = None) -> dict[str, Any]:
+    """The columns a precinct and a turf keep of their shape: the WKB, its bounding box and its GeoJSON text
+    (`geojson` when the caller made it already, for many shapes at once)."""
+    minx, miny, maxx, maxy = shape.bounds
+    return {"geometry": shapely.to_wkb(shape), "min_lon": minx, "min_lat": miny, "max_lon": maxx, "max_lat": maxy,
+            "geojson": geojson if geojson is not None else snapped([shape])[0]}
 
 
 async def projection(session: AsyncSession, campaign_id: int) -> Projection:

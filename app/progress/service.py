@@ -153,8 +153,12 @@ def _figure_columns(connection: Any, campaign_id: int, filters: Filters, *, key:
     return [*counters, results.c.results], [(results, results.c.key)]
 
 
-def _parsed(results: str | None) -> dict[str, int]:
-    return orjson.loads(results) if results else {}
+def _read_figures(doors: int, attempted: int | None, contacted: Any, knocks: Any, last: datetime | None,
+                  results: str | None) -> dict[str, Any]:
+    """A row's figures as read: a window's are null where it holds no knock, its sums may be decimals, and its
+    results are JSON text."""
+    return _figures(doors, attempted or 0, int(contacted or 0), int(knocks or 0),
+                    orjson.loads(results) if results else {}, last)
 
 
 async def turf_progress(session: AsyncSession, campaign_id: int, filters: Filters, *,
@@ -187,7 +191,7 @@ async def turf_progress(session: AsyncSession, campaign_id: int, filters: Filter
     for turf_id, name, code, holders, doors, attempted, contacted, knocks, last, results, *shape in (
             await connection.execute(query.order_by(_turf.id))).all():
         row = {"id": turf_id, "name": name, "precinct": code, "holders": holders,
-               **_figures(doors, attempted or 0, int(contacted or 0), int(knocks or 0), _parsed(results), last)}
+               **_read_figures(doors, attempted, contacted, knocks, last, results)}
         if shapes:
             row["geometry"] = shape[0]
         out.append(row)
@@ -224,8 +228,7 @@ async def precinct_progress(session: AsyncSession, campaign_id: int, filters: Fi
     out = []
     for code, name, doors, attempted, contacted, knocks, last, results, *shape in (
             await connection.execute(query.order_by(_precinct.code))).all():
-        row = {"code": code, "name": name,
-               **_figures(doors, attempted or 0, int(contacted or 0), int(knocks or 0), _parsed(results), last)}
+        row = {"code": code, "name": name, **_read_figures(doors, attempted, contacted, knocks, last, results)}
         if shapes:
             row["geometry"] = shape[0]
         out.append(row)

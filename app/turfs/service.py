@@ -26,7 +26,7 @@ from app.ingest import Progress, no_progress
 from app.organizing.models import TurfHistory
 from app.pagination import encode_cursor, int_cursor
 from app.precincts.models import Precinct
-from app.precincts.service import projection
+from app.precincts.service import projection, shape_columns
 from app.scripts.service import resolve_turf_scripts
 from app.text import natural_key
 from app.turfs.models import Turf, TurfCut
@@ -39,14 +39,6 @@ MIN_AREA_M2 = 100.0
 OVERLAP_M2 = 1.0
 DEFAULT_TARGET = 50
 STALE = timedelta(minutes=10)
-
-
-def _shape_columns(shape: BaseGeometry, geojson: str | None = None) -> dict[str, Any]:
-    """A turf's columns that follow its shape: the WKB, its bounding box and its GeoJSON text (`geojson` when
-    the caller made it already, for many shapes at once)."""
-    minx, miny, maxx, maxy = shape.bounds
-    return {"geometry": shapely.to_wkb(shape), "min_lon": minx, "min_lat": miny, "max_lon": maxx, "max_lat": maxy,
-            "geojson": geojson if geojson is not None else snapped([shape])[0]}
 
 
 async def count_turfs(session: AsyncSession, campaign_id: int) -> int:
@@ -204,7 +196,7 @@ async def _take_over(session: AsyncSession, campaign_id: int, shape: BaseGeometr
             await _release(session, turf)
             continue
         rest = polygons[0] if len(polygons) == 1 else MultiPolygon(polygons)
-        for key, value in _shape_columns(rest).items():
+        for key, value in shape_columns(rest).items():
             setattr(turf, key, value)
         standing.append(turf.id)
     return standing
@@ -230,7 +222,7 @@ async def draw_turf(session: AsyncSession, campaign_id: int, *, name: str | None
     precincts = pd.Series([d.precinct_id for d in doors]).value_counts()
     main = int(precincts[precincts == precincts.max()].index.min())
     turf = Turf(campaign_id=campaign_id, precinct_id=main, source="drawn",
-                name=(name or "").strip() or await _drawn_name(session, main), **_shape_columns(shape))
+                name=(name or "").strip() or await _drawn_name(session, main), **shape_columns(shape))
     session.add(turf)
     await session.flush()
     standing = await _take_over(session, campaign_id, shape, overlapped, proj) if overlapped else []
@@ -309,7 +301,7 @@ async def update_turf(session: AsyncSession, campaign_id: int, turf_id: int, *, 
         await session.execute(update(Household).where(Household.turf_id == turf.id).values(turf_id=None)
                               .execution_options(synchronize_session=False))
         await bulk_set(session, Household.__table__, "turf_id", ids, [turf.id] * len(ids))
-        for key, value in _shape_columns(shape).items():
+        for key, value in shape_columns(shape).items():
             setattr(turf, key, value)
         await session.flush()
         await _recount(session, [turf.id, *standing])
@@ -521,7 +513,7 @@ async def cut_turfs(session: AsyncSession, campaign_id: int, *, codes: Sequence[
     rows = [{"campaign_id": campaign_id, "precinct_id": plan.precinct_id, "name": f"{plan.code}-T{n + 1:02d}",
              "source": "cut", "cut_id": cut_id, "status": ACTIVE, "doors": len(doors), "buildings": buildings,
              "holders": 0, "knocks": 0, "version": 1, "created_at": now, "updated_at": now,
-             **_shape_columns(shape, geojson)}
+             **shape_columns(shape, geojson)}
             for plan in plans for n, (shape, doors, buildings, geojson)
             in enumerate(zip(plan.shapes, plan.households, plan.buildings, plan.geojson, strict=True))]
     ids: list[int] = []
