@@ -1,7 +1,8 @@
 """Every table, imported in one place so Alembic's autogenerate sees them all."""
 
 from app.addresses.models import Building, Household, Person
-from app.auth.models import ApiKey, Scope
+from app.audit.models import AuditEvent
+from app.auth.models import ApiKey, LoginSession, Scope
 from app.campaigns.models import Campaign, Membership, Role, User
 from app.db import metadata
 from app.organizing.models import Event, EventAttendee, EventTurf, JoinCode, TurfHistory, TurfHolding
@@ -15,6 +16,7 @@ from app.webhooks.models import Webhook, WebhookDelivery
 
 __all__ = [
            "ApiKey",
+           "AuditEvent",
            "Building",
            "Campaign",
            "DoorKnock",
@@ -23,6 +25,7 @@ __all__ = [
            "EventTurf",
            "Household",
            "JoinCode",
+           "LoginSession",
            "Membership",
            "Person",
            "Precinct",

@@ -28,6 +28,8 @@ class Campaign(SQLModel, table=True):
     # Moves on whenever progress would read differently (knocks synced, turfs cut, drawn, assigned or claimed,
     # addresses imported): progress responses take their ETag from it.
     changes: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # The most turfs one event may hold in its pool (a host reserving a whole city blocks every self-claim).
+    event_max_turfs: int = Field(default=20, sa_column_kwargs={"server_default": "20"})
 
 
 class User(SQLModel, table=True):
@@ -39,6 +41,10 @@ class User(SQLModel, table=True):
     name: str = Field(max_length=200)
     password_hash: str = Field(max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # A disabled user can't log in, and every token they hold stops working.
+    disabled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Tokens issued before this (a password change, a disabling) are refused, whichever login they came from.
+    tokens_valid_after: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Membership(SQLModel, table=True):

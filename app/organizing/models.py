@@ -68,6 +68,8 @@ class Event(SQLModel, table=True):
     lat: float
     capacity: int
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Set by DELETE: a cancelled event is over at once, its unhanded pool released.
+    cancelled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class EventTurf(SQLModel, table=True):
