@@ -36,6 +36,15 @@ class BadFile(AppError):
     status, title, slug = 422, "File cannot be imported", "bad-file"
 
 
+class UnsupportedMedia(BadFile):
+    """A file whose content is none of the formats an import accepts; `accepted` lists them."""
+
+    status, title, slug = 415, "Unsupported file format", "unsupported-media-type"
+
+    def __init__(self, detail: str, *, accepted: list[str], field: str = "file", **extra: Any) -> None:
+        super().__init__(detail, accepted=accepted, errors=[{"field": field, "message": detail}], **extra)
+
+
 class TooLarge(AppError):
     status, title, slug = 413, "Request too large", "too-large"
 
@@ -46,3 +55,13 @@ class Unauthenticated(AppError):
 
 class Forbidden(AppError):
     status, title, slug = 403, "Forbidden", "forbidden"
+
+
+class TooManyRequests(AppError):
+    """A rate limit reached; `retry_after` seconds until the next attempt is let through."""
+
+    status, title, slug = 429, "Too many requests", "rate-limited"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after)}

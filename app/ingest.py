@@ -1,4 +1,5 @@
-"""Reading import files (CSV or any OGR source), mapping their columns, and reporting what happened.
+"""Reading import files (CSV, GeoJSON, GeoPackage, zipped Shapefile: see app/sources.py), mapping their columns,
+and reporting what happened.
 
 Shared by the address, people and precinct imports. Nothing here touches the database.
 """
@@ -15,6 +16,7 @@ from pyogrio.errors import DataSourceError, FieldError, GeometryError
 from shapely.errors import GEOSException
 
 from app.errors import BadFile, Invalid
+from app.sources import SHAPES, TABLES, Format, gdal_path, names, scrub
 
 # Called with a stage name, the work done and the work in all; the CLI draws a progress bar from it.
 Progress = Callable[[str, int, int], None]
@@ -35,6 +37,10 @@ class Rejection:
     id: str | None = None
 
 
+REJECTIONS_SHOWN = 1000
+REJECTION_COLUMNS = ["file", "row", "column", "reason", "id"]
+
+
 @dataclass
 class ImportReport:
     kind: str
@@ -53,7 +59,10 @@ class ImportReport:
             "kind": self.kind, "file": self.file, "read": self.read, "created": self.created,
             "updated": self.updated, "unchanged": self.unchanged, "snapped": self.snapped,
             "rejected": len(self.rejected), **self.extra,
-            "rejections": [r.__dict__ for r in self.rejected],
+            # A file of millions of bad rows must not answer hundreds of megabytes: the first REJECTIONS_SHOWN,
+            # and how many more (the CLI's --rejections writes them all).
+            "rejections": [r.__dict__ for r in self.rejected[:REJECTIONS_SHOWN]],
+            "rejections_omitted": max(0, len(self.rejected) - REJECTIONS_SHOWN),
         }
 
 
@@ -85,21 +94,28 @@ def parse_map(items: list[str] | None, spec: FieldSpec) -> dict[str, list[str]]:
     return mapping
 
 
-def read_source(path: Path, label: str, *, geometry: bool = False) -> pd.DataFrame:
-    """Read a CSV or OGR file into a frame (a GeoDataFrame if `geometry` and the file has any).
+def read_source(path: Path, label: str, *, geometry: bool = False,
+                accept: tuple[Format, ...] | None = None) -> pd.DataFrame:
+    """Read a CSV, GeoJSON, GeoPackage or zipped Shapefile into a frame (a GeoDataFrame if `geometry` and the file
+    has any); `accept` narrows the formats (by default those with geometry when `geometry`, else all).
 
-    Raises BadFile for a file that can't be read or holds no rows.
+    Raises UnsupportedMedia for a format not accepted, BadFile for a file that can't be read or holds no rows.
     """
     if not path.exists():
         raise BadFile(f"{label}: no such file")
+    if not path.is_file():
+        raise BadFile(f"{label}: a folder, not a file (zip a Shapefile's parts, or name its .shp)")
     if path.stat().st_size == 0:
         raise BadFile(f"{label}: the file is empty")
-    try:
-        # Arrow reads about 3x faster, and its string columns make the clean-up vectorised.
-        frame = pyogrio.read_dataframe(path, read_geometry=geometry or path.suffix.lower() != ".csv", use_arrow=True)
-    except (DataSourceError, FieldError, GeometryError, GEOSException, UnicodeDecodeError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BadFile(f"{label}: not a file Doorstep can read (CSV, GeoJSON, Shapefile, GeoPackage): {reason}") from exc
+    accept = accept or (SHAPES if geometry else TABLES)
+    with gdal_path(path, label, accept) as source:
+        try:
+            # Arrow reads about 3x faster, and its string columns make the clean-up vectorised.
+            frame = pyogrio.read_dataframe(source, read_geometry=geometry or not source.startswith("CSV:"),
+                                           use_arrow=True)
+        except (DataSourceError, FieldError, GeometryError, GEOSException, UnicodeDecodeError, ValueError) as exc:
+            reason = scrub(str(exc).splitlines()[0], path, label) if str(exc) else type(exc).__name__
+            raise BadFile(f"{label}: not a file Doorstep can read ({', '.join(names(accept))}): {reason}") from exc
     if len(frame) == 0:
         raise BadFile(f"{label}: the file holds no rows")
     return frame

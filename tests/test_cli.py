@@ -159,7 +159,7 @@ BAD_INPUT: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "a lon that is no number": (("import", "addresses", "bad_lon.csv", "--campaign", "cambridge", "--json"),
                                 ("bad_lon.csv", "row 2", "column 'lon'", "'west'")),
     "random bytes named .gpkg": (("import", "addresses", "junk.gpkg", "--campaign", "cambridge"),
-                                 ("junk.gpkg", "not a file Doorstep can read")),
+                                 ("junk.gpkg", "no format an import reads", "accepted: CSV, GeoJSON")),
     "an unknown campaign": (("import", "addresses", "good.csv", "--campaign", "nowhere"), ("nowhere",)),
     "an unknown role": (("user", "add", "new@example.org", "--role", "overlord", "--campaign", "cambridge",
                          "--password-stdin"), ("--role", "overlord")),

@@ -8,12 +8,14 @@ from app.auth.service import Access
 from app.ingest import parse_map
 from app.precincts import service as precinct_service
 from app.precincts.schemas import ImportReportRead
+from app.routers.audit import audit_read
 from app.routers.deps import FIELD_ROLES, Allow, SessionDep, SettingsDep
 from app.routers.responses import link_next, uploaded_file
 
 router = APIRouter(prefix="/v1/campaigns/{campaign_id}", tags=["addresses"])
 
 field = Allow(*FIELD_ROLES)
+FILE_HELP = "CSV, GeoJSON, GeoPackage or zipped Shapefile, told by content; anything else gets 415."
 MAP_HELP = "FIELD=COLUMN, once per field to rename; join columns with +: `street=street_name+street_suffix`."
 
 
@@ -27,12 +29,14 @@ async def list_households(request: Request, response: Response, access: Annotate
     rows, next_cursor = await address_service.list_households(session, access.campaign_id, precinct_id=precinct_id,
                                                               cursor=cursor, limit=limit)
     link_next(request, response, next_cursor)
+    await audit_read(request, access, "households.read",
+                     f"precinct {precinct}" if precinct is not None else "all precincts", len(rows))
     return HouseholdPage(items=[HouseholdRead(address_id=r.pop("external_id"), **r) for r in rows],
                          next_cursor=next_cursor)
 
 
 @router.post("/addresses", openapi_extra=field.openapi)
-async def import_addresses(file: Annotated[UploadFile, File(description="CSV or any OGR source.")],
+async def import_addresses(file: Annotated[UploadFile, File(description=FILE_HELP)],
                            access: Annotated[Access, Depends(field)], session: SessionDep, settings: SettingsDep,
                            map: Annotated[list[str], Form(description=MAP_HELP)] = []) -> ImportReportRead:  # noqa: B006
     """Import an address file, atomically: units grouped into buildings, buildings placed in precincts."""
@@ -44,7 +48,7 @@ async def import_addresses(file: Annotated[UploadFile, File(description="CSV or 
 
 
 @router.post("/people", openapi_extra=field.openapi)
-async def import_people(file: Annotated[UploadFile, File(description="A voter file: CSV or any OGR source.")],
+async def import_people(file: Annotated[UploadFile, File(description="A voter file. " + FILE_HELP)],
                         access: Annotated[Access, Depends(field)], session: SessionDep, settings: SettingsDep,
                         map: Annotated[list[str], Form(description=MAP_HELP)] = []) -> ImportReportRead:  # noqa: B006
     """Import a voter file linked to households by address id, atomically."""

@@ -12,7 +12,7 @@ import anyio
 import orjson
 from fastapi import Request, Response, UploadFile
 
-from app.errors import TooLarge
+from app.errors import TooLarge, UnsupportedMedia
 
 GEOJSON = "application/geo+json"
 
@@ -72,12 +72,22 @@ GEOJSON_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
+def require_json(request: Request) -> None:
+    """A dependency for routes that read GeoJSON bodies: any other media type (an XML VRT, a form) gets 415."""
+    media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if media not in ("application/json", GEOJSON):
+        raise UnsupportedMedia(f"The body is {media}; accepted: GeoJSON (application/json or {GEOJSON}).",
+                               accepted=["GeoJSON"], field="body")
+
+
 @asynccontextmanager
 async def uploaded_file(upload: UploadFile, *, max_bytes: int) -> AsyncIterator[Path]:
-    """The upload saved to a temporary file keeping its suffix (OGR picks the format by it). Raises TooLarge."""
-    suffix = Path(upload.filename or "upload.csv").suffix or ".csv"
+    """The upload saved to a temporary file. Raises TooLarge.
+
+    The caller's file name is not kept: the format is told by content (app/sources.py), never by a name.
+    """
     with tempfile.TemporaryDirectory(prefix="doorstep-upload-") as folder:
-        path = Path(folder) / f"upload{suffix}"
+        path = Path(folder) / "upload"
         written = 0
         with path.open("wb") as out:
             while chunk := await upload.read(1 << 20):

@@ -5,9 +5,8 @@ Sync stores a campaign's batches one at a time (PostgreSQL's advisory lock, SQLi
 sequence numbers become visible in order: a reader that has seen N never later finds a knock below N.
 """
 
-import csv
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +14,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import csvsafe
 from app.addresses.models import Household, Person
 from app.precincts.models import Precinct
 from app.sync.models import DoorKnock
@@ -55,10 +55,11 @@ def _item(row: Any, names: bool) -> dict[str, Any]:
             "address": " ".join(part for part in (row.number, row.street, row.unit) if part),
             "person_id": row.person_id,
             "result": row.result, "contacted": row.contacted, "answers": orjson.loads(row.answers),
-            "note": row.note, "knocked_at": row.knocked_at, "corrected_at": row.corrected_at,
+            "note": row.note if names else None, "knocked_at": row.knocked_at, "corrected_at": row.corrected_at,
             "received_at": row.received_at, "clock_suspect": row.clock_suspect}
     if names:
-        # The voter's file id and name: for callers with people:read only (organizers, keys with the scope).
+        # The voter's file id and name, like the canvasser's note above (free text, often about the people at
+        # the door): for callers with people:read only (organizers, keys with the scope).
         item["person_ref"] = row.person_ref
         item["person_name"] = f"{row.first_name} {row.last_name}" if row.first_name is not None else None
     return item
@@ -76,16 +77,20 @@ CSV_FIELDS = ["seq", "id", "turf_id", "precinct", "household_id", "household_ref
 
 
 async def csv_rows(maker: async_sessionmaker[AsyncSession], campaign_id: int, *, since: datetime | None,
-                   until: datetime | None, names: bool) -> AsyncIterator[bytes]:
-    """The window's knocks as CSV, a chunk of rows at a time (each chunk its own short read), header first."""
+                   until: datetime | None, names: bool, seen: Callable[[int], None] | None = None
+                   ) -> AsyncIterator[bytes]:
+    """The window's knocks as CSV, a chunk of rows at a time (each chunk its own short read), header first;
+    `seen` hears how many knocks each chunk holds."""
     fields = CSV_FIELDS + (["person_ref", "person_name"] if names else [])
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fields)
+    writer = csvsafe.DictWriter(buffer, fields)  # notes and voter-file names are anyone's text
     writer.writeheader()
     after = 0
     while True:
         async with maker() as session:
             rows = (await session.execute(_query(campaign_id, after, names, since, until).limit(CSV_CHUNK))).all()
+        if seen is not None:
+            seen(len(rows))
         for row in rows:
             item = _item(row, names)
             item["answers"] = orjson.dumps(item["answers"]).decode()

@@ -191,7 +191,7 @@ BAD_FILES = {
     "text.csv": (b"address_id,number,street,lon,lat\nA-1,1,MAIN ST,-71.1,42.37\nA-2,2,MAIN ST,west,42.37\n",
                  "row 2, column 'lon': 'west' is not a number"),
     "range.csv": (b"address_id,number,street,lon,lat\nA-1,1,MAIN ST,-271.1,42.37\n", "row 1, column 'lon'"),
-    "wrong.gpkg": (b"\x89PNG\r\n" + bytes(range(256)) * 8, "not a file Doorstep can read"),
+    "wrong.gpkg": (b"\x89PNG\r\n" + bytes(range(256)) * 8, "in no format an import reads; accepted: CSV, GeoJSON"),
 }
 
 
