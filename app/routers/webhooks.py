@@ -8,9 +8,10 @@ from pydantic import BaseModel, Field
 from app.auth.models import Scope
 from app.auth.service import Access
 from app.campaigns.models import Role
-from app.routers.deps import Allow, SessionDep
+from app.routers.deps import Allow, SessionDep, SettingsDep
 from app.webhooks import service as webhooks
-from app.webhooks.models import EVENTS
+from app.webhooks import targets
+from app.webhooks.models import EVENTS, URL_MAX
 
 router = APIRouter(prefix="/v1/campaigns/{campaign_id}/webhooks", tags=["webhooks"])
 
@@ -19,7 +20,8 @@ managers = Allow(Role.admin, scope=Scope.webhooks_write)
 
 
 class WebhookCreate(BaseModel):
-    url: str = Field(max_length=2000, description="Where events are POSTed (http or https).")
+    url: str = Field(max_length=URL_MAX, description="Where events are POSTed: http or https, no user or password, a "
+                                                  "host on the public internet.")
     events: list[str] = Field(min_length=1, max_length=len(EVENTS), description=f"Some of {', '.join(EVENTS)}.")
 
 
@@ -44,7 +46,7 @@ class DeliveryRead(BaseModel):
     delivered_at: datetime | None
     failed_at: datetime | None
     last_status: int | None
-    last_error: str | None
+    last_error: targets.Failure | None = Field(description=targets.FAILURES_DOC)
 
 
 def _read(row: webhooks.Webhook) -> dict[str, object]:
@@ -53,10 +55,13 @@ def _read(row: webhooks.Webhook) -> dict[str, object]:
 
 @router.post("", status_code=status.HTTP_201_CREATED, openapi_extra=managers.openapi, response_model=WebhookMade)
 async def create_webhook(body: WebhookCreate, access: Annotated[Access, Depends(managers)],
-                         session: SessionDep) -> dict[str, object]:
+                         session: SessionDep, settings: SettingsDep) -> dict[str, object]:
     """Register a URL for events. Deliveries are POSTed as JSON with `X-Doorstep-Event`, `X-Doorstep-Delivery`,
-    `X-Doorstep-Timestamp` and `X-Doorstep-Signature`; anything but a 2xx is retried with doubling waits."""
-    row, secret = await webhooks.create(session, access.campaign_id, url=body.url, events=body.events)
+    `X-Doorstep-Timestamp` and `X-Doorstep-Signature`; anything but a 2xx is retried with doubling waits.
+    A URL whose host is, or resolves to, an address off the public internet is refused (422), and checked again
+    at each delivery."""
+    row, secret = await webhooks.create(session, access.campaign_id, url=body.url, events=body.events,
+                                        settings=settings)
     return {**_read(row), "secret": secret}
 
 

@@ -9,6 +9,7 @@ from sqlmodel import Field, SQLModel
 from app.db import UTCDateTime, utcnow
 
 EVENTS = ("knock.accepted", "turf.completed", "turf.assigned")
+URL_MAX = 2000
 
 
 class Webhook(SQLModel, table=True):
@@ -16,7 +17,7 @@ class Webhook(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     campaign_id: int = Field(foreign_key="campaign.id", index=True, ondelete="CASCADE")
-    url: str = Field(max_length=2000)
+    url: str = Field(max_length=URL_MAX)
     events: str = Field(max_length=200)  # space-separated, from EVENTS
     # The HMAC-SHA256 key of its signatures: shown once, when made; kept, since the server signs with it.
     secret: str = Field(max_length=64)
@@ -42,4 +43,5 @@ class WebhookDelivery(SQLModel, table=True):
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     failed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_status: int | None = None
+    # A class of failure, one of app.webhooks.targets.FAILURES (rows from before: the HTTP library's message).
     last_error: str | None = Field(default=None, max_length=500)

@@ -11,18 +11,18 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 import httpx
 import orjson
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, case, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.db import UTCDateTime, begin_write, utcnow
 from app.errors import Invalid, NotFound
-from app.webhooks.models import EVENTS, Webhook, WebhookDelivery
+from app.webhooks import targets
+from app.webhooks.models import EVENTS, URL_MAX, Webhook, WebhookDelivery
 
 log = logging.getLogger("doorstep")
 # Deliveries a worker takes at once, and how long it holds them before another worker may take them over.
@@ -31,15 +31,23 @@ LEASE = timedelta(minutes=2)
 MAX_BACKOFF_S = 3600.0
 
 
-async def create(session: AsyncSession, campaign_id: int, *, url: str, events: Sequence[str]) -> tuple[Webhook, str]:
-    """Register a URL for events; returns the row and its signing secret (shown this once)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Invalid("an http or https URL", field="url")
+async def create(session: AsyncSession, campaign_id: int, *, url: str, events: Sequence[str],
+                 settings: Settings) -> tuple[Webhook, str]:
+    """Register a URL for events; returns the row and its signing secret (shown this once). Raises Invalid for
+    a URL that is not http(s), holds a user or password, or whose host is not on the public internet (unless
+    `webhook_allow_private_targets`) or does not resolve."""
     unknown = sorted(set(events) - set(EVENTS))
     if not events or unknown:
         raise Invalid(f"events are some of {', '.join(EVENTS)}" + (f"; not {', '.join(unknown)}" if unknown
                                                                     else ""), field="events")
+    # The cheap checks first: the URL's costs a DNS lookup.
+    try:
+        url = await targets.check(url, allow_private=settings.webhook_allow_private_targets,
+                                  timeout_s=settings.webhook_timeout_s)
+    except ValueError as exc:
+        raise Invalid(str(exc), field="url") from None
+    if len(url) > URL_MAX:  # a host in other scripts grows when written in ASCII
+        raise Invalid(f"at most {URL_MAX} characters, the host written in ASCII", field="url")
     secret = secrets.token_hex(32)
     row = Webhook(campaign_id=campaign_id, url=url, events=" ".join(sorted(set(events))), secret=secret)
     session.add(row)
@@ -70,9 +78,13 @@ async def deliveries(session: AsyncSession, campaign_id: int, webhook_id: UUID, 
     """The webhook's latest deliveries, newest first, without their payloads."""
     await get_webhook(session, campaign_id, webhook_id)
     d = WebhookDelivery
+    # Rows written before failures were classed hold the HTTP library's message: shown by their class.
+    error = case((d.last_error.is_(None) | d.last_error.in_(targets.FAILURES), d.last_error),
+                 (d.last_error.like("HTTP %"), "status"), (d.last_error.like("%Timeout%"), "timed out"),
+                 (d.last_error.like("%Connection refused%"), "refused"), else_="unreachable").label("last_error")
     return list((await session.execute(
         select(d.id, d.event, d.created_at, d.attempts, d.next_attempt_at, d.delivered_at, d.failed_at,
-               d.last_status, d.last_error).where(d.webhook_id == webhook_id)
+               d.last_status, error).where(d.webhook_id == webhook_id)
         .order_by(d.created_at.desc()).limit(limit))).all())
 
 
@@ -137,10 +149,17 @@ async def _send(client: httpx.AsyncClient, row: Any) -> tuple[int | None, str | 
                "X-Doorstep-Event": row.event, "X-Doorstep-Delivery": str(row.id),
                "X-Doorstep-Timestamp": timestamp, "X-Doorstep-Signature": signature(row.secret, timestamp, body)}
     try:
-        response = await client.post(row.url, content=body, headers=headers)
-    except httpx.HTTPError as exc:
-        return None, f"{type(exc).__name__}: {exc}"[:500]
-    return response.status_code, None if response.is_success else f"HTTP {response.status_code}"
+        # Checked again: a row from before the checks, or changed in the database, is still refused here.
+        url, _ = targets.normalise(row.url)
+    except ValueError:
+        return None, "blocked"
+    try:
+        response = await client.post(url, content=body, headers=headers)
+    except (targets.Undeliverable, httpx.HTTPError) as exc:
+        # Only the class of failure is kept: the library's words would tell a reader what answers where.
+        log.debug("webhook delivery %s failed: %r", row.id, exc)
+        return None, targets.failure(exc)
+    return response.status_code, None if response.is_success else "status"
 
 
 async def deliver_due(maker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient,
@@ -173,7 +192,8 @@ async def deliver_due(maker: async_sessionmaker[AsyncSession], client: httpx.Asy
 
 async def run(maker: async_sessionmaker[AsyncSession], settings: Settings, stop: asyncio.Event) -> None:
     """The delivery worker: drain the outbox until `stop`, looking again every `webhook_poll_s`."""
-    async with httpx.AsyncClient(timeout=settings.webhook_timeout_s, follow_redirects=False) as client:
+    async with targets.client(allow_private=settings.webhook_allow_private_targets,
+                              timeout_s=settings.webhook_timeout_s) as client:
         while not stop.is_set():
             try:
                 sent = await deliver_due(maker, client, settings)
