@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import app.models  # noqa: F401  every table, so foreign keys across domains resolve whatever a command loads
+from app import csvsafe
 from app.auth import service as auth_service
 from app.auth.models import Scope
 from app.campaigns import service as campaign_service
@@ -25,7 +26,7 @@ from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.errors import AppError
 from app.errors import NotFound as NotFoundError
-from app.ingest import ImportReport, parse_map
+from app.ingest import REJECTION_COLUMNS, ImportReport, parse_map
 
 T = TypeVar("T")
 out = Console(soft_wrap=True)
@@ -49,6 +50,8 @@ SAMPLE_DATA = Path(__file__).resolve().parent.parent / "data" / "cambridge"
 CampaignOpt = Annotated[str, typer.Option("--campaign", "-c", help="The campaign's slug.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")]
 MapOpt = Annotated[list[str] | None, typer.Option("--map", help="FIELD=COLUMN[+COLUMN...]; repeat per field.")]
+RejectionsOpt = Annotated[Path | None, typer.Option("--rejections", help=(
+    "Write every rejected row to this CSV (--json and the HTTP answer list the first 1,000)."))]
 
 
 def run(work: Callable[[AsyncSession], Awaitable[T]], settings: Settings | None = None) -> T:
@@ -81,7 +84,17 @@ def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, int, int], Non
         yield update
 
 
-def show_report(report: ImportReport, as_json: bool) -> None:
+def write_rejections(report: ImportReport, path: Path) -> None:
+    """Every rejected row as CSV, formula-safe (a row's id or reason may come from anyone's file)."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csvsafe.DictWriter(f, REJECTION_COLUMNS)
+        writer.writeheader()
+        writer.writerows(r.__dict__ for r in report.rejected)
+
+
+def show_report(report: ImportReport, as_json: bool, rejections: Path | None = None) -> None:
+    if rejections is not None:
+        write_rejections(report, rejections)
     if as_json:
         out.print_json(json.dumps(report.as_dict()))
         return
@@ -94,7 +107,7 @@ def show_report(report: ImportReport, as_json: bool) -> None:
         where = f"row {r.row}" + (f", column {r.column}" if r.column else "")
         out.print(f"  rejected: {r.file} {where}: {r.reason}" + (f" ({r.id})" if r.id else ""), highlight=False)
     if len(report.rejected) > len(shown):
-        out.print(f"  ... and {len(report.rejected) - len(shown)} more (--json lists them all)")
+        out.print(f"  ... and {len(report.rejected) - len(shown)} more (--rejections FILE.csv writes them all)")
 
 
 @cli.command()
@@ -173,6 +186,35 @@ def user_add(email: str, role: Annotated[Role, typer.Option(help="The user's rol
     out.print(run(work), highlight=False)
 
 
+@user_cli.command("remove")
+def user_remove(email: str, campaign: CampaignOpt) -> None:
+    """Take a user out of a campaign: their turfs there go back, and every login of theirs ends."""
+    from app.organizing import service as organizing
+
+    async def work(session: AsyncSession) -> str:
+        c = await _campaign(session, campaign)
+        user = await campaign_service.find_user(session, email)
+        if user is None or c.id is None:
+            raise NotFoundError(f"no user {email.strip().lower()}")
+        await organizing.remove_member(session, c.id, user.id, by=None)
+        return f"{user.email} is no longer in {campaign}; their logins are ended."
+    out.print(run(work), highlight=False)
+
+
+@user_cli.command("disable")
+def user_disable(email: str) -> None:
+    """Disable a user everywhere: they can't log in, and every token they hold stops at once."""
+    user = run(lambda s: campaign_service.set_disabled(s, email, disabled=True))
+    out.print(f"{user.email} is disabled; their logins are ended.", highlight=False)
+
+
+@user_cli.command("enable")
+def user_enable(email: str) -> None:
+    """Let a disabled user log in again (with their password; their old tokens stay ended)."""
+    user = run(lambda s: campaign_service.set_disabled(s, email, disabled=False))
+    out.print(f"{user.email} may log in again.", highlight=False)
+
+
 @key_cli.command("create")
 def key_create(campaign: CampaignOpt, name: Annotated[str, typer.Option(help="Who the key is for.")],
                scope: Annotated[list[Scope], typer.Option(help="A scope; repeat for several.")]) -> None:
@@ -197,55 +239,64 @@ def key_list(campaign: CampaignOpt) -> None:
         out.print(f"{k.id}\t{k.prefix}...\t{k.name}\t{k.scopes}\t{state}", highlight=False)
 
 
-def _import(campaign: str, as_json: bool, work: Callable[[AsyncSession, int, Any], Awaitable[ImportReport]]) -> None:
+def _import(campaign: str, as_json: bool, work: Callable[[AsyncSession, int, Any], Awaitable[ImportReport]],
+            rejections: Path | None = None) -> None:
     with progress_bar(enabled=err.is_terminal) as progress:
         async def go(session: AsyncSession) -> ImportReport:
             c = await _campaign(session, campaign)
             return await work(session, c.id or 0, progress)
         report = run(go)
-    show_report(report, as_json)
+    show_report(report, as_json, rejections)
 
 
 @import_cli.command("precincts")
 def import_precincts(file: Path, campaign: CampaignOpt, as_json: JsonOpt = False,
                      id_field: Annotated[str, typer.Option(help="The field holding the precinct id.")] = "precinct_id",
                      name_field: Annotated[str | None, typer.Option(
-                         help="The field holding its name; without it the id is the name.")] = None) -> None:
-    """Import precincts from GeoJSON, Shapefile or GeoPackage (any CRS; reprojected to EPSG:4326)."""
+                         help="The field holding its name; without it the id is the name.")] = None,
+                     rejections: RejectionsOpt = None) -> None:
+    """Import precincts from GeoJSON, GeoPackage or a Shapefile, zipped or not (any CRS; reprojected to EPSG:4326)."""
     from app.precincts.service import import_precincts as service
 
     _import(campaign, as_json, lambda s, cid, p: service(s, cid, file, label=file.name, id_field=id_field,
-                                                         name_field=name_field, progress=p))
+                                                         name_field=name_field, progress=p), rejections)
 
 
 @import_cli.command("addresses")
-def import_addresses(file: Path, campaign: CampaignOpt, mapping: MapOpt = None, as_json: JsonOpt = False) -> None:
-    """Import an address file (CSV or any OGR source): units become households, grouped into buildings."""
+def import_addresses(file: Path, campaign: CampaignOpt, mapping: MapOpt = None, as_json: JsonOpt = False,
+                     rejections: RejectionsOpt = None) -> None:
+    """Import an address file (CSV, GeoJSON, GeoPackage or zipped Shapefile): units become households, grouped
+    into buildings."""
     from app.addresses.service import ADDRESS_FIELDS
     from app.addresses.service import import_addresses as service
 
     fields = parse_map(mapping, ADDRESS_FIELDS)
-    _import(campaign, as_json, lambda s, cid, p: service(s, cid, file, label=file.name, mapping=fields, progress=p))
+    _import(campaign, as_json, lambda s, cid, p: service(s, cid, file, label=file.name, mapping=fields, progress=p),
+            rejections)
 
 
 @import_cli.command("people")
-def import_people(file: Path, campaign: CampaignOpt, mapping: MapOpt = None, as_json: JsonOpt = False) -> None:
+def import_people(file: Path, campaign: CampaignOpt, mapping: MapOpt = None, as_json: JsonOpt = False,
+                  rejections: RejectionsOpt = None) -> None:
     """Import a voter file, linked to households by the address file's id."""
     from app.addresses.service import PEOPLE_FIELDS
     from app.addresses.service import import_people as service
 
     fields = parse_map(mapping, PEOPLE_FIELDS)
-    _import(campaign, as_json, lambda s, cid, p: service(s, cid, file, label=file.name, mapping=fields, progress=p))
+    _import(campaign, as_json, lambda s, cid, p: service(s, cid, file, label=file.name, mapping=fields, progress=p),
+            rejections)
 
 
 @import_cli.command("streets")
-def import_streets(file: Path, campaign: CampaignOpt, mapping: MapOpt = None, as_json: JsonOpt = False) -> None:
+def import_streets(file: Path, campaign: CampaignOpt, mapping: MapOpt = None, as_json: JsonOpt = False,
+                   rejections: RejectionsOpt = None) -> None:
     """Import street centrelines (segments with node ids and address ranges); buildings are matched to them."""
     from app.streets.service import STREET_FIELDS
     from app.streets.service import import_streets as service
 
     fields = parse_map(mapping, STREET_FIELDS)
-    _import(campaign, as_json, lambda s, cid, p: service(s, cid, file, label=file.name, mapping=fields, progress=p))
+    _import(campaign, as_json, lambda s, cid, p: service(s, cid, file, label=file.name, mapping=fields, progress=p),
+            rejections)
 
 
 @turf_cli.command("cut")

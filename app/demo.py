@@ -88,10 +88,13 @@ async def set_up_demo(session: AsyncSession, data: Path, saved: dict[str, str], 
     for email, name, role in USERS:
         user = await campaign_service.find_user(session, email)
         password = saved.get(email)
-        if user is None or password is None or not await campaign_service.password_matches(user.password_hash,
-                                                                                         password):
+        kept = user is not None and password is not None and await campaign_service.password_matches(
+            user.password_hash, password)
+        if not kept:
             password = secrets.token_urlsafe(12)
-        await campaign_service.add_member(session, campaign, email, role, name=name, password=password)
+        # A password kept is not set again: setting one ends the user's sessions.
+        await campaign_service.add_member(session, campaign, email, role, name=name,
+                                          password=None if kept else password)
         saved[email] = password
         logins.append({"role": str(role), "email": email, "password": password})
     return logins

@@ -16,6 +16,7 @@ class CampaignRead(SQLModel):
 
 class CampaignSummary(CampaignRead):
     claim_lapse_hours: int = Field(description="A claimed turf with no synced activity this long goes back.")
+    event_max_turfs: int = Field(description="The most turfs one event may reserve in its pool.")
     precincts: int
     buildings: int
     households: int
@@ -48,6 +49,27 @@ class RefreshRequest(SQLModel):
     refresh_token: str = Field(max_length=2000)
 
 
+class PasswordChange(SQLModel):
+    current_password: str = Field(max_length=1000)
+    new_password: str = Field(max_length=1000, description="At least 8 characters, not a common password nor the "
+                                                            "email; at most 256.")
+
+
+class MemberRead(SQLModel):
+    user_id: UUID
+    email: str
+    name: str
+    role: Role
+    joined_at: datetime
+
+
+class MemberPage(SQLModel):
+    items: list[MemberRead]
+    next_cursor: str | None
+
+
 class CampaignUpdate(SQLModel):
     name: Text | None = Field(None, min_length=1, max_length=200)
     claim_lapse_hours: int | None = Field(None, ge=1, le=24 * 30)
+    event_max_turfs: int | None = Field(None, ge=0, le=1000, description=(
+        "The most turfs one event may reserve; pools already reserved keep their size."))

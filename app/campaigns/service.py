@@ -5,39 +5,20 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-import anyio
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+# Hashing lives in app.auth.passwords (a bounded pool of threads); its names stay importable from here.
+from app.auth.passwords import MIN_PASSWORD, check_password, hash_password, password_matches  # noqa: F401
+from app.auth.sessions import end_sessions
 from app.campaigns.models import Campaign, Membership, Role, User
-from app.db import begin_write
+from app.db import begin_write, utcnow
 from app.errors import Conflict, Invalid, NotFound
 from app.precincts.models import Precinct
 from app.progress import live
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-MIN_PASSWORD = 8
-_hasher = PasswordHasher()
-# Verified against when an email is unknown, so a wrong email costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("not a password anyone has")
-
-
-async def hash_password(password: str) -> str:
-    # argon2 takes a fifth of a second of CPU on purpose: in a thread, so the server goes on serving meanwhile.
-    return await anyio.to_thread.run_sync(_hasher.hash, password)
-
-
-async def password_matches(password_hash: str | None, password: str) -> bool:
-    """Whether the password is the hash's; a missing hash checks a dummy, so unknown emails take as long."""
-    def verify() -> bool:
-        try:
-            return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
-        except (VerificationError, InvalidHashError):
-            return False
-    return await anyio.to_thread.run_sync(verify)
 
 
 async def create_campaign(session: AsyncSession, slug: str, name: str) -> Campaign:
@@ -106,13 +87,15 @@ async def add_member(session: AsyncSession, campaign: Campaign, email: str, role
     `password_hash`, hashed before a write transaction began, stands in for `password` (no lock held while
     argon2 works).
 
-    Raises Invalid for a bad email, role or short password.
+    A new password for an existing user ends every session and token they hold.
+
+    Raises Invalid for a bad email or role, or a password the policy refuses (app.auth.passwords).
     """
     email = normal_email(email)
     if role not in Role.__members__:
         raise Invalid(f"role {role!r}: one of {', '.join(Role)}", field="role")
-    if password is not None and len(password) < MIN_PASSWORD:
-        raise Invalid(f"the password needs at least {MIN_PASSWORD} characters", field="password")
+    if password is not None:
+        check_password(password, email=email)
     if password_hash is None and password is not None:
         password_hash = await hash_password(password)
     user = await find_user(session, email)
@@ -123,6 +106,7 @@ async def add_member(session: AsyncSession, campaign: Campaign, email: str, role
         session.add(user)
     elif password_hash is not None:
         user.password_hash = password_hash
+        await end_sessions(session, user.id, reason="password")
     if name:
         user.name = name.strip()
     await session.flush()
@@ -147,6 +131,35 @@ async def user_memberships(session: AsyncSession, user_id: UUID) -> list[dict[st
     return [{"campaign_id": r.slug, "campaign_name": r.name, "role": r.role} for r in rows]
 
 
+async def list_members(session: AsyncSession, campaign_id: int, *, after: int, limit: int) -> list[Any]:
+    """A page of the campaign's members in the order they joined (keyset on the membership id, past `after`):
+    rows of membership id, user id, email, name, role and when they joined."""
+    return list((await session.execute(
+        select(Membership.id, Membership.user_id, User.email, User.name, Membership.role,
+               Membership.created_at.label("joined_at"))
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.campaign_id == campaign_id, Membership.id > after)
+        .order_by(Membership.id).limit(limit))).all())
+
+
+async def set_disabled(session: AsyncSession, email: str, *, disabled: bool) -> User:
+    """Disable a user (they can't log in, and every token they hold stops at once) or enable them again.
+
+    Raises NotFound.
+    """
+    await begin_write(session)
+    user = await find_user(session, email)
+    if user is None:
+        raise NotFound(f"No user {email.strip().lower()}.")
+    if disabled:
+        user.disabled_at = user.disabled_at or utcnow()
+        await end_sessions(session, user.id, reason="disabled")
+    else:
+        user.disabled_at = None
+    await session.commit()
+    return user
+
+
 async def caller_campaigns(session: AsyncSession, *, user_id: UUID | None,
                            campaign_id: int | None) -> list[tuple[Campaign, Role | None]]:
     """A user's campaigns with their role, or an API key's one campaign."""
@@ -160,8 +173,9 @@ async def caller_campaigns(session: AsyncSession, *, user_id: UUID | None,
 
 
 async def update_campaign(session: AsyncSession, campaign_id: int, *, name: str | None,
-                          claim_lapse_hours: int | None) -> Campaign:
-    """Change a campaign's settings."""
+                          claim_lapse_hours: int | None, event_max_turfs: int | None = None) -> Campaign:
+    """Change a campaign's settings. A lower `event_max_turfs` bounds events made or changed after; pools
+    already reserved keep their turfs."""
     await begin_write(session)
     campaign = await session.get(Campaign, campaign_id)
     assert campaign is not None
@@ -169,5 +183,7 @@ async def update_campaign(session: AsyncSession, campaign_id: int, *, name: str 
         campaign.name = name.strip()
     if claim_lapse_hours is not None:
         campaign.claim_lapse_hours = claim_lapse_hours
+    if event_max_turfs is not None:
+        campaign.event_max_turfs = event_max_turfs
     await session.commit()
     return campaign

@@ -1,7 +1,7 @@
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from app.auth import service as auth_service
 from app.auth.models import Scope
@@ -9,8 +9,11 @@ from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 from app.auth.service import Access
 from app.campaigns import service as campaign_service
 from app.campaigns.models import Role
-from app.campaigns.schemas import CampaignRead, CampaignSummary, CampaignUpdate
+from app.campaigns.schemas import CampaignRead, CampaignSummary, CampaignUpdate, MemberPage, MemberRead
+from app.organizing import service as organizing
+from app.pagination import encode_cursor, int_cursor
 from app.routers.deps import ALL_ROLES, Allow, CallerDep, SessionDep
+from app.routers.responses import link_next
 
 router = APIRouter(prefix="/v1/campaigns/{campaign_id}", tags=["campaigns"])
 
@@ -33,7 +36,8 @@ async def _summary(session: SessionDep, access: Access) -> CampaignSummary:
     counts = await campaign_service.campaign_counts(session, access.campaign_id)
     return CampaignSummary(id=access.campaign.slug, name=access.campaign.name, role=access.role,
                            created_at=access.campaign.created_at,
-                           claim_lapse_hours=access.campaign.claim_lapse_hours, **counts)
+                           claim_lapse_hours=access.campaign.claim_lapse_hours,
+                           event_max_turfs=access.campaign.event_max_turfs, **counts)
 
 
 @router.patch("", openapi_extra=admin.openapi)
@@ -41,7 +45,8 @@ async def update_campaign(body: CampaignUpdate, access: Annotated[Access, Depend
                           session: SessionDep) -> CampaignSummary:
     """Change the campaign's name or settings (admins)."""
     campaign = await campaign_service.update_campaign(session, access.campaign_id, name=body.name,
-                                                      claim_lapse_hours=body.claim_lapse_hours)
+                                                      claim_lapse_hours=body.claim_lapse_hours,
+                                                      event_max_turfs=body.event_max_turfs)
     return await _summary(session, Access(campaign, access.caller, access.role))
 
 
@@ -67,6 +72,27 @@ async def revoke_api_key(key_id: UUID, access: Annotated[Access, Depends(admin)]
                          session: SessionDep) -> ApiKeyRead:
     """Revoke an API key: it stops working at once."""
     return _key_read(await auth_service.revoke_api_key(session, access.campaign_id, key_id))
+
+
+@router.get("/members", openapi_extra=admin.openapi)
+async def list_members(request: Request, response: Response, access: Annotated[Access, Depends(admin)],
+                       session: SessionDep, cursor: str | None = None,
+                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> MemberPage:
+    """The campaign's members in the order they joined, a page at a time (admins)."""
+    rows = await campaign_service.list_members(session, access.campaign_id, after=int_cursor(cursor),
+                                               limit=limit + 1)
+    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    link_next(request, response, next_cursor)
+    return MemberPage(items=[MemberRead.model_validate(r, from_attributes=True) for r in rows[:limit]],
+                      next_cursor=next_cursor)
+
+
+@router.delete("/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT, openapi_extra=admin.openapi)
+async def remove_member(user_id: UUID, access: Annotated[Access, Depends(admin)], session: SessionDep) -> Response:
+    """Take a member out of the campaign (admins): their turfs here go back, the join codes they made here stop,
+    and every login of theirs ends. The campaign's last admin can't be removed (409)."""
+    await organizing.remove_member(session, access.campaign_id, user_id, by=access.caller.user_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 index = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
