@@ -1,11 +1,11 @@
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import AwareDatetime
 from sqlmodel import Field, SQLModel
 
 from app.campaigns.models import Role
 from app.text import Text
+from app.values import Id, Moment
 
 
 class AssignmentCreate(SQLModel):
@@ -48,9 +48,9 @@ class ClaimRead(SQLModel):
 
 class JoinCodeCreate(SQLModel):
     role: Role
-    expires_at: AwareDatetime
+    expires_at: Moment
     max_uses: int | None = Field(None, ge=1, le=100000)
-    event_id: int | None = None
+    event_id: Id | None = None
 
 
 class JoinCodeRead(SQLModel):
@@ -68,7 +68,8 @@ class JoinRequest(SQLModel):
     code: Text = Field(min_length=4, max_length=32)
     name: Text = Field(min_length=1, max_length=200)
     email: Text = Field(min_length=3, max_length=320)
-    password: str = Field(min_length=8, max_length=200)
+    password: str = Field(min_length=8, max_length=256, description="New accounts: at least 8 characters, not a "
+                                                                   "common password nor the email.")
 
 
 class Joined(SQLModel):
@@ -85,12 +86,28 @@ class Joined(SQLModel):
 
 class EventCreate(SQLModel):
     title: Text = Field(min_length=1, max_length=200)
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Moment
+    ends_at: Moment
     lon: float = Field(ge=-180, le=180, description="Meeting point.")
     lat: float = Field(ge=-90, le=90)
     capacity: int = Field(ge=1, le=1000)
-    turfs: int | None = Field(None, ge=0, le=1000, description="Turfs to reserve; the capacity when absent.")
+    turfs: int | None = Field(None, ge=0, le=1000, description=(
+        "Turfs to reserve, at most the capacity and the campaign's event_max_turfs; when absent, the capacity "
+        "up to event_max_turfs."))
+
+
+class EventUpdate(SQLModel):
+    """What a host changes of an event; what is absent stays."""
+
+    title: Text | None = Field(None, min_length=1, max_length=200)
+    starts_at: Moment | None = None
+    ends_at: Moment | None = None
+    lon: float | None = Field(None, ge=-180, le=180, description="Meeting point.")
+    lat: float | None = Field(None, ge=-90, le=90)
+    capacity: int | None = Field(None, ge=1, le=1000)
+    turfs: int | None = Field(None, ge=0, le=1000, description=(
+        "The pool's new size: smaller releases turfs not handed out, larger reserves more nearby. When absent the "
+        "pool keeps its size, down to a lowered capacity."))
 
 
 class EventTurfRead(SQLModel):
@@ -117,7 +134,8 @@ class EventRead(SQLModel):
     lon: float
     lat: float
     capacity: int
-    code: str | None = Field(description="The code attendees join with.")
+    cancelled_at: datetime | None = Field(description="When it was cancelled; null for an event that stands.")
+    code: str | None = Field(description="The code attendees join with; null once the event is cancelled.")
     turfs: list[EventTurfRead]
     attendees: list[AttendeeRead]
 
@@ -129,6 +147,7 @@ class EventSummary(SQLModel):
     starts_at: datetime
     ends_at: datetime
     capacity: int
+    cancelled_at: datetime | None = Field(description="When it was cancelled; null for an event that stands.")
 
 
 class CheckIn(SQLModel):

@@ -1,9 +1,8 @@
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
-from app.auth import service as auth_service
 from app.auth.models import Scope
 from app.auth.service import Access
 from app.campaigns.models import Role
@@ -20,6 +19,7 @@ from app.organizing.schemas import (
     EventRead,
     EventSummary,
     EventTurfRead,
+    EventUpdate,
     HistoryRead,
     HolderRead,
     JoinCodeCreate,
@@ -28,6 +28,8 @@ from app.organizing.schemas import (
     JoinRequest,
 )
 from app.routers.deps import ALL_ROLES, FIELD_ROLES, Allow, SessionDep, SettingsDep
+from app.routers.ratelimits import rate_limit
+from app.values import Id
 
 router = APIRouter(prefix="/v1/campaigns/{campaign_id}", tags=["organizing"])
 public = APIRouter(prefix="/v1", tags=["organizing"])
@@ -44,7 +46,7 @@ def _user(access: Access) -> UUID:
 
 
 @router.post("/turfs/{turf_id}/assignments", status_code=status.HTTP_201_CREATED, openapi_extra=field.openapi)
-async def assign_turf(turf_id: int, body: AssignmentCreate, access: Annotated[Access, Depends(field)],
+async def assign_turf(turf_id: Id, body: AssignmentCreate, access: Annotated[Access, Depends(field)],
                       session: SessionDep) -> list[HolderRead]:
     """Give a turf to one or more members; returns everyone holding it."""
     rows = await organizing.assign(session, access.campaign_id, turf_id, body.user_ids, by=access.caller.user_id)
@@ -53,7 +55,7 @@ async def assign_turf(turf_id: int, body: AssignmentCreate, access: Annotated[Ac
 
 @router.delete("/turfs/{turf_id}/assignments/{user_id}", status_code=status.HTTP_204_NO_CONTENT,
                openapi_extra=field.openapi)
-async def take_back_turf(turf_id: int, user_id: UUID, access: Annotated[Access, Depends(field)],
+async def take_back_turf(turf_id: Id, user_id: UUID, access: Annotated[Access, Depends(field)],
                          session: SessionDep) -> Response:
     """Take a turf back from a holder, however they came to hold it."""
     await organizing.unassign(session, access.campaign_id, turf_id, user_id, by=access.caller.user_id)
@@ -62,7 +64,7 @@ async def take_back_turf(turf_id: int, user_id: UUID, access: Annotated[Access, 
 
 @router.get("/assignments", openapi_extra=field_readers.openapi)
 async def list_holders(access: Annotated[Access, Depends(field_readers)], session: SessionDep,
-                       turf: int | None = None, user: UUID | None = None) -> list[HolderRead]:
+                       turf: Id | None = None, user: UUID | None = None) -> list[HolderRead]:
     """Who holds what: assignments, claims and event check-outs."""
     rows = await organizing.holders(session, access.campaign_id, turf_id=turf, user_id=user)
     holders = [HolderRead.model_validate(r, from_attributes=True) for r in rows]
@@ -74,7 +76,7 @@ async def list_holders(access: Annotated[Access, Depends(field_readers)], sessio
 
 @router.get("/turf-history", openapi_extra=field.openapi)
 async def turf_history(access: Annotated[Access, Depends(field)], session: SessionDep,
-                       turf: int | None = None) -> list[HistoryRead]:
+                       turf: Id | None = None) -> list[HistoryRead]:
     """Every assignment, claim, release, lapse and check-out, oldest first."""
     rows = await organizing.history(session, access.campaign_id, turf_id=turf)
     return [HistoryRead.model_validate(r, from_attributes=True) for r in rows]
@@ -92,7 +94,7 @@ async def claim_turf(body: ClaimCreate, response: Response, access: Annotated[Ac
 
 
 @router.post("/turfs/{turf_id}/release", status_code=status.HTTP_204_NO_CONTENT, openapi_extra=members.openapi)
-async def release_turf(turf_id: int, access: Annotated[Access, Depends(members)], session: SessionDep) -> Response:
+async def release_turf(turf_id: Id, access: Annotated[Access, Depends(members)], session: SessionDep) -> Response:
     """Give back a turf you hold."""
     await organizing.release(session, access.campaign_id, turf_id, _user(access))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -122,7 +124,7 @@ async def list_join_codes(access: Annotated[Access, Depends(hosts)], session: Se
 
 
 @router.delete("/join-codes/{code_id}", openapi_extra=hosts.openapi)
-async def revoke_join_code(code_id: int, access: Annotated[Access, Depends(hosts)],
+async def revoke_join_code(code_id: Id, access: Annotated[Access, Depends(hosts)],
                            session: SessionDep) -> JoinCodeRead:
     """Revoke a join code: it stops working at once."""
     assert access.role is not None
@@ -131,14 +133,15 @@ async def revoke_join_code(code_id: int, access: Annotated[Access, Depends(hosts
 
 
 @public.post("/join", status_code=status.HTTP_201_CREATED)
-async def join(body: JoinRequest, session: SessionDep, settings: SettingsDep) -> Joined:
-    """Sign up with a join code (or add the campaign to an existing account, with its password); logs in."""
+async def join(body: JoinRequest, request: Request, session: SessionDep, settings: SettingsDep) -> Joined:
+    """Sign up with a join code (or add the campaign to an existing account, with its password); logs in.
+    Rate-limited (429)."""
     assert settings.jwt_secret is not None
+    await rate_limit(request, "join", account=body.email)
     joined = await organizing.join(session, code=body.code, name=body.name, email=body.email, password=body.password,
-                                   secret=settings.jwt_secret.get_secret_value(), minutes=settings.token_minutes)
-    refresh = auth_service.issue_refresh_token(joined.user_id, secret=settings.jwt_secret.get_secret_value(),
-                                               days=settings.refresh_days)
-    return Joined(access_token=joined.token, expires_in=settings.token_minutes * 60, refresh_token=refresh,
+                                   secret=settings.jwt_secret.get_secret_value(), minutes=settings.token_minutes,
+                                   refresh_days=settings.refresh_days)
+    return Joined(access_token=joined.token, expires_in=settings.token_minutes * 60, refresh_token=joined.refresh_token,
                   refresh_expires_in=settings.refresh_days * 86400, campaign_id=joined.campaign.slug,
                   role=joined.role, event_id=joined.event_id, new_account=joined.new_account)
 
@@ -151,13 +154,16 @@ async def _event_read(session: SessionDep, event: object) -> EventRead:
                      attendees=[AttendeeRead.model_validate(a, from_attributes=True) for a in detail["attendees"]])
 
 
-@router.post("/events", status_code=status.HTTP_201_CREATED, openapi_extra=hosts.openapi)
-async def create_event(body: EventCreate, access: Annotated[Access, Depends(hosts)],
-                       session: SessionDep) -> EventRead:
+@router.post("/events", status_code=status.HTTP_201_CREATED, openapi_extra=hosts.openapi,
+             responses={409: {"description": "The host's other live events reserve every turf a host may."}})
+async def create_event(body: EventCreate, access: Annotated[Access, Depends(hosts)], session: SessionDep,
+                       settings: SettingsDep) -> EventRead:
     """Host a canvass launch: reserves the free turfs nearest the meeting point and makes its join code."""
     event = await organizing.create_event(session, access.campaign_id, host=_user(access), title=body.title,
                                           starts_at=body.starts_at, ends_at=body.ends_at, lon=body.lon, lat=body.lat,
-                                          capacity=body.capacity, turfs=body.turfs)
+                                          capacity=body.capacity, turfs=body.turfs, role=access.role,
+                                          max_hours=settings.event_max_hours,
+                                          max_days_ahead=settings.event_max_days_ahead)
     return await _event_read(session, event)
 
 
@@ -169,15 +175,39 @@ async def list_events(access: Annotated[Access, Depends(hosts)], session: Sessio
 
 
 @router.get("/events/{event_id}", openapi_extra=hosts.openapi)
-async def read_event(event_id: int, access: Annotated[Access, Depends(hosts)], session: SessionDep) -> EventRead:
+async def read_event(event_id: Id, access: Annotated[Access, Depends(hosts)], session: SessionDep) -> EventRead:
     """An event with its turf pool and attendees."""
     event = await organizing.visible_event(session, access.campaign_id, event_id, user=access.caller.user_id,
                                            role=access.role)
     return await _event_read(session, event)
 
 
-@router.post("/events/{event_id}/check-ins", openapi_extra=members.openapi)
-async def check_in(event_id: int, body: CheckIn, access: Annotated[Access, Depends(members)],
+@router.patch("/events/{event_id}", openapi_extra=hosts.openapi,
+              responses={409: {"description": "The event is over or cancelled."}})
+async def update_event(event_id: Id, body: EventUpdate, access: Annotated[Access, Depends(hosts)],
+                       session: SessionDep, settings: SettingsDep) -> EventRead:
+    """Change an event's title, times, meeting point, capacity or pool size; its join code follows."""
+    event = await organizing.update_event(session, access.campaign_id, event_id, user=access.caller.user_id,
+                                          role=access.role, title=body.title, starts_at=body.starts_at,
+                                          ends_at=body.ends_at, lon=body.lon, lat=body.lat, capacity=body.capacity,
+                                          turfs=body.turfs, max_hours=settings.event_max_hours,
+                                          max_days_ahead=settings.event_max_days_ahead)
+    return await _event_read(session, event)
+
+
+@router.delete("/events/{event_id}", openapi_extra=hosts.openapi)
+async def cancel_event(event_id: Id, access: Annotated[Access, Depends(hosts)],
+                       session: SessionDep) -> EventSummary:
+    """Cancel an event: its turfs not handed out go back at once and its join codes stop working; turfs checked
+    out stay with their holders."""
+    event = await organizing.cancel_event(session, access.campaign_id, event_id, user=access.caller.user_id,
+                                          role=access.role)
+    return EventSummary.model_validate(event, from_attributes=True)
+
+
+@router.post("/events/{event_id}/check-ins", openapi_extra=members.openapi,
+             responses={409: {"description": "The pool is out of turfs, or the event is over or cancelled."}})
+async def check_in(event_id: Id, body: CheckIn, access: Annotated[Access, Depends(members)],
                    session: SessionDep) -> CheckedIn:
     """Check in at an event and get a turf from its pool; hosts check in others and pair them."""
     me = _user(access)
