@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from app.errors import Invalid
+from app.values import MAX_ID
 
 
 def encode_cursor(key: Any) -> str:
@@ -22,11 +23,12 @@ def decode_cursor(cursor: str | None, field: str = "cursor") -> Any:
         raise Invalid("not a cursor this API gave out", field=field) from exc
 
 
-def int_cursor(cursor: str | None, field: str = "cursor") -> int:
-    """The integer key a cursor holds; 0 before the first page."""
+def int_cursor(cursor: str | None, field: str = "cursor", *, most: int = MAX_ID) -> int:
+    """The integer key a cursor holds (at most `most`: ids by default, as INTEGER columns hold); 0 before the
+    first page."""
     key = decode_cursor(cursor, field)
     if key is None:
         return 0
-    if not isinstance(key, int) or isinstance(key, bool) or not 0 <= key < 2**63:
+    if not isinstance(key, int) or isinstance(key, bool) or not 0 <= key <= most:
         raise Invalid("not a cursor this API gave out", field=field)
     return key

@@ -3,6 +3,8 @@ from typing import Any, Literal
 from pydantic import ConfigDict
 from sqlmodel import Field, SQLModel
 
+from app.geojson import GeometryIn
+
 
 class PrecinctRead(SQLModel):
     id: str = Field(description="The campaign's own precinct id, e.g. `9-1`.")
@@ -27,7 +29,7 @@ class FeatureIn(SQLModel):
 
     type: Literal["Feature"]
     properties: dict[str, Any] | None = None
-    geometry: dict[str, Any] | None
+    geometry: GeometryIn | None
 
 
 class FeatureCollectionIn(SQLModel):
@@ -55,6 +57,7 @@ class ImportReportRead(SQLModel):
     updated: int
     unchanged: int
     snapped: int = Field(description="Rows placed in a precinct they lie just outside (within 50 m).")
-    rejected: int
-    rejections: list[RejectionRead]
+    rejected: int = Field(description="Rows rejected, in all.")
+    rejections: list[RejectionRead] = Field(description="The first 1,000 rejected rows, by row.")
+    rejections_omitted: int = Field(0, description="Rejected rows not listed (`rejected` less the 1,000 listed).")
     model_config = ConfigDict(extra="allow")

@@ -115,10 +115,16 @@ async def import_precincts(session: AsyncSession, campaign_id: int, path: Path, 
     now = utcnow()
     new, changed = [], []
     reshaped = False
-    texts = snapped([row.geometry for row in rows])
-    for i, (row, text) in enumerate(zip(rows, texts, strict=True)):
+
+    def columns() -> list[dict[str, Any]]:
+        texts = snapped([row.geometry for row in rows])
+        return [shape_columns(row.geometry, text) for row, text in zip(rows, texts, strict=True)]
+
+    # Off the event loop, as the reading was: a state's precincts take seconds to snap and encode.
+    shapes = await anyio.to_thread.run_sync(columns)
+    for i, (row, shape) in enumerate(zip(rows, shapes, strict=True)):
         progress("writing", i, len(rows))
-        values = {"name": row.name, **shape_columns(row.geometry, text), "updated_at": now}
+        values = {"name": row.name, **shape, "updated_at": now}
         wkb = values["geometry"]
         old = existing.get(row.code)
         if old is None:

@@ -2,12 +2,14 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
 import orjson
 import shapely
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from app.auth.models import Scope
 from app.auth.service import Access
+from app.errors import Invalid
 from app.precincts import service as precinct_service
 from app.precincts.schemas import (
     FeatureCollectionIn,
@@ -17,7 +19,7 @@ from app.precincts.schemas import (
     PrecinctRead,
 )
 from app.routers.deps import ALL_ROLES, FIELD_ROLES, Allow, SessionDep, SettingsDep
-from app.routers.responses import GEOJSON_RESPONSE, geojson_response, link_next, wants_geojson
+from app.routers.responses import GEOJSON_RESPONSE, geojson_response, link_next, require_json, wants_geojson
 
 router = APIRouter(prefix="/v1/campaigns/{campaign_id}/precincts", tags=["precincts"])
 
@@ -57,14 +59,20 @@ async def read_precinct(precinct_id: str, access: Annotated[Access, Depends(read
                           geometry=orjson.loads(shapely.to_geojson(shapely.from_wkb(row.geometry))))
 
 
-@router.post("", status_code=status.HTTP_200_OK, openapi_extra=field.openapi)
+@router.post("", status_code=status.HTTP_200_OK, openapi_extra=field.openapi, dependencies=[Depends(require_json)])
 async def import_precincts(body: FeatureCollectionIn, access: Annotated[Access, Depends(field)],
-                           session: SessionDep, id_field: str = precinct_service.DEFAULT_ID_FIELD,
+                           session: SessionDep, settings: SettingsDep,
+                           id_field: str = precinct_service.DEFAULT_ID_FIELD,
                            name_field: str | None = None) -> ImportReportRead:
     """Create or update precincts from a GeoJSON FeatureCollection, atomically; reports what it did."""
+    for i, feature in enumerate(body.features):
+        if feature.geometry is not None and feature.geometry.vertices > settings.precinct_max_vertices:
+            raise Invalid(f"feature {i} has {feature.geometry.vertices} vertices; a precinct has at most "
+                          f"{settings.precinct_max_vertices}", field=f"body.features.{i}.geometry.coordinates")
     with tempfile.TemporaryDirectory(prefix="doorstep-precincts-") as folder:
         path = Path(folder) / "precincts.geojson"
-        path.write_bytes(orjson.dumps(body.model_dump(exclude_unset=True)))
+        # Off the event loop: a state's precincts take a while to encode.
+        await anyio.to_thread.run_sync(lambda: path.write_bytes(orjson.dumps(body.model_dump(exclude_unset=True))))
         report = await precinct_service.import_precincts(session, access.campaign_id, path, label="request body",
                                                          id_field=id_field, name_field=name_field)
     return ImportReportRead(**report.as_dict())

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
 
 from app.auth.models import Scope
 from app.auth.service import Access
@@ -18,6 +17,7 @@ from app.progress import service as progress
 from app.progress.schemas import CampaignProgress, PrecinctProgress, TurfProgress
 from app.routers.deps import FIELD_ROLES, Allow, SessionDep
 from app.routers.responses import GEOJSON, etag_matches, fast_compressed, wants_geojson
+from app.values import Id, Moment
 
 router = APIRouter(prefix="/v1/campaigns/{campaign_id}/progress", tags=["progress"])
 
@@ -32,10 +32,10 @@ GEOJSON_BODY = {"content": {GEOJSON: {"schema": {"type": "object", "description"
 async def filters(access: Annotated[Access, Depends(readers)], session: SessionDep,
                   precinct: Annotated[list[str] | None, Query(description="Only these precinct codes (repeat it).",
                                                               max_length=500)] = None,
-                  event: Annotated[int | None, Query(description="Only this event's turfs.")] = None,
-                  since: Annotated[AwareDatetime | None, Query(description=(
+                  event: Annotated[Id | None, Query(description="Only this event's turfs.")] = None,
+                  since: Annotated[Moment | None, Query(description=(
                       "Only knocks at or after this time (corrected time, with its zone)."))] = None,
-                  until: Annotated[AwareDatetime | None, Query(description=(
+                  until: Annotated[Moment | None, Query(description=(
                       "Only knocks before this time (corrected time, with its zone)."))] = None,
                   ) -> progress.Filters:
     if access.role == Role.host:

@@ -9,6 +9,7 @@ from app.routers.deps import FIELD_ROLES, Allow, SessionDep
 from app.scripts import service as scripts
 from app.scripts.models import Script, ScriptVersion
 from app.scripts.schemas import ScriptIn, ScriptPage, ScriptRead, ScriptUses, ScriptVersionRead, VersionBrief
+from app.values import Id
 
 router = APIRouter(prefix="/v1/campaigns/{campaign_id}", tags=["scripts"])
 
@@ -52,13 +53,13 @@ async def create_script(body: ScriptIn, access: Annotated[Access, Depends(field)
 
 
 @router.get("/scripts/{script_id}", openapi_extra=readers.openapi)
-async def read_script(script_id: int, access: Annotated[Access, Depends(readers)], session: SessionDep) -> ScriptRead:
+async def read_script(script_id: Id, access: Annotated[Access, Depends(readers)], session: SessionDep) -> ScriptRead:
     """A script: its current version, its versions and its uses."""
     return (await _reads(session, [await scripts.get_script(session, access.campaign_id, script_id)]))[0]
 
 
 @router.put("/scripts/{script_id}", openapi_extra=field.openapi)
-async def update_script(script_id: int, body: ScriptIn, access: Annotated[Access, Depends(field)],
+async def update_script(script_id: Id, body: ScriptIn, access: Annotated[Access, Depends(field)],
                         session: SessionDep) -> ScriptRead:
     """Change a script. Once it is in use a change makes a new version, which its turfs' walk lists carry;
     results already recorded keep pointing at the version they answered."""
@@ -67,7 +68,7 @@ async def update_script(script_id: int, body: ScriptIn, access: Annotated[Access
 
 
 @router.put("/scripts/{script_id}/uses", openapi_extra=field.openapi)
-async def set_script_uses(script_id: int, body: ScriptUses, access: Annotated[Access, Depends(field)],
+async def set_script_uses(script_id: Id, body: ScriptUses, access: Annotated[Access, Depends(field)],
                           session: SessionDep) -> ScriptRead:
     """Say which precincts and turfs use this script, and whether it is the campaign's default (the script of
     turfs with no other). A turf's own script wins over its precinct's, which wins over the default."""
@@ -76,7 +77,7 @@ async def set_script_uses(script_id: int, body: ScriptUses, access: Annotated[Ac
 
 
 @router.get("/scripts/{script_id}/versions/{version}", openapi_extra=readers.openapi)
-async def read_script_version(script_id: int, version: int, access: Annotated[Access, Depends(readers)],
+async def read_script_version(script_id: Id, version: Id, access: Annotated[Access, Depends(readers)],
                               session: SessionDep) -> ScriptVersionRead:
     """One version of a script, as the knocks that answered it saw it."""
     return _version(await scripts.get_version(session, access.campaign_id, script_id, version))

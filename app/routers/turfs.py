@@ -1,6 +1,7 @@
 import json
 from typing import Annotated, Any
 
+import anyio
 import orjson
 import shapely
 from fastapi import APIRouter, Depends, Query, Request, Response, status
@@ -9,10 +10,12 @@ from shapely.geometry import shape as geojson_shape
 from app.addresses.schemas import HouseholdBrief
 from app.auth.models import Scope
 from app.auth.service import Access
+from app.config import Settings
 from app.errors import Invalid
 from app.organizing import service as organizing
 from app.precincts import service as precinct_service
-from app.routers.deps import ALL_ROLES, FIELD_ROLES, Allow, SessionDep, spawn
+from app.routers.audit import audit_read
+from app.routers.deps import ALL_ROLES, FIELD_ROLES, Allow, SessionDep, SettingsDep, spawn
 from app.routers.responses import GEOJSON_RESPONSE, geojson_response, link_next, wants_geojson
 from app.turfs import service as turf_service
 from app.turfs.models import Turf, TurfCut
@@ -27,6 +30,7 @@ from app.turfs.schemas import (
     TurfRead,
     TurfUpdate,
 )
+from app.values import Id
 
 router = APIRouter(prefix="/v1/campaigns/{campaign_id}", tags=["turfs"])
 
@@ -36,7 +40,10 @@ cut_readers = Allow(*FIELD_ROLES, scope=Scope.turfs_read)
 field = Allow(*FIELD_ROLES)
 
 
-def _shape(geometry: GeometryIn) -> Any:
+def _shape(geometry: GeometryIn, settings: Settings) -> Any:
+    if geometry.vertices > settings.turf_max_vertices:
+        raise Invalid(f"the polygon has {geometry.vertices} vertices; a turf has at most {settings.turf_max_vertices}",
+                      field="geometry.coordinates")
     try:
         return geojson_shape(geometry.model_dump())
     except (ValueError, TypeError, IndexError, AttributeError, shapely.errors.GEOSException) as exc:
@@ -86,32 +93,39 @@ async def list_turfs(request: Request, response: Response, access: Annotated[Acc
 
 
 @router.post("/turfs", status_code=status.HTTP_201_CREATED, openapi_extra=field.openapi)
-async def draw_turf(body: TurfCreate, access: Annotated[Access, Depends(field)], session: SessionDep) -> TurfDetail:
+async def draw_turf(body: TurfCreate, access: Annotated[Access, Depends(field)], session: SessionDep,
+                    settings: SettingsDep) -> TurfDetail:
     """Draw a turf: the doors inside the polygon become its doors."""
-    turf = await turf_service.draw_turf(session, access.campaign_id, name=body.name, shape=_shape(body.geometry),
+    turf = await turf_service.draw_turf(session, access.campaign_id, name=body.name,
+                                        shape=await anyio.to_thread.run_sync(_shape, body.geometry, settings),
                                         take_over=body.take_over)
     return await _detail(session, turf)
 
 
 @router.get("/turfs/{turf_id}", openapi_extra=readers.openapi)
-async def read_turf(turf_id: int, access: Annotated[Access, Depends(readers)], session: SessionDep) -> TurfDetail:
+async def read_turf(turf_id: Id, request: Request, access: Annotated[Access, Depends(readers)],
+                    session: SessionDep) -> TurfDetail:
     """One turf with its polygon and its households."""
-    return await _detail(session, await turf_service.get_turf(session, access.campaign_id, turf_id,
-                                                              only=await organizing.turfs_visible_to(session, access)))
+    # Households are voters' addresses: a host reads them as a walk list.
+    only = await organizing.turfs_visible_to(session, access, people=True)
+    detail = await _detail(session, await turf_service.get_turf(session, access.campaign_id, turf_id, only=only))
+    await audit_read(request, access, "households.read", f"turf {turf_id}", len(detail.households))
+    return detail
 
 
 @router.patch("/turfs/{turf_id}", openapi_extra=field.openapi)
-async def update_turf(turf_id: int, body: TurfUpdate, access: Annotated[Access, Depends(field)],
-                      session: SessionDep) -> TurfDetail:
+async def update_turf(turf_id: Id, body: TurfUpdate, access: Annotated[Access, Depends(field)],
+                      session: SessionDep, settings: SettingsDep) -> TurfDetail:
     """Rename or reshape a turf; a new shape recomputes its doors."""
     turf = await turf_service.update_turf(session, access.campaign_id, turf_id, name=body.name,
-                                          shape=_shape(body.geometry) if body.geometry else None,
+                                          shape=(await anyio.to_thread.run_sync(_shape, body.geometry, settings)
+                                                 if body.geometry else None),
                                           take_over=body.take_over)
     return await _detail(session, turf)
 
 
 @router.delete("/turfs/{turf_id}", openapi_extra=field.openapi)
-async def delete_turf(turf_id: int, access: Annotated[Access, Depends(field)], session: SessionDep) -> TurfDeleted:
+async def delete_turf(turf_id: Id, access: Annotated[Access, Depends(field)], session: SessionDep) -> TurfDeleted:
     """Delete a turf nobody has worked; a worked one is archived instead."""
     outcome = await turf_service.delete_turf(session, access.campaign_id, turf_id)
     return TurfDeleted(id=turf_id, outcome=outcome)
@@ -138,7 +152,7 @@ async def start_turf_cut(body: TurfCutCreate, request: Request, response: Respon
 
 
 @router.get("/turf-cuts/{cut_id}", openapi_extra=cut_readers.openapi)
-async def read_turf_cut(cut_id: int, access: Annotated[Access, Depends(cut_readers)],
+async def read_turf_cut(cut_id: Id, access: Annotated[Access, Depends(cut_readers)],
                         session: SessionDep) -> TurfCutRead:
     """A cut's state, precincts done, turfs made and, once done, its quality report."""
     return _cut_read(await turf_service.get_cut(session, access.campaign_id, cut_id))

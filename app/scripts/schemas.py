@@ -5,6 +5,7 @@ from pydantic import AfterValidator, StringConstraints, field_validator, model_v
 from sqlmodel import Field, SQLModel
 
 from app.text import no_nul
+from app.values import Id
 
 # Ids phones send back in answers and results: short, stable, readable in an export.
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
@@ -64,7 +65,7 @@ class ScriptUses(SQLModel):
     default: bool = Field(default=False, description="Whether turfs with no other script use this one.")
     precincts: list[Annotated[str, StringConstraints(max_length=64), AfterValidator(no_nul)]] = Field(
         default=[], max_length=10000, description="Codes of the precincts whose turfs use it.")
-    turf_ids: list[int] = Field(default=[], max_length=100000, description="Turfs using it whatever their precinct.")
+    turf_ids: list[Id] = Field(default=[], max_length=100000, description="Turfs using it whatever their precinct.")
 
 
 class ScriptVersionRead(SQLModel):

@@ -6,6 +6,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from sqlmodel import SQLModel
 
 from app.text import no_nul
+from app.values import Id
 
 # Limits on one batch: a phone with more sends several.
 MAX_KNOCKS = 500
@@ -24,16 +25,18 @@ class KnockIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: UUID = Field(description="Made by the phone, once per knock: resending it is harmless.")
-    household_id: int
-    person_id: int | None = Field(default=None, description="The person spoken to, if any.")
-    turf_id: int = Field(description="The turf the door was worked on.")
+    household_id: Id
+    person_id: Id | None = Field(default=None, description="The person spoken to, if any.")
+    turf_id: Id = Field(description="The turf the door was worked on.")
     result: Annotated[str, StringConstraints(min_length=1, max_length=32)] = Field(
         description="A result code of the script version.")
     answers: dict[Annotated[str, StringConstraints(max_length=32)], Answer | list[Answer]] = Field(
         default_factory=dict, max_length=100, description="Question id to a choice id, several choice ids, or text.")
-    knocked_at: AwareDatetime = Field(description="By the phone's clock, with its offset.")
-    script_id: int | None = Field(default=None, description="The script answered, from the walk list; null for none.")
-    script_version: int | None = Field(default=None, description="Its version, from the walk list.")
+    # Not bounded like other times: a wrong clock's knock is stored, flagged (see sync.service._times).
+    knocked_at: AwareDatetime = Field(description="By the phone's clock, with its offset. A time outside 2000 to "
+                                                  "2100 is kept, flagged clock_suspect, corrected to its arrival.")
+    script_id: Id | None = Field(default=None, description="The script answered, from the walk list; null for none.")
+    script_version: Id | None = Field(default=None, description="Its version, from the walk list.")
     lon: float | None = Field(default=None, ge=-180, le=180)
     lat: float | None = Field(default=None, ge=-90, le=90)
     note: Annotated[str, StringConstraints(max_length=2000), AfterValidator(no_nul)] | None = None
@@ -44,7 +47,8 @@ class SyncBatch(BaseModel):
     batch_id: DeviceText = Field(description="The phone's id for this upload; a retry may reuse it.")
     sent_at: AwareDatetime = Field(description="When the phone sent it, by its own clock: the server estimates the "
                                                "phone's clock offset from it.")
-    knocks: list[dict[str, Any]] = Field(description=f"Up to {MAX_KNOCKS} knocks (KnockIn), in the order made.")
+    # Any item parses here; each is validated as a KnockIn alone, so one of the wrong shape is rejected alone.
+    knocks: list[Any] = Field(description=f"Up to {MAX_KNOCKS} knocks (KnockIn), in the order made.")
 
 
 class KnockOutcome(SQLModel):
@@ -77,7 +81,7 @@ class FeedKnock(BaseModel):
     result: str
     contacted: bool
     answers: dict[str, Any]
-    note: str | None
+    note: str | None = Field(description="The canvasser's free-text note: with people:read only (null without).")
     knocked_at: datetime = Field(description="By the phone's clock.")
     corrected_at: datetime = Field(description="By the server's clock: what time windows use.")
     received_at: datetime

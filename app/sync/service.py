@@ -9,7 +9,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -31,6 +31,7 @@ from app.scripts.service import STANDARD_RESULTS
 from app.sync.models import DoorKnock, ResultTally
 from app.sync.schemas import KnockIn, SyncBatch
 from app.turfs.models import Turf
+from app.values import EARLIEST, LATEST, sane_time
 from app.walklists.models import WalkStop
 from app.webhooks import service as webhooks
 
@@ -58,10 +59,32 @@ def _invalid(index: int, field: str, detail: str) -> dict[str, Any]:
 
 
 def _validation(index: int, exc: ValidationError) -> dict[str, Any]:
-    errors = [{"field": f"knocks[{index}]." + ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+    errors = [{"field": f"knocks[{index}]" + "".join(f".{p}" for p in e["loc"]), "message": e["msg"]}
               for e in exc.errors(include_input=False)]
     return {**_problem(422, "Invalid knock", "validation", "; ".join(f"{e['field']}: {e['message']}"
                                                                        for e in errors)), "errors": errors}
+
+
+def _times(knocked_at: datetime, offset: timedelta, received_at: datetime,
+           suspect: bool) -> tuple[datetime, datetime, bool]:
+    """A knock's corrected time, its phone time to store, and whether its clock is suspect.
+
+    A knock is never lost to its phone's clock: a time outside the sane range (a reset clock, year 1 or 9999) is
+    stored as sent and flagged. Its corrected time is at most when the server received it (a knock can't come
+    from the future); one the offset can't bring into the sane range (or past arithmetic: 9999 plus an offset)
+    is that too, the best the server knows.
+    """
+    try:
+        corrected = knocked_at + offset
+    except OverflowError:
+        corrected = received_at
+    corrected = min(corrected, received_at) if sane_time(corrected) else received_at
+    try:
+        stored = knocked_at.astimezone(UTC)
+    except OverflowError:
+        # Year 1 east of Greenwich, or 9999 west of it: no UTC time to keep, so the nearest sane one.
+        stored = EARLIEST if knocked_at < EARLIEST else LATEST - timedelta(microseconds=1)
+    return corrected, stored, suspect or not sane_time(knocked_at)
 
 
 def digest(knock: KnockIn) -> str:
@@ -75,6 +98,8 @@ class _Item:
     knock: KnockIn
     digest: str
     corrected_at: datetime
+    knocked_at: datetime  # the phone's time in UTC, as sent (the nearest sane one when UTC has none)
+    suspect: bool  # the phone's clock was wrong when it made this knock (or sent the batch)
     precinct_id: int = 0
     script_version_id: int | None = None
     contacted: bool = False
@@ -195,8 +220,9 @@ async def sync_batch(session: AsyncSession, access: Access, batch: SyncBatch) ->
     else:
         hooked = True
     received_at = utcnow()
+    # Aware times subtract without converting to UTC, so even year 1 or 9999 makes an offset, not an overflow.
     offset = received_at - batch.sent_at
-    suspect = abs(offset) >= SUSPECT_OFFSET
+    suspect = abs(offset) >= SUSPECT_OFFSET or not sane_time(batch.sent_at)
     user_id = access.caller.user_id
     assert user_id is not None
     staff = access.role in (Role.admin, Role.organizer)
@@ -206,12 +232,13 @@ async def sync_batch(session: AsyncSession, access: Access, batch: SyncBatch) ->
     seen: dict[UUID, str] = {}
     for index, raw in enumerate(batch.knocks):
         try:
+            # Anything may stand in the list (a number, null, a list): each is checked here, alone.
             knock = _knock.validate_python(raw)
         except ValidationError as exc:
             shown = raw.get("id") if isinstance(raw, dict) else None
             outcomes.append(_outcome(str(shown) if shown is not None else "", "rejected", _validation(index, exc)))
             continue
-        item = _Item(index, knock, digest(knock), min(knock.knocked_at + offset, received_at))
+        item = _Item(index, knock, digest(knock), *_times(knock.knocked_at, offset, received_at, suspect))
         if knock.id in seen:
             # The same knock twice in one batch: the first stands.
             outcomes.append(_repeat(item, seen[knock.id]))
@@ -252,7 +279,7 @@ async def _webhook_events(session: AsyncSession, access: Access, accepted: list[
     if hooks.get("knock.accepted"):
         knocks = [{"id": str(i.knock.id), "turf_id": i.knock.turf_id, "household_id": i.knock.household_id,
                    "person_id": i.knock.person_id, "result": i.knock.result, "contacted": i.contacted,
-                   "answers": i.knock.answers, "knocked_at": i.knock.knocked_at, "corrected_at": i.corrected_at}
+                   "answers": i.knock.answers, "knocked_at": i.knocked_at, "corrected_at": i.corrected_at}
                   for i in accepted]
         await webhooks.enqueue(session, hooks["knock.accepted"], "knock.accepted",
                                [{"campaign": access.campaign.slug, "knocks": knocks}])
@@ -356,10 +383,10 @@ def _rows(access: Access, batch: SyncBatch, fresh: list[_Item], received_at: dat
     rows = [{"id": i.knock.id, "turf_id": i.knock.turf_id, "household_id": i.knock.household_id,
              "precinct_id": i.precinct_id, "person_id": i.knock.person_id, "script_version_id": i.script_version_id,
              "result": i.knock.result, "contacted": i.contacted, "answers": orjson.dumps(i.knock.answers).decode(),
-             "note": i.knock.note, "lon": i.knock.lon, "lat": i.knock.lat, "knocked_at": i.knock.knocked_at,
-             "corrected_at": i.corrected_at, "digest": i.digest} for i in fresh]
+             "note": i.knock.note, "lon": i.knock.lon, "lat": i.knock.lat, "knocked_at": i.knocked_at,
+             "corrected_at": i.corrected_at, "clock_suspect": i.suspect, "digest": i.digest} for i in fresh]
     return {"campaign_id": access.campaign_id, "user_id": access.caller.user_id, "device_id": batch.device_id,
-            "batch_id": batch.batch_id, "clock_offset_s": offset.total_seconds(), "clock_suspect": suspect,
+            "batch_id": batch.batch_id, "clock_offset_s": offset.total_seconds(),
             "received_at": received_at}, rows
 
 
@@ -405,13 +432,13 @@ INSERT INTO door_knock (id, campaign_id, turf_id, household_id, precinct_id, per
                         corrected_at, clock_suspect, received_at, digest)
 SELECT id, :campaign_id, turf_id, household_id, precinct_id, person_id, :user_id, :device_id, :batch_id,
        script_version_id, result, contacted, answers, note, lon, lat, knocked_at, :clock_offset_s, corrected_at,
-       :clock_suspect, :received_at, digest
+       clock_suspect, :received_at, digest
 FROM ROWS FROM (json_to_recordset(CAST(:knocks AS json)) AS (
          id uuid, turf_id integer, household_id integer, precinct_id integer, person_id integer,
          script_version_id integer, result varchar, contacted boolean, answers text, note text, lon float8,
-         lat float8, knocked_at timestamptz, corrected_at timestamptz, digest varchar))
+         lat float8, knocked_at timestamptz, corrected_at timestamptz, clock_suspect boolean, digest varchar))
      WITH ORDINALITY AS k(id, turf_id, household_id, precinct_id, person_id, script_version_id, result, contacted,
-                          answers, note, lon, lat, knocked_at, corrected_at, digest, n)
+                          answers, note, lon, lat, knocked_at, corrected_at, clock_suspect, digest, n)
 ORDER BY n
 ON CONFLICT (id) DO NOTHING
 RETURNING id"""

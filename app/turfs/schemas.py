@@ -4,14 +4,8 @@ from typing import Any, Literal
 from sqlmodel import Field, SQLModel
 
 from app.addresses.schemas import HouseholdBrief
+from app.geojson import PolygonalIn as GeometryIn
 from app.text import Text
-
-
-class GeometryIn(SQLModel):
-    """A GeoJSON Polygon or MultiPolygon in longitude/latitude (RFC 7946)."""
-
-    type: Literal["Polygon", "MultiPolygon"]
-    coordinates: list[Any] = Field(min_length=1)
 
 
 class TurfCreate(SQLModel):

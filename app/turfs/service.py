@@ -127,8 +127,13 @@ async def _doors_inside(session: AsyncSession, campaign_id: int, shape: BaseGeom
                Building.lat.between(miny, maxy)))).all()
     if not rows:
         return []
-    shapely.prepare(shape)
-    inside = shapely.intersects_xy(shape, np.array([r.lon for r in rows]), np.array([r.lat for r in rows]))
+    lon, lat = np.array([r.lon for r in rows]), np.array([r.lat for r in rows])
+
+    def test() -> Any:
+        shapely.prepare(shape)
+        return shapely.intersects_xy(shape, lon, lat)
+
+    inside = await anyio.to_thread.run_sync(test)
     return [r for r, keep in zip(rows, inside, strict=True) if keep]
 
 
@@ -144,9 +149,13 @@ async def _overlapping(session: AsyncSession, campaign_id: int, shape: BaseGeome
     rows = (await session.execute(query)).all()
     if not rows:
         return []
-    metric = projection.to_metres(shape)
-    others = projection.to_metres(shapely.from_wkb([r.geometry for r in rows]))
-    shared = shapely.area(shapely.intersection(others, metric))
+
+    def shared_areas() -> Any:
+        metric = projection.to_metres(shape)
+        others = projection.to_metres(shapely.from_wkb([r.geometry for r in rows]))
+        return shapely.area(shapely.intersection(others, metric))
+
+    shared = await anyio.to_thread.run_sync(shared_areas)
     return [r for r, area in zip(rows, shared, strict=True) if area > OVERLAP_M2]
 
 
@@ -183,20 +192,27 @@ async def _release(session: AsyncSession, turf: Turf) -> str:
     return "deleted"
 
 
+def _cut_out(wkb: bytes, shape: BaseGeometry) -> dict[str, Any] | None:
+    """The columns of a turf's shape less `shape`, or None when no area is left."""
+    rest = shapely.from_wkb(wkb).difference(shape)
+    rest = shapely.make_valid(rest) if not rest.is_valid else rest
+    polygons = [g for g in shapely.get_parts(rest) if g.geom_type == "Polygon" and g.area > 0]
+    if not polygons:
+        return None
+    return shape_columns(polygons[0] if len(polygons) == 1 else MultiPolygon(polygons))
+
+
 async def _take_over(session: AsyncSession, campaign_id: int, shape: BaseGeometry, overlapped: list[Any],
                      projection: Projection) -> list[int]:
     """Cut `shape` out of the overlapped turfs; turfs left with no doors go. Returns the ids still standing."""
     standing = []
     for row in overlapped:
         turf = await get_turf(session, campaign_id, row.id)
-        rest = shapely.from_wkb(turf.geometry).difference(shape)
-        rest = shapely.make_valid(rest) if not rest.is_valid else rest
-        polygons = [g for g in shapely.get_parts(rest) if g.geom_type == "Polygon" and g.area > 0]
-        if not polygons:
+        columns = await anyio.to_thread.run_sync(_cut_out, turf.geometry, shape)
+        if columns is None:
             await _release(session, turf)
             continue
-        rest = polygons[0] if len(polygons) == 1 else MultiPolygon(polygons)
-        for key, value in shape_columns(rest).items():
+        for key, value in columns.items():
             setattr(turf, key, value)
         standing.append(turf.id)
     return standing
@@ -211,7 +227,8 @@ async def draw_turf(session: AsyncSession, campaign_id: int, *, name: str | None
     """
     await begin_write(session)
     proj = await projection(session, campaign_id)
-    shape = check_drawn(shape, proj)
+    # Shape work runs off the event loop (a big polygon's checks take a while): other requests go on meanwhile.
+    shape = await anyio.to_thread.run_sync(check_drawn, shape, proj)
     overlapped = await _overlapping(session, campaign_id, shape, proj, exclude=None)
     if overlapped and not take_over:
         raise Conflict("The polygon overlaps active turfs; send take_over=true to take their doors.",
@@ -221,8 +238,9 @@ async def draw_turf(session: AsyncSession, campaign_id: int, *, name: str | None
         raise Invalid("the polygon holds no door", field="geometry")
     precincts = pd.Series([d.precinct_id for d in doors]).value_counts()
     main = int(precincts[precincts == precincts.max()].index.min())
+    columns = await anyio.to_thread.run_sync(shape_columns, shape)
     turf = Turf(campaign_id=campaign_id, precinct_id=main, source="drawn",
-                name=(name or "").strip() or await _drawn_name(session, main), **shape_columns(shape))
+                name=(name or "").strip() or await _drawn_name(session, main), **columns)
     session.add(turf)
     await session.flush()
     standing = await _take_over(session, campaign_id, shape, overlapped, proj) if overlapped else []
@@ -287,7 +305,7 @@ async def update_turf(session: AsyncSession, campaign_id: int, turf_id: int, *, 
         turf.updated_at = utcnow()
     if shape is not None:
         proj = await projection(session, campaign_id)
-        shape = check_drawn(shape, proj)
+        shape = await anyio.to_thread.run_sync(check_drawn, shape, proj)
         overlapped = await _overlapping(session, campaign_id, shape, proj, exclude=turf.id)
         if overlapped and not take_over:
             raise Conflict("The polygon overlaps active turfs; send take_over=true to take their doors.",
@@ -301,7 +319,7 @@ async def update_turf(session: AsyncSession, campaign_id: int, turf_id: int, *, 
         await session.execute(update(Household).where(Household.turf_id == turf.id).values(turf_id=None)
                               .execution_options(synchronize_session=False))
         await bulk_set(session, Household.__table__, "turf_id", ids, [turf.id] * len(ids))
-        for key, value in shape_columns(shape).items():
+        for key, value in (await anyio.to_thread.run_sync(shape_columns, shape)).items():
             setattr(turf, key, value)
         await session.flush()
         await _recount(session, [turf.id, *standing])
