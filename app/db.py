@@ -65,12 +65,27 @@ def make_engine(url: str, *, foreign_keys: bool = True, **kwargs: Any) -> AsyncE
     `foreign_keys=False` is for migrations only: SQLite's batch mode rebuilds a table by dropping it, which
     enforced foreign keys forbid while other tables point at it.
     """
-    engine = create_async_engine(url, **kwargs)
+    # SQL parameters are voters' names, notes and password hashes: never in a log line or an error's message.
+    engine = create_async_engine(url, hide_parameters=True, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect",
                      lambda conn, record: _sqlite_pragmas(conn, record, foreign_keys=foreign_keys))
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
+    else:
+        event.listen(engine.sync_engine, "handle_error", lambda context: hide_row_values(context.original_exception))
     return engine
+
+
+def hide_row_values(exc: BaseException | None) -> None:
+    """Drop PostgreSQL's DETAIL from the driver's errors in `exc`'s chain: it repeats the failing row's values
+    ("Failing row contains (...)", "Key (...)=(...)"), which a logged traceback would print beside the hidden
+    parameters. The message, the SQLSTATE and the statement stay."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if getattr(exc, "detail", None) and hasattr(exc, "sqlstate"):
+            exc.detail = None  # type: ignore[attr-defined]
+        exc = exc.__cause__ or exc.__context__
 
 
 def _sqlite_begin(conn: Any) -> None:

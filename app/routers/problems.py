@@ -1,6 +1,11 @@
 """Every error as RFC 9457 `application/problem+json`."""
 
 import logging
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,22 +16,49 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.db import hide_row_values
 from app.errors import AppError
+from app.routers import headers as security
 
 log = logging.getLogger("doorstep")
 PROBLEM = "application/problem+json"
 
 
+def _server_paths() -> re.Pattern[str]:
+    """Absolute paths on this server (the temporary folder, the working folder, the installation) and what
+    follows them up to a space, quote or punctuation."""
+    roots = {tempfile.gettempdir(), os.getcwd(), sys.prefix, sys.base_prefix, str(Path(__file__).parents[2])}
+    roots |= {os.path.realpath(root) for root in roots}
+    # The root folder itself would match every path-like word, and some containers run from it.
+    roots = {root.rstrip("/") for root in roots if root.rstrip("/")}
+    alternatives = "|".join(re.escape(root) for root in sorted(roots, key=len, reverse=True))
+    return re.compile(rf"(?:{alternatives})(?:/[^\s'\"`,;:()\[\]<>]*)?(?![\w.-])")
+
+
+def hide_paths(value: Any) -> Any:
+    """`value` with the server's paths replaced by "file": defence in depth, as the messages of libraries an
+    import calls (GDAL's, pandas') name the temporary file an upload was saved to."""
+    if isinstance(value, str):
+        return _server_paths().sub("file", value) if "/" in value else value
+    if isinstance(value, list):
+        return [hide_paths(v) for v in value]
+    if isinstance(value, dict):
+        return {k: hide_paths(v) for k, v in value.items()}
+    return value
+
+
 def problem(request: Request, status: int, title: str, slug: str, detail: str, **extra: Any) -> JSONResponse:
-    body = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail,
-            "instance": request.url.path, **extra}
+    body = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": hide_paths(detail),
+            "instance": request.url.path, **hide_paths(extra)}
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 async def app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return problem(request, exc.status, exc.title, exc.slug, str(exc), **exc.extra)
+    response = problem(request, exc.status, exc.title, exc.slug, str(exc), **exc.extra)
+    response.headers.update(getattr(exc, "headers", {}))  # e.g. a 429's Retry-After
+    return response
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -85,8 +117,12 @@ class RefuseNul:
 
 
 async def unhandled(request: Request, exc: Exception) -> JSONResponse:
+    hide_row_values(exc)  # a driver error straight from asyncpg (the hot paths) carries the row's values too
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return problem(request, 500, "Internal error", "internal", "Something went wrong on our side; it is logged.")
+    response = problem(request, 500, "Internal error", "internal", "Something went wrong on our side; it is logged.")
+    # Starlette sends this answer outside the app's middleware, so it gets the security headers here.
+    response.headers.update(security.headers_for(request.url.path, request.app.state.settings))
+    return response
 
 
 PROBLEM_SCHEMA = {
@@ -104,6 +140,10 @@ ERRORS = {"401": "Not authenticated", "403": "Not allowed for this role or API k
           "404": "Not found, or not in a campaign the caller belongs to", "422": "Invalid input"}
 
 
+# Routes that take a password or a refresh token, limited per account and per client address.
+RATE_LIMITED = {"/v1/auth/token", "/v1/auth/refresh", "/v1/join", "/v1/me/password"}
+
+
 def document(app: FastAPI) -> None:
     """Make the spec say what errors look like: every operation's 4xx answers are Problems."""
     def openapi() -> dict[str, Any]:
@@ -118,6 +158,8 @@ def document(app: FastAPI) -> None:
                 for operation in operations.values():
                     codes = (ERRORS if path != "/v1/auth/token"
                              else {"401": "Wrong email or password", "422": ERRORS["422"]})
+                    if path in RATE_LIMITED:
+                        codes = codes | {"429": "Too many attempts: wait the seconds `Retry-After` gives"}
                     for code, description in codes.items():
                         operation["responses"][code] = {"description": description,
                                                         "content": {PROBLEM: {"schema": ref}}}

@@ -4,32 +4,36 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.auth.service import Access
 from app.organizing import service as organizing
+from app.routers.audit import audit_read
 from app.routers.deps import ALL_ROLES, Allow, SessionDep
 from app.routers.responses import etag_matches
+from app.values import Count, Id
 from app.walklists import service as walklists
 from app.walklists.schemas import WalkList
 
 router = APIRouter(prefix="/v1/campaigns/{campaign_id}", tags=["walk lists"])
 
-# Members only: a walk list carries voters' names. Canvassers and hosts get the turfs they hold or host.
+# Members only: a walk list carries voters' names. Canvassers get the turfs they hold, hosts also those checked out
+# at their events while the event is on (organizing.turf_ids_visible).
 members = Allow(*ALL_ROLES)
 
 
 @router.get("/turfs/{turf_id}/walklist", openapi_extra=members.openapi,
             responses={200: {"model": WalkList, "description": "The walk list, or its changes after `since`."},
                        304: {"description": "Not modified: the `ETag` sent in `If-None-Match` is current."}})
-async def read_walklist(turf_id: int, request: Request, access: Annotated[Access, Depends(members)],
+async def read_walklist(turf_id: Id, request: Request, access: Annotated[Access, Depends(members)],
                         session: SessionDep,
-                        since: Annotated[int | None, Query(ge=0, description=(
+                        since: Annotated[Count | None, Query(description=(
                             "A version this phone has: only what changed after it comes back."))] = None,
                         ) -> Response:
     """Everything a canvasser needs for a shift in one download: the turf, its route, its script, and its
     buildings in walking order with their households, people and last results. Send the `ETag` back in
     `If-None-Match` for a 304, or `since=<version>` for only the changes."""
     turf = await walklists.walk_turf(session, access.campaign_id, turf_id,
-                                     only=await organizing.turfs_visible_to(session, access))
+                                     only=await organizing.turfs_visible_to(session, access, people=True))
     headers = {"ETag": walklists.etag(turf, since), "Cache-Control": "private, no-cache"}
     if etag_matches(request, headers["ETag"]):
         return Response(status_code=304, headers=headers)
-    headers["ETag"], body = await walklists.walklist(session, turf, since=since)
+    headers["ETag"], body, people = await walklists.walklist(session, turf, since=since)
+    await audit_read(request, access, "walklist.read", f"turf {turf_id}", people)
     return Response(body, media_type="application/json", headers=headers)

@@ -243,25 +243,27 @@ def etag(turf: Any, since: int | None) -> str:
     return f'W/"{turf.id}.{turf.version}{"" if since is None else f".{since}"}"'
 
 
-async def walklist(session: AsyncSession, turf: Any, *, since: int | None) -> tuple[str, bytes]:
-    """The walk list of a turf (a `walk_turf` row) as JSON bytes, with its ETag: whole, or what changed
-    after `since`. A turf with doors but no stored order (made before walk lists) is ordered first, once.
+async def walklist(session: AsyncSession, turf: Any, *, since: int | None) -> tuple[str, bytes, int]:
+    """The walk list of a turf (a `walk_turf` row) as JSON bytes, with its ETag and how many people it names:
+    whole, or what changed after `since`. A turf with doors but no stored order (made before walk lists) is
+    ordered first, once.
 
     Raises Invalid for a `since` ahead of the turf.
     """
-    body = await _walklist(session, turf, since=since)
-    if body is None:
+    made = await _walklist(session, turf, since=since)
+    if made is None:
         await begin_write(session)
         await refresh_walks(session, turf.campaign_id, [turf.id])
         await session.commit()
         turf = await walk_turf(session, turf.campaign_id, turf.id)
-        body = await _walklist(session, turf, since=since)
-        assert body is not None
-    return etag(turf, since), body
+        made = await _walklist(session, turf, since=since)
+        assert made is not None
+    return etag(turf, since), *made
 
 
-async def _walklist(session: AsyncSession, turf: Any, *, since: int | None) -> bytes | None:
-    """The walk list as JSON bytes, or None when the turf has doors but no stored order.
+async def _walklist(session: AsyncSession, turf: Any, *, since: int | None) -> tuple[bytes, int] | None:
+    """The walk list as JSON bytes and the number of people in it, or None when the turf has doors but no
+    stored order.
 
     Read with SQLAlchemy Core and written with orjson: phones download this all evening.
     """
@@ -316,7 +318,7 @@ async def _walklist(session: AsyncSession, turf: Any, *, since: int | None) -> b
             body["order"] = [s.household_id for s in stops if not s.removed]
         body["removed"] = [s.household_id for s in stops if s.removed and s.changed > after]
     body["buildings"] = buildings
-    return orjson.dumps(body)
+    return orjson.dumps(body), sum(len(household) for household in people.values())
 
 
 async def _script(session: AsyncSession, version_id: int | None) -> bytes:
