@@ -1,5 +1,6 @@
 """Settings, read from the environment (prefix DOORSTEP_) and a local `.env` file."""
 
+from limits import parse as parse_rate
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -13,9 +14,28 @@ class Settings(BaseSettings):
     token_minutes: int = 60
     # A refresh token outlives a shift offline: the phone trades it for a new access token before it syncs.
     refresh_days: int = 30
+    # Log-in, refresh, join and password-change attempts allowed (the `limits` notation, e.g. "10/minute"), per
+    # account (an email, a refresh token's user) and per client address. Each server process counts its own.
+    rate_per_account: str = "10/minute"
+    rate_per_address: str = "60/minute"
+    # Threads hashing and checking passwords at once (argon2, a fifth of a second of CPU each), apart from the
+    # pool geometry and compression use, so unauthenticated calls can't take every worker thread.
+    hash_threads: int = 2
     # Uploads over HTTP are read into a temporary file; bigger ones get 413.
     upload_max_bytes: int = 200 * 1024 * 1024
+    # JSON request bodies are refused with 413 past this size, before they are parsed (sync has its own bound).
+    json_max_bytes: int = 1024 * 1024
+    # POST .../precincts carries a whole state's precincts as GeoJSON.
+    precinct_body_max_bytes: int = 256 * 1024 * 1024
+    # Vertices in one geometry: Cambridge's largest precinct has 325, a drawn turf a few dozen; the rest is headroom
+    # for rivers and coastlines, short of shapes whose checks would hold a request for seconds.
+    turf_max_vertices: int = 10_000
+    precinct_max_vertices: int = 100_000
     page_max: int = 1000
+    # A canvass launch lasts hours, and is planned weeks ahead at most: its pool is reserved from its creation to
+    # its end, so a longer or further event would keep turfs from self-claims that long.
+    event_max_hours: int = 24
+    event_max_days_ahead: int = 30
     # PostgreSQL connections the server keeps open, and how many more it may open under load (walk lists at a
     # canvass launch come in bursts; a connection opened per burst costs more than the query).
     db_pool_size: int = 20
@@ -26,6 +46,14 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = 5.0
     webhook_max_attempts: int = 12
     webhook_timeout_s: float = 10.0
+    # Webhooks reach only the public internet (checked at registration, within webhook_timeout_s, and at each
+    # delivery); this lets them reach loopback and private addresses too, for development. Never a URL's user.
+    webhook_allow_private_targets: bool = False
+    # Strict-Transport-Security's max-age, for deployments behind TLS; 0 (the default) sends no HSTS header.
+    hsts_max_age_s: int = 0
+    # The audit of voter-data reads is written in batches this often; a fuller buffer is written at once.
+    audit_flush_s: float = 1.0
+    audit_buffer_max: int = 10_000
 
     @field_validator("database_url")
     @classmethod
@@ -36,6 +64,12 @@ class Settings(BaseSettings):
             if url.startswith(plain):
                 return driver + url.removeprefix(plain)
         return url
+
+    @field_validator("rate_per_account", "rate_per_address")
+    @classmethod
+    def rate(cls, rate: str) -> str:
+        parse_rate(rate)  # a ValueError naming the rate, at start-up rather than at the first log-in
+        return rate
 
     @field_validator("jwt_secret")
     @classmethod

@@ -8,6 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 
+from app.audit.service import AuditLog
+from app.auth import passwords
+from app.auth.ratelimit import RateLimits
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.progress import live
@@ -25,7 +28,10 @@ from app.routers import (
     turfs,
     walklists,
 )
+from app.routers import audit as audit_routes
 from app.routers import webhooks as webhook_routes
+from app.routers.bodies import BoundBodies
+from app.routers.headers import SecurityHeaders
 from app.webhooks import service as webhooks
 
 DESCRIPTION = """The REST API behind door-to-door canvassing: precincts, addresses and people, turfs, walk lists,
@@ -47,7 +53,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings.database_url, **pool)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.audit = AuditLog(app.state.sessionmaker, buffer_max=settings.audit_buffer_max)
         app.state.tasks = set()
+        # Per app, so each starts counting afresh (each test's app too); per process, so N workers allow N times.
+        app.state.rate_limits = RateLimits(per_account=settings.rate_per_account,
+                                           per_address=settings.rate_per_address)
+        app.state.hash_limiter = passwords.start_hashing(settings.hash_threads)
         # What is alive once the app has started (modules, mappings, the engine) lives as long as the app:
         # frozen, the collector's full passes skip it (they cost a sync batch 5 ms on average). Thawed at
         # shutdown, so a process that runs several apps (the tests) keeps no garbage.
@@ -58,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     if engine.dialect.name == "postgresql" else None)
         # The webhook worker drains the outbox in the background: a receiver never holds up the request.
         deliverer = asyncio.create_task(webhooks.run(app.state.sessionmaker, settings, stop))
+        # Reads of voter data are audited in batches, off the request path (see app/audit/service.py).
+        auditor = asyncio.create_task(app.state.audit.run(stop, settings.audit_flush_s))
         yield
         stop.set()
         await deliverer
@@ -67,16 +80,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Background jobs (turf cuts) finish before the engine goes.
         if app.state.tasks:
             await asyncio.gather(*app.state.tasks, return_exceptions=True)
+        await auditor  # its last batch, written once stop is set
         await engine.dispose()
 
     app = FastAPI(title="Doorstep", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     problems.install(app)
+    # Bodies are bounded (bytes per route, JSON depth) before any route reads them.
+    app.add_middleware(BoundBodies, settings=settings)
     # Walk lists go to phones on weak signal: anything over 1 KB goes gzipped to clients that accept it.
     app.add_middleware(GZipMiddleware, minimum_size=1000)
+    # Outermost, so errors, streamed and gzipped answers get them too (500s get them in problems.unhandled).
+    app.add_middleware(SecurityHeaders, settings=settings)
     # Organizing first: its /turfs:claim must not be taken for a turf id.
     for module in (auth, campaigns, precincts, addresses, organizing, turfs, walklists, scripts, sync, progress,
-                   results, webhook_routes):
+                   results, webhook_routes, audit_routes):
         app.include_router(module.router)
     app.include_router(organizing.public)
     app.include_router(campaigns.index)

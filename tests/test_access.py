@@ -18,9 +18,9 @@ script endpoint's test writes scripts in both campaigns, so another campaign's s
 import asyncio
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -52,6 +52,7 @@ from app.turfs import service as turf_service
 from app.turfs.models import Turf, TurfCut
 from app.walklists.models import WalkStop
 from app.webhooks.models import Webhook
+from tests.conftest import app_client
 from tests.factories import FOREIGN, HOME, PASSWORD, SECRET, World
 
 # A precinct both campaigns have, holding households in both (the foreign campaign has only a few hundred).
@@ -105,6 +106,14 @@ CALLERS: dict[str, Who] = {
     "anonymous": INVALID,
 }
 OTHER_HOST_EMAIL = "other_host@cambridge.test"
+
+
+@pytest.fixture
+async def client(db_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The app, its per-account rate limit raised: every caller joins with one account's email here within a
+    second (the limits have tests of their own, tests/auth/test_abuse.py)."""
+    async with app_client(db_url, rate_per_account="1000/minute") as c:
+        yield c
 
 
 def role_of(who: str, campaign: str | None) -> Role | None:
@@ -164,6 +173,7 @@ async def count_rows(session: AsyncSession) -> Counts:
         _tally("event_turf checked out", event_turfs.c.campaign_id, nothing, func.count(event_turfs.c.checked_out_at),
                event_turfs.c.campaign_id),
         _tally("event_attendee", attendees.c.campaign_id, nothing, func.count(), attendees.c.campaign_id),
+        _tally("event cancelled", Event.campaign_id, nothing, func.count(Event.cancelled_at), Event.campaign_id),
         _tally("event_attendee checked in", attendees.c.campaign_id, nothing, func.count(attendees.c.checked_in_at),
                attendees.c.campaign_id),
         # Scripts and their versions by name, so a rename or a new version shows, and what uses them.
@@ -274,6 +284,7 @@ class EventFacts:
     host: str  # a caller's name
     pool: list[int]  # the turfs it reserved, in id order
     code: str  # the join code attendees join it with
+    out: list[int] = field(default_factory=list)  # the turfs checked out at it (see `launch`)
 
 
 @dataclass
@@ -541,6 +552,20 @@ async def check_key_list(case: Case, r: httpx.Response) -> None:
     assert all("key" not in k and "key_hash" not in k for k in r.json()), "a key list shows no secrets"
 
 
+async def read_households(client: httpx.AsyncClient, session: AsyncSession, world: World, facts: Facts) -> None:
+    """An audited read in each campaign, by its organizer: a page of 3 households at home, 2 abroad."""
+    for who, campaign, limit in (("organizer", HOME, 3), ("foreign_organizer", FOREIGN, 2)):
+        r = await client.get(f"/v1/campaigns/{campaign}/households", params={"limit": limit},
+                             headers=world.headers(who))
+        assert r.status_code == 200, r.text
+
+
+async def check_audit(case: Case, r: httpx.Response) -> None:
+    who, records = ("organizer", 3) if case.campaign == HOME else ("foreign_organizer", 2)
+    assert [(e["action"], e["subject"], e["user_id"], e["records"]) for e in r.json()["items"]] == [
+        ("households.read", "all precincts", str(case.facts.users[who]), records)], "the campaign's own reads only"
+
+
 async def check_precinct_list(case: Case, r: httpx.Response) -> None:
     items, campaign = r.json()["items"], case.campaign or ""
     assert len(items) == case.facts.precincts[campaign]
@@ -618,6 +643,49 @@ async def check_new_key(case: Case, r: httpx.Response) -> None:
         probe = await case.client.get(f"/v1/campaigns/{campaign}/precincts",
                                       headers={"Authorization": f"Bearer {body['key']}"})
         assert probe.status_code == status, f"the new key in {campaign}: {probe.text}"
+
+
+async def check_members(case: Case, r: httpx.Response) -> None:
+    want = (await case.session.execute(select(Membership.user_id, User.email, Membership.role)
+                                       .join(User, User.id == Membership.user_id)
+                                       .where(Membership.campaign_id == case.campaign_id)
+                                       .order_by(Membership.id))).all()
+    await case.session.rollback()
+    assert [(UUID(m["user_id"]), m["email"], m["role"]) for m in r.json()["items"]] == [tuple(w) for w in want]
+
+
+async def send_member_removal(case: Case) -> dict[str, Any]:
+    """A fresh canvasser to remove, of the campaign named (of the home one, for a campaign that doesn't exist)."""
+    campaign = await campaign_service.get_campaign(case.session, owner(case))
+    user, _ = await campaign_service.add_member(case.session, campaign, f"leaver-{case.n}@example.test",
+                                                Role.canvasser, password_hash="no hash: nobody logs in as them")
+    case.memo["user"] = user.id
+    await case.session.rollback()
+    wrote(case)
+    return {"user_id": str(case.memo["user"])}
+
+
+async def check_member_removed(case: Case, r: httpx.Response) -> None:
+    left = await case.session.scalar(select(func.count()).select_from(Membership)
+                                     .where(Membership.user_id == case.memo["user"]))
+    await case.session.rollback()
+    assert left == 0
+
+
+async def send_foreign_member(case: Case) -> dict[str, Any]:
+    """A member of the other campaign only: removing them here names nobody."""
+    return {"user_id": str(case.facts.users["foreign_organizer" if owner(case) == HOME else "organizer"])}
+
+
+async def send_password_change(case: Case) -> dict[str, Any]:
+    return {"json": {"current_password": PASSWORD, "new_password": f"matrix passphrase {case.n}"}}
+
+
+async def check_password_changed(case: Case, r: httpx.Response) -> None:
+    me = await case.client.get("/v1/me", headers={"Authorization": f"Bearer {r.json()['access_token']}"})
+    assert me.json()["email"] == case.facts.emails[case.who]
+    # A token minted after the change works (tests/auth/test_sessions.py: those from before don't).
+    assert (await case.client.get("/v1/me", headers=headers(case))).status_code == 200
 
 
 async def send_revoke(case: Case) -> dict[str, Any]:
@@ -716,7 +784,8 @@ def turf_for(case: Case, *, own: bool) -> int:
     held = org.held[slug]
     if slug == FOREIGN:
         return held["dual"] if own else held["foreign_admin"]
-    pools = {event.host: event.pool[0] for event in org.events[HOME]}
+    # A host reads the turf checked out at their event (`launch`), never the rest of its pool.
+    pools = {event.host: (event.out or event.pool)[0] for event in org.events[HOME]}
     picks = {"canvasser": (held["canvasser"], held["dual"]), "dual": (held["dual"], held["canvasser"]),
              "host": (pools["host"], pools["other_host"]), "other_host": (pools["other_host"], pools["host"])}
     mine, theirs = picks.get(case.who, (held["dual"], held["canvasser"]))
@@ -728,6 +797,14 @@ def turf_sender(*, own: bool) -> Send:
         case.memo["turf"] = turf_for(case, own=own)
         return {"turf_id": case.memo["turf"]}
     return send
+
+
+async def send_idle_turf(case: Case) -> dict[str, Any]:
+    """A turf of an event's pool nobody was handed (`launch`): of the caller's own event, for a host."""
+    events = {event.host: event for event in case.facts.organized.events[owner(case)]}
+    event = events.get(case.who) or events[EVENT_HOST[owner(case)]]
+    case.memo["turf"] = next(turf for turf in event.pool if turf not in event.out)
+    return {"turf_id": case.memo["turf"]}
 
 
 async def check_turf(case: Case, r: httpx.Response) -> None:
@@ -864,6 +941,7 @@ MAKER = {HOME: "organizer", FOREIGN: "foreign_admin"}  # assigns the turfs and m
 EVENT_HOST = {HOME: "host", FOREIGN: "foreign_organizer"}  # whose event the check-ins go to
 TAKEN_FROM = {HOME: "canvasser", FOREIGN: "dual"}  # whose turf an organizer takes back
 DAY = timedelta(days=1)
+EVENT_BOUNDS = {"max_hours": 24, "max_days_ahead": 30}  # the settings' defaults
 
 
 async def organize(client: httpx.AsyncClient, session: AsyncSession, world: World, facts: Facts) -> None:
@@ -891,9 +969,11 @@ async def organize(client: httpx.AsyncClient, session: AsyncSession, world: Worl
             org.held[slug][holder] = turf_id
         org.events[slug] = []
         for host, size in POOLS[slug].items():
+            # On now, for half a day (an event lasts a day at most).
             event = await organizing.create_event(
                 session, campaign_id, host=facts.users[host], title=f"{host}'s launch",
-                starts_at=now - timedelta(hours=1), ends_at=now + DAY, lon=lon, lat=lat, capacity=100, turfs=size)
+                starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=12), lon=lon, lat=lat,
+                capacity=100, turfs=size, **EVENT_BOUNDS)
             detail = await organizing.event_detail(session, event)
             assert event.id is not None and detail["code"] and len(detail["turfs"]) == size, detail
             org.events[slug].append(EventFacts(event.id, host, [t.id for t in detail["turfs"]], detail["code"]))
@@ -909,6 +989,29 @@ async def organize(client: httpx.AsyncClient, session: AsyncSession, world: Worl
         free, members = len(ids) - len(org.held[slug]) - sum(POOLS[slug].values()), members_of(slug)
         assert free >= members, f"{free} free turfs in {slug} for {members} members"
     facts.org = org
+
+
+async def launch(client: httpx.AsyncClient, session: AsyncSession, world: World, facts: Facts) -> None:
+    """`organize`, then at each event a volunteer joins and is checked out a turf, which its host may then read
+    (turf_for names it)."""
+    await organize(client, session, world, facts)
+    for slug, events in facts.organized.events.items():
+        for event in events:
+            email = f"launched-{event.id}@example.test"
+            await organizing.join(session, code=event.code, name="Launched", email=email, password=PASSWORD,
+                                  secret=SECRET, minutes=10)
+            user_id = await session.scalar(select(User.id).where(User.email == email))
+            await session.rollback()
+            assert user_id is not None
+            event.out.append(await organizing.check_in(session, facts.ids[slug], event.id, user_id,
+                                                       by=facts.users[event.host]))
+            await session.rollback()
+
+
+async def launch_scripts(client: httpx.AsyncClient, session: AsyncSession, world: World, facts: Facts) -> None:
+    """`launch`, then `write_scripts`."""
+    await launch(client, session, world, facts)
+    await write_scripts(client, session, world, facts)
 
 
 def members_of(slug: str) -> int:
@@ -1194,6 +1297,72 @@ async def check_event(case: Case, r: httpx.Response) -> None:
     body, event = r.json(), case.memo["event"]
     assert (body["id"], body["host_id"], body["code"]) == (event.id, str(case.facts.users[event.host]), event.code)
     assert [t["id"] for t in body["turfs"]] == event.pool and body["attendees"] == []
+
+
+def change_sender(*, own: bool) -> Send:
+    """Rename an event, move its end and grow its pool by one: the caller's own or another host's (see event_for)."""
+    async def send(case: Case) -> dict[str, Any]:
+        event = case.memo["event"] = event_for(case, own=own)
+        case.memo["size"] = await case.session.scalar(select(func.count()).select_from(EventTurf)
+                                                      .where(EventTurf.event_id == event.id))
+        await case.session.rollback()
+        case.memo["ends"] = ends = utcnow().replace(microsecond=0) + timedelta(hours=6, minutes=case.n)
+        return {"event_id": event.id, "json": {"title": f"changed-{case.n}", "ends_at": ends.isoformat(),
+                                               "turfs": case.memo["size"] + 1}}
+    return send
+
+
+async def check_event_changed(case: Case, r: httpx.Response) -> None:
+    body, event = r.json(), case.memo["event"]
+    assert (body["id"], body["title"], body["code"], body["cancelled_at"]) == (
+        event.id, f"changed-{case.n}", event.code, None)
+    assert datetime.fromisoformat(body["ends_at"]) == case.memo["ends"]
+    turfs = {t["id"] for t in body["turfs"]}
+    assert len(turfs) == case.memo["size"] + 1 and set(event.pool) <= turfs
+    assert turfs <= {t.id for t in case.facts.turfs[owner(case)]}
+    # The event's join code follows its end.
+    expires = await case.session.scalar(select(JoinCode.expires_at).where(JoinCode.code == event.code))
+    await case.session.rollback()
+    assert expires == case.memo["ends"]
+
+
+def cancel_sender(*, own: bool) -> Send:
+    """An event to cancel. A caller who may cancel it gets a fresh one of one turf, their own if they host (or
+    the campaign's first host's), or another host's; the rest name an event of the world, which must stay."""
+    async def send(case: Case) -> dict[str, Any]:
+        slug, org = owner(case), case.facts.organized
+        if not (is_member(case) and (case.role in FIELD or (case.role == Role.host and own))):
+            case.memo["event"] = event_for(case, own=own)
+            return {"event_id": case.memo["event"].id}
+        host = (case.who if case.role == Role.host else EVENT_HOST[slug]) if own else MAKER[slug]
+        lon, lat = org.meeting[slug]
+        now = utcnow()
+        event = await organizing.create_event(
+            case.session, case.facts.ids[slug], host=case.facts.users[host], title=f"doomed-{case.n}",
+            starts_at=now, ends_at=now + timedelta(hours=3), lon=lon, lat=lat, capacity=5, turfs=1, **EVENT_BOUNDS)
+        detail = await organizing.event_detail(case.session, event)
+        assert event.id is not None and len(detail["turfs"]) == 1
+        case.memo["event"] = EventFacts(event.id, host, [detail["turfs"][0].id], detail["code"])
+        await case.session.rollback()  # expires `event`: its facts are in the memo
+        wrote(case)
+        return {"event_id": case.memo["event"].id}
+    return send
+
+
+async def check_event_cancelled(case: Case, r: httpx.Response) -> None:
+    body, event = r.json(), case.memo["event"]
+    assert (body["id"], body["title"], body["host_id"]) == (event.id, f"doomed-{case.n}",
+                                                            str(case.facts.users[event.host]))
+    assert body["cancelled_at"] is not None
+    probe = await case.client.post("/v1/join", json={"code": event.code, "name": "Probe", "password": PASSWORD,
+                                                     "email": f"probe-{case.n}@example.test"})
+    assert probe.status_code == 410, f"a cancelled event's code must stop working at once: {probe.text}"
+
+
+def cancelled_effect(case: Case, body: Any) -> Counts:
+    """The event cancelled, its code revoked and its one turf, never handed out, back at once."""
+    return {("event cancelled", case.campaign_id): 1, ("join_code revoked", case.campaign_id): 1,
+            ("event_turf", case.campaign_id): -1}
 
 
 async def join_event(case: Case, event: EventFacts, email: str) -> UUID:
@@ -1649,8 +1818,18 @@ ENDPOINTS = (
     Endpoint("POST", "/v1/campaigns/{campaign_id}/api-keys", ADMIN, ok=201, send=send_new_key, check=check_new_key,
              effect=lambda case, _: {("api_key", case.campaign_id): 1}),
     Endpoint("GET", "/v1/campaigns/{campaign_id}/api-keys", ADMIN, check=check_key_list),
+    Endpoint("GET", "/v1/campaigns/{campaign_id}/audit", ADMIN, prepare=read_households, check=check_audit),
     Endpoint("DELETE", "/v1/campaigns/{campaign_id}/api-keys/{key_id}", ADMIN, send=send_revoke,
              check=check_revoked, effect=lambda case, _: {("api_key revoked", case.campaign_id): 1}),
+    # Members: admins list and remove them (tests/auth/test_sessions.py: what a removal ends).
+    Endpoint("GET", "/v1/campaigns/{campaign_id}/members", ADMIN, check=check_members),
+    Endpoint("DELETE", "/v1/campaigns/{campaign_id}/members/{user_id}", ADMIN, ok=204, send=send_member_removal,
+             check=check_member_removed, effect=lambda case, _: {("membership canvasser", case.campaign_id): -1},
+             media_type=None),
+    Endpoint("DELETE", "/v1/campaigns/{campaign_id}/members/{user_id}", ADMIN, ok=204, send=send_foreign_member,
+             effect=nothing, refuse=always(404), media_type=None, variant="another campaign's member"),
+    # A user changes their own password; API keys have none.
+    Endpoint("POST", "/v1/me/password", send=send_password_change, check=check_password_changed, keys_ok=False),
     Endpoint("GET", "/v1/campaigns/{campaign_id}/precincts", EVERY_ROLE, Scope.turfs_read,
              send=fixed(params={"limit": 1000}), check=check_precinct_list),
     Endpoint("GET", "/v1/campaigns/{campaign_id}/precincts/{precinct_id}", EVERY_ROLE, Scope.turfs_read,
@@ -1679,7 +1858,8 @@ ENDPOINTS = (
              media_type="text/csv"),
     # Webhooks: admins, and keys with webhooks:write.
     Endpoint("POST", WEBHOOKS, ADMIN, Scope.webhooks_write, ok=201,
-             send=fixed(json={"url": "http://127.0.0.1:9/hook", "events": ["knock.accepted"]}),
+             # A public address (webhooks reach no other); no event is sent to it in this test.
+             send=fixed(json={"url": "https://8.8.8.8/hook", "events": ["knock.accepted"]}),
              check=check_webhook_made, effect=lambda case, _: {("webhook", case.campaign_id): 1}),
     Endpoint("GET", WEBHOOKS, ADMIN, Scope.webhooks_write, check=check_webhooks),
     Endpoint("DELETE", WEBHOOKS + "/{webhook_id}", ADMIN, Scope.webhooks_write, ok=204,
@@ -1690,18 +1870,24 @@ ENDPOINTS = (
     Endpoint("GET", TURFS, EVERY_ROLE, Scope.turfs_read, prepare=organize, check=check_turf_list),
     Endpoint("GET", TURFS, EVERY_ROLE, Scope.turfs_read, prepare=organize, send=fixed(headers={"Accept": GEOJSON}),
              check=check_turf_geojson, media_type=GEOJSON, variant="GeoJSON"),
-    Endpoint("GET", TURFS + "/{turf_id}", EVERY_ROLE, Scope.turfs_read, prepare=organize,
+    # One turf, with its households (voters' addresses): a host reads only those checked out at their event.
+    Endpoint("GET", TURFS + "/{turf_id}", EVERY_ROLE, Scope.turfs_read, prepare=launch,
              send=turf_sender(own=True), check=check_turf, variant="one the caller holds or hosts"),
-    Endpoint("GET", TURFS + "/{turf_id}", EVERY_ROLE, Scope.turfs_read, prepare=organize,
+    Endpoint("GET", TURFS + "/{turf_id}", EVERY_ROLE, Scope.turfs_read, prepare=launch,
              send=turf_sender(own=False), check=check_turf, refuse=hidden_from(Role.host, Role.canvasser),
              variant="another volunteer's"),
+    Endpoint("GET", TURFS + "/{turf_id}", EVERY_ROLE, Scope.turfs_read, prepare=launch, send=send_idle_turf,
+             check=check_turf, refuse=hidden_from(Role.host, Role.canvasser), variant="an event's, not handed out"),
     # A walk list carries voters' names: members only, each reading the turfs they read above. A first read may
     # store a turf's walking order, but cut turfs have theirs: nothing changes.
-    Endpoint("GET", TURFS + "/{turf_id}/walklist", EVERY_ROLE, prepare=organize_scripts, send=turf_sender(own=True),
+    Endpoint("GET", TURFS + "/{turf_id}/walklist", EVERY_ROLE, prepare=launch_scripts, send=turf_sender(own=True),
              check=check_walklist, effect=nothing, variant="one the caller holds or hosts"),
-    Endpoint("GET", TURFS + "/{turf_id}/walklist", EVERY_ROLE, prepare=organize_scripts,
+    Endpoint("GET", TURFS + "/{turf_id}/walklist", EVERY_ROLE, prepare=launch_scripts,
              send=turf_sender(own=False), check=check_walklist, effect=nothing,
              refuse=hidden_from(Role.host, Role.canvasser), variant="another volunteer's"),
+    Endpoint("GET", TURFS + "/{turf_id}/walklist", EVERY_ROLE, prepare=launch_scripts, send=send_idle_turf,
+             check=check_walklist, effect=nothing, refuse=hidden_from(Role.host, Role.canvasser),
+             variant="an event's, not handed out"),
     Endpoint("POST", TURFS, FIELD, ok=201, prepare=draw_turfs, send=send_draw, check=check_drawn, effect=drawn_effect),
     Endpoint("PATCH", TURFS + "/{turf_id}", FIELD, prepare=draw_turfs, send=send_rename,
              check=check_renamed, effect=renamed_effect),
@@ -1765,6 +1951,18 @@ ENDPOINTS = (
              variant="one's own"),
     Endpoint("GET", EVENTS + "/{event_id}", HOSTS, prepare=organize, send=event_sender(own=False),
              check=check_event, refuse=hidden_from(Role.host), variant="another host's"),
+    # Changing and cancelling: the event's host, or organizers; another host's event isn't there.
+    Endpoint("PATCH", EVENTS + "/{event_id}", HOSTS, prepare=organize, send=change_sender(own=True),
+             check=check_event_changed, effect=lambda case, _: {("event_turf", case.campaign_id): 1},
+             variant="one's own"),
+    Endpoint("PATCH", EVENTS + "/{event_id}", HOSTS, prepare=organize, send=change_sender(own=False),
+             check=check_event_changed, effect=lambda case, _: {("event_turf", case.campaign_id): 1},
+             refuse=hidden_from(Role.host), variant="another host's"),
+    Endpoint("DELETE", EVENTS + "/{event_id}", HOSTS, prepare=organize, send=cancel_sender(own=True),
+             check=check_event_cancelled, effect=cancelled_effect, variant="one's own"),
+    Endpoint("DELETE", EVENTS + "/{event_id}", HOSTS, prepare=organize, send=cancel_sender(own=False),
+             check=check_event_cancelled, effect=cancelled_effect, refuse=hidden_from(Role.host),
+             variant="another host's"),
     Endpoint("POST", CHECK_INS, EVERY_ROLE, prepare=organize, send=send_check_in,
              check=check_checked_in, effect=checked_in_effect, variant="oneself"),
     Endpoint("POST", CHECK_INS, EVERY_ROLE, prepare=organize, send=send_check_in_unjoined, effect=checked_in_effect,
@@ -1809,8 +2007,9 @@ ENDPOINTS = (
     Endpoint("POST", SYNC, EVERY_ROLE, prepare=organize_knocks, send=send_foreign_knocks, check=check_knocks,
              effect=knocked_effect, variant="another campaign's door or turf"),
 )
-# Open to all by design: logging in, and trading a refresh token (the credential is in the body) for new tokens.
-PUBLIC = {("POST", "/v1/auth/token"), ("POST", "/v1/auth/refresh")}
+# Open to all by design: logging in, and trading a refresh token (the credential is in the body) for new tokens
+# or ending its login (tests/auth/test_sessions.py).
+PUBLIC = {("POST", "/v1/auth/token"), ("POST", "/v1/auth/refresh"), ("POST", "/v1/auth/logout")}
 # Endless streams: httpx's ASGI transport reads a whole body before it answers, so these are tested against real
 # uvicorn processes (tests/progress/test_stream.py), here only for what their spec says.
 STREAMED = {("GET", "/v1/campaigns/{campaign_id}/progress/stream"): (sorted(FIELD | {Role.host}),
@@ -1940,6 +2139,8 @@ def naming(ids: dict[str, Any], member: UUID) -> list[tuple[str, str, dict[str, 
         ("DELETE", f"turfs/{turf}/assignments/{holder}", {}, "turf"),
         ("POST", f"turfs/{turf}/release", {}, "turf"),
         ("GET", f"events/{event}", {}, "event"),
+        ("PATCH", f"events/{event}", {"json": {"title": "stolen", "turfs": 1}}, "event"),
+        ("DELETE", f"events/{event}", {}, "event"),
         ("POST", f"events/{event}/check-ins", {"json": {}}, "event"),
         ("POST", f"events/{event}/check-ins", {"json": {"user_id": str(holder)}}, "event"),
         ("POST", "join-codes", {"json": {"role": "canvasser", "expires_at": expires, "event_id": event}}, "event"),
