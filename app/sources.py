@@ -52,6 +52,11 @@ CRS_NAME = re.compile(r"(urn:ogc:def:crs:[A-Za-z0-9]+:[0-9.]*:[A-Za-z0-9]+|EPSG:
 # writes (feature counts). They fire only on writes, and GDAL opens the file read-only; anything else is refused.
 STANDARD_TRIGGER = re.compile(r"rtree_.+_(insert|update[1-7]?|delete)|gpkg_(tile_matrix|metadata)_\w+"
                               r"|trigger_(insert|delete)_feature_count_.+", re.S)
+# A virtual table a GeoPackage may hold: its spatial index, `CREATE VIRTUAL TABLE name USING rtree(...)`.
+# Read token by token from the start, comments only where SQL allows blanks (so none can hide another module).
+_GAP = r"(?:\s|/\*.*?\*/|--[^\n]*\n)+"
+RTREE_TABLE = re.compile(rf"(?:{_GAP})?CREATE{_GAP}VIRTUAL{_GAP}TABLE{_GAP}(?:IF{_GAP}NOT{_GAP}EXISTS{_GAP})?"
+                         rf"(?:\w+|\"[^\"]+\"|`[^`]+`|\[[^\]]+\]){_GAP}USING{_GAP}rtree(?:{_GAP})?\(", re.I | re.S)
 # Absolute paths in GDAL's messages (the upload's temporary folder): a caller is told about their file, not ours.
 ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s'\"/]+/)+[^\s'\":]*")
 
@@ -126,7 +131,20 @@ def _check_geojson(path: Path, label: str) -> None:
         raise BadFile(f"{label}: not valid JSON ({str(exc).split(':')[0]})") from exc
     if not isinstance(data, dict):
         raise BadFile(f"{label}: GeoJSON must be an object")
-    crs = data.get("crs")
+    # GDAL reads a `crs` member on the collection, on a geometry, or on a geometry inside a collection: every
+    # object's is checked, iteratively (a file may nest deeper than Python's recursion).
+    stack: list[object] = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "crs" in item:
+                _check_crs(item["crs"], label)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, dict | list))
+
+
+def _check_crs(crs: object, label: str) -> None:
     if crs is None:
         return
     # GDAL fetches a `link` CRS's URL and tries a free `name` as a file or URL: only a plain CRS name passes.
@@ -148,6 +166,11 @@ def _check_geopackage(path: Path, label: str, accept: tuple[Format, ...]) -> Non
         with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True) as db:
             (application_id,), = db.execute("PRAGMA application_id").fetchall()
             schema = db.execute("SELECT type, name, coalesce(sql, '') FROM sqlite_master").fetchall()
+            # table_xinfo's `hidden` is 2 or 3 for a generated column, whose expression runs whenever it is read.
+            generated = {name for kind, name, sql in schema if kind == "table"
+                         and not re.match(r"\s*CREATE\s+VIRTUAL", sql, re.I)
+                         and db.execute("SELECT 1 FROM pragma_table_xinfo(?) WHERE hidden IN (2, 3)",
+                                        (name,)).fetchone()}
     except sqlite3.Error as exc:
         raise BadFile(f"{label}: not a readable GeoPackage ({exc})") from exc
     if application_id not in GPKG_IDS:
@@ -158,9 +181,11 @@ def _check_geopackage(path: Path, label: str, accept: tuple[Format, ...]) -> Non
             raise BadFile(f"{label}: the GeoPackage holds a view ({name!r}); only tables are read")
         if kind == "trigger" and not STANDARD_TRIGGER.fullmatch(name):
             raise BadFile(f"{label}: the GeoPackage holds a trigger ({name!r}) that is not a standard one")
-        if kind == "table" and re.match(r"\s*CREATE\s+VIRTUAL\s+TABLE", sql, re.I) and not re.search(
-                r"\bUSING\s+rtree\s*\(", sql, re.I):
+        if kind == "table" and re.match(r"\s*CREATE\s+VIRTUAL\s+TABLE", sql, re.I) \
+                and not RTREE_TABLE.match(sql):
             raise BadFile(f"{label}: the GeoPackage holds a virtual table ({name!r}) other than an rtree index")
+        if kind == "table" and name in generated:
+            raise BadFile(f"{label}: the GeoPackage's table {name!r} has generated columns, SQL run on every read")
 
 
 def _extract(archive: zipfile.ZipFile, member: zipfile.ZipInfo, target: Path, left: int, label: str) -> int:

@@ -168,6 +168,16 @@ class TestAttacksAreRefused:
             r = await client.post(f"{BASE}/addresses", files={"file": ("a.geojson", orjson.dumps(
                 {**points, "crs": crs}), "application/geo+json")}, headers=world.headers("organizer"))
             assert assert_problem(r, 422)["type"] == "/problems/bad-file"
+        # GDAL reads a geometry's own crs too, inside a collection as well: found by a red-team run.
+        link = {"type": "link", "properties": {"href": f"{url}/geometry-crs"}}
+        point = {"type": "Point", "coordinates": [-71.1, 42.37], "crs": link}
+        for geometry in (point, {"type": "GeometryCollection", "geometries": [point]}):
+            bad = {"type": "FeatureCollection", "features": [
+                {"type": "Feature", "properties": {"address_id": "1"}, "geometry": geometry}]}
+            for route in ("addresses", "people"):
+                r = await client.post(f"{BASE}/{route}", files={"file": ("a.geojson", orjson.dumps(bad), "x")},
+                                      headers=world.headers("organizer"))
+                assert "crs: only a named CRS is read" in assert_problem(r, 422)["detail"], route
         assert hits == []
 
     async def test_a_geopackage_carrying_sql_or_no_geopackage_at_all_is_refused(self, client, world, session,
@@ -177,14 +187,19 @@ class TestAttacksAreRefused:
         cases = {}
         for case, sql in (("view", "CREATE VIEW people_view AS SELECT * FROM a"),
                           ("trigger", "CREATE TRIGGER wipe AFTER INSERT ON a BEGIN DELETE FROM a; END"),
-                          ("virtual", "CREATE VIRTUAL TABLE fts USING fts5(x)")):
+                          ("virtual", "CREATE VIRTUAL TABLE fts USING fts5(x)"),
+                          # A comment or a quoted name must not pass another module off as the rtree index.
+                          ("disguised", "CREATE VIRTUAL TABLE hid USING fts5(x /* USING rtree( */)"),
+                          ("quoted", """CREATE VIRTUAL TABLE "q/*" USING fts5('*/" USING rtree(')"""),
+                          ("generated", "CREATE TABLE g (x INTEGER, y AS (x * 2))")):
             path = tmp_path / f"{case}.gpkg"
             pyogrio.write_dataframe(frame, path, layer="a")
             with sqlite3.connect(path) as db:
                 db.execute(sql)
             cases[case] = path.read_bytes()
         for case, word in (("view", "a view ('people_view')"), ("trigger", "a trigger ('wipe')"),
-                           ("virtual", "a virtual table ('fts')")):
+                           ("virtual", "a virtual table ('fts')"), ("disguised", "a virtual table ('hid')"),
+                           ("quoted", "a virtual table ('q/*')"), ("generated", "generated columns")):
             r = await client.post(f"{BASE}/addresses", files={"file": (f"{case}.gpkg", cases[case], "x")},
                                   headers=world.headers("organizer"))
             body = assert_problem(r, 422)
