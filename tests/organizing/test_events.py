@@ -107,6 +107,19 @@ class TestPoolBounds:
             Event.host_id == world.users["host"], Event.cancelled_at.is_(None)))
         assert live == 20
 
+    async def test_a_host_takes_no_turf_at_their_own_event(self, cut_client, world, cut_session):
+        # Else create, check in, cancel, again: a turf (and its walk list) kept for good each round (red team).
+        event = await make_event(cut_client, world, capacity=2)
+        await attend(cut_session, event["id"], world.users["host"])
+        r = await cut_client.post(f"{HOME}/events/{event['id']}/check-ins", json={}, headers=world.headers("host"))
+        assert "host runs this event" in assert_problem(r, 409)["detail"]
+        r = await cut_client.post(f"{HOME}/events/{event['id']}/check-ins", json={"user_id": str(
+            world.users["host"])}, headers=world.headers("organizer"))
+        assert_problem(r, 409)
+        await cut_session.rollback()
+        assert await cut_session.scalar(select(func.count()).select_from(TurfHolding).where(
+            TurfHolding.user_id == world.users["host"])) == 0
+
     async def test_an_admin_sets_event_max_turfs_and_others_cannot(self, cut_client, world, cut_session):
         shown = (await cut_client.get(HOME, headers=world.headers("host"))).json()
         assert shown["event_max_turfs"] == 20
