@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import numpy as np
+import orjson
 from annotated_types import Interval
 from pydantic import AfterValidator, AwareDatetime
 
@@ -41,6 +42,26 @@ MAX_DEPTH = 64
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+# A \uXXXX escape of a UTF-16 surrogate: paired, it is one character; alone, no text any database can store.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def lone_surrogate(body: bytes) -> bool:
+    """Whether a JSON body holds a string with a lone surrogate (`"\\ud800"`), which Python's json reads but no
+    database stores; orjson, stricter, refuses it, and is asked only when an escape of one is there at all.
+
+    >>> lone_surrogate(rb'{"name": "\\ud800"}'), lone_surrogate(rb'{"name": "\\ud83d\\ude00"}')
+    (True, False)
+    """
+    if not _SURROGATE_ESCAPE.search(body):
+        return False
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return "surrogate" in str(exc)
+    return False
 
 
 def json_depth(body: bytes) -> int:

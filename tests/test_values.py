@@ -126,6 +126,21 @@ class TestDepth:
         assert fields(assert_problem(r, 422) and r) == ["body.expires_at"]
         assert [await count(session, m) for m in (Turf, Precinct, JoinCode)] == counts
 
+    async def test_a_lone_surrogate_is_422_and_a_pair_is_text(self, client, world, session):
+        # Python's json reads "\ud800" into a str no database stores (a 500 on SQLite, found by a red-team run).
+        name = (await client.get(HOME, headers=world.headers("admin"))).json()["name"]
+        for path, method, body in (("", "PATCH", '{"name": "\\ud800"}'),
+                                   ("/turf-cuts", "POST", '{"precincts": ["\\udfff"]}'),
+                                   ("/precincts", "POST", '{"type": "FeatureCollection", "features": [{"type": '
+                                    '"Feature", "properties": {"precinct_id": "x\\ud800y"}, "geometry": null}]}')):
+            r = await client.request(method, f"{HOME}{path}", content=body, headers={
+                **world.headers("admin"), "content-type": "application/json"})
+            assert fields(assert_problem(r, 422) and r) == ["body"] and "surrogate" in r.json()["detail"], path
+        assert (await client.get(HOME, headers=world.headers("admin"))).json()["name"] == name
+        r = await client.patch(HOME, content='{"name": "Doors \\ud83d\\udeaa"}', headers={
+            **world.headers("admin"), "content-type": "application/json"})
+        assert r.status_code == 200 and r.json()["name"] == "Doors \U0001f6aa"
+
 
 class TestGeometryShapes:
     WRONG = [

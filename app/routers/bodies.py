@@ -8,7 +8,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.config import Settings
 from app.routers.problems import problem
 from app.sync.schemas import MAX_BYTES as SYNC_MAX_BYTES
-from app.values import MAX_DEPTH, json_depth
+from app.values import MAX_DEPTH, json_depth, lone_surrogate
 
 # File uploads (multipart): counted as they stream to the route, which spools them to disk.
 UPLOADS = re.compile(r"^/v1/campaigns/[^/]+/(addresses|people|streets)$")
@@ -72,6 +72,12 @@ class BoundBodies:
                                f"body: nested deeper than {MAX_DEPTH} arrays and objects",
                                errors=[{"field": "body", "message": f"nested deeper than {MAX_DEPTH}",
                                         "type": "too_deep"}])
+            await response(scope, receive, send)
+            return
+        if body and (b"json" in kind or not kind) and lone_surrogate(body):
+            response = problem(Request(scope), 422, "Invalid request", "validation",
+                               "body: a string holds a lone UTF-16 surrogate, which is no text",
+                               errors=[{"field": "body", "message": "a lone surrogate", "type": "string_unicode"}])
             await response(scope, receive, send)
             return
         replayed = False
