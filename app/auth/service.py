@@ -115,6 +115,8 @@ def _session_tokens(user_id: UUID, sid: UUID, jti: str, *, secret: str, minutes:
 async def open_session(session: AsyncSession, user_id: UUID, *, secret: str, minutes: int, days: int,
                        commit: bool = True) -> Tokens:
     """Start a login session for the user; returns its first tokens. With `commit=False`, only adds the row."""
+    if commit:
+        await begin_write(session)
     jti = secrets.token_urlsafe(24)
     row = LoginSession(user_id=user_id, refresh_jti=jti, expires_at=utcnow() + timedelta(days=days))
     session.add(row)
@@ -366,6 +368,9 @@ async def create_api_key(session: AsyncSession, campaign_id: int, *, name: str, 
     """Make an API key; returns the row and the key, which is not stored and can't be shown again."""
     if not scopes:
         raise Invalid("an API key needs at least one scope", field="scopes")
+    # A writer from the start: on SQLite a read transaction (the access check) can't become one once a cut or a
+    # sync has committed since ("database is locked" at once).
+    await begin_write(session)
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     row = ApiKey(campaign_id=campaign_id, name=name.strip(), prefix=key[:12], key_hash=_key_hash(key),
                  scopes=" ".join(sorted({str(s) for s in scopes})), created_by=created_by)
@@ -381,6 +386,7 @@ async def list_api_keys(session: AsyncSession, campaign_id: int) -> Sequence[Api
 
 async def revoke_api_key(session: AsyncSession, campaign_id: int, key_id: UUID) -> ApiKey:
     """Revoke a key; revoking twice is harmless. Raises NotFound."""
+    await begin_write(session)
     row = (await session.execute(select(ApiKey).where(ApiKey.campaign_id == campaign_id,
                                                       ApiKey.id == key_id))).scalar_one_or_none()
     if row is None:

@@ -92,6 +92,8 @@ async def add_member(session: AsyncSession, campaign: Campaign, email: str, role
     Raises Invalid for a bad email or role, or a password the policy refuses (app.auth.passwords).
     """
     email = normal_email(email)
+    if commit:
+        await begin_write(session)
     if role not in Role.__members__:
         raise Invalid(f"role {role!r}: one of {', '.join(Role)}", field="role")
     if password is not None:

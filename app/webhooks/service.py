@@ -48,6 +48,7 @@ async def create(session: AsyncSession, campaign_id: int, *, url: str, events: S
         raise Invalid(str(exc), field="url") from None
     if len(url) > URL_MAX:  # a host in other scripts grows when written in ASCII
         raise Invalid(f"at most {URL_MAX} characters, the host written in ASCII", field="url")
+    await begin_write(session)
     secret = secrets.token_hex(32)
     row = Webhook(campaign_id=campaign_id, url=url, events=" ".join(sorted(set(events))), secret=secret)
     session.add(row)
