@@ -1385,6 +1385,11 @@ async def send_check_in(case: Case) -> dict[str, Any]:
     return {"event_id": event.id, "json": {}}
 
 
+def own_event_host(who: str, campaign: str | None) -> int | None:
+    """The event's own host takes no turf from its pool (they run it): 409."""
+    return 409 if campaign is not None and EVENT_HOST.get(campaign) == who else None
+
+
 async def send_check_in_unjoined(case: Case) -> dict[str, Any]:
     return {"event_id": check_in_event(case).id, "json": {}}
 
@@ -1964,7 +1969,7 @@ ENDPOINTS = (
              check=check_event_cancelled, effect=cancelled_effect, refuse=hidden_from(Role.host),
              variant="another host's"),
     Endpoint("POST", CHECK_INS, EVERY_ROLE, prepare=organize, send=send_check_in,
-             check=check_checked_in, effect=checked_in_effect, variant="oneself"),
+             check=check_checked_in, effect=checked_in_effect, refuse=own_event_host, variant="oneself"),
     Endpoint("POST", CHECK_INS, EVERY_ROLE, prepare=organize, send=send_check_in_unjoined, effect=checked_in_effect,
              refuse=always(404), variant="oneself, not having joined"),
     Endpoint("POST", CHECK_INS, EVERY_ROLE, prepare=organize, send=send_check_in_other,

@@ -653,15 +653,15 @@ async def check_in(session: AsyncSession, campaign_id: int, event_id: int, user_
         raise Conflict("The event was cancelled; its turfs went back to the pool.")
     if event.ends_at <= now:
         raise Conflict("The event is over; its turfs went back to the pool.")
-    if user_id == event.host_id:
-        # A host checked out at their own launch would keep turfs (and their walk lists) past its end, one
-        # event at a time: the host runs it, the pool is for attendees.
-        raise Conflict("The host runs this event; its turfs are for the people who join it.")
     attendee = (await session.execute(select(EventAttendee).where(EventAttendee.event_id == event_id,
                                                                   EventAttendee.user_id == user_id))
                 ).scalar_one_or_none()
     if attendee is None:
         raise NotFound("That person hasn't joined this event.")
+    if user_id == event.host_id:
+        # A host checked out at their own launch would keep turfs (and their walk lists) past its end, one
+        # event at a time: the host runs it, the pool is for attendees.
+        raise Conflict("The host runs this event; its turfs are for the people who join it.")
     if attendee.turf_id is not None:
         await session.commit()
         return attendee.turf_id
