@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses import service as address_service
+from app.auth import passwords
 from app.campaigns import service as campaign_service
 from app.campaigns.models import Role
 from app.ingest import Progress, no_progress, parse_map
@@ -88,7 +89,7 @@ async def set_up_demo(session: AsyncSession, data: Path, saved: dict[str, str], 
     for email, name, role in USERS:
         user = await campaign_service.find_user(session, email)
         password = saved.get(email)
-        kept = user is not None and password is not None and await campaign_service.password_matches(
+        kept = user is not None and password is not None and await passwords.password_matches(
             user.password_hash, password)
         if not kept:
             password = secrets.token_urlsafe(12)

@@ -22,8 +22,8 @@ from typing import Any
 import asyncpg
 import numpy as np
 
+from app.auth.passwords import hash_password
 from app.campaigns.models import Campaign, Membership, Role, User
-from app.campaigns.service import hash_password
 from app.db import make_engine, make_sessionmaker, utcnow
 from app.organizing.service import claim, release
 from app.turfs import service as turf_service

@@ -8,8 +8,7 @@ from uuid import UUID
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-# Hashing lives in app.auth.passwords (a bounded pool of threads); its names stay importable from here.
-from app.auth.passwords import MIN_PASSWORD, check_password, hash_password, password_matches  # noqa: F401
+from app.auth.passwords import check_password, hash_password
 from app.auth.sessions import end_sessions
 from app.campaigns.models import Campaign, Membership, Role, User
 from app.db import begin_write, utcnow

@@ -14,11 +14,11 @@ from uuid import UUID
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.passwords import check_password
+from app.auth.passwords import check_password, hash_password, password_matches
 from app.auth.service import open_session
 from app.auth.sessions import end_sessions
 from app.campaigns.models import Campaign, Membership, Role, User
-from app.campaigns.service import add_member, find_user, hash_password, normal_email, note_change, password_matches
+from app.campaigns.service import add_member, find_user, normal_email, note_change
 from app.db import begin_write, utcnow
 from app.errors import AppError, Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from app.organizing.models import Event, EventAttendee, EventTurf, JoinCode, TurfHistory, TurfHolding
@@ -198,15 +198,11 @@ async def claim(session: AsyncSession, campaign: Campaign, user_id: UUID, *, lon
     if mine is not None:
         await session.commit()
         return Claim(*mine, new=False)
-    # Squared distance from the turf's bounding-box centre, in degrees scaled to equal metres.
-    scale = math.cos(math.radians(lat))
-    dx = ((Turf.min_lon + Turf.max_lon) / 2 - lon) * scale
-    dy = (Turf.min_lat + Turf.max_lat) / 2 - lat
     turf = (await session.execute(
         select(*columns).join(Precinct, Precinct.id == Turf.precinct_id)
         .where(Turf.campaign_id == campaign_id, Turf.status == ACTIVE, Turf.holders == 0,
                Turf.id.not_in(_reserved_now(utcnow())))
-        .order_by(Turf.knocks, dx * dx + dy * dy, Turf.id).limit(1)
+        .order_by(Turf.knocks, _distance(lon, lat), Turf.id).limit(1)
         .with_for_update(of=Turf, skip_locked=True))).first()
     if turf is None:
         await session.commit()

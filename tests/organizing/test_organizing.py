@@ -9,8 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select, update
 
+from app.auth.passwords import hash_password
 from app.campaigns.models import Campaign, Membership, User
-from app.campaigns.service import hash_password
 from app.db import begin_write
 from app.organizing.models import EventAttendee, JoinCode, TurfHistory, TurfHolding
 from app.turfs.models import Turf
