@@ -3,6 +3,12 @@
 from typing import Any
 
 
+def problem_body(status: int, title: str, slug: str, detail: str, **extra: Any) -> dict[str, Any]:
+    """An RFC 9457 problem as a dict: the one shape every error answer, and each rejected knock of a sync
+    batch, takes."""
+    return {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail, **extra}
+
+
 class AppError(Exception):
     status, title, slug = 500, "Internal error", "internal"
 

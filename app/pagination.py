@@ -3,10 +3,13 @@
 import base64
 import binascii
 import json
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from app.errors import Invalid
 from app.values import MAX_ID
+
+T = TypeVar("T")
 
 
 def encode_cursor(key: Any) -> str:
@@ -32,3 +35,10 @@ def int_cursor(cursor: str | None, field: str = "cursor", *, most: int = MAX_ID)
     if not isinstance(key, int) or isinstance(key, bool) or not 0 <= key <= most:
         raise Invalid("not a cursor this API gave out", field=field)
     return key
+
+
+def page(rows: Sequence[T], limit: int, key: Callable[[T], Any] = lambda row: row.id) -> tuple[list[T], str | None]:
+    """A page of `rows` (queried with `limit + 1`, in key order) and the cursor of the next one, None on the last."""
+    if len(rows) > limit:
+        return list(rows[:limit]), encode_cursor(key(rows[limit - 1]))
+    return list(rows), None

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.addresses.models import Building, Household, Person
 from app.db import begin_write
 from app.errors import BadFile
+from app.events import HouseholdsChanged, publish
 from app.geo.assign import assign_points
 from app.ingest import (
     FieldSpec,
@@ -36,7 +37,6 @@ from app.precincts.models import Precinct
 from app.precincts.service import precinct_shapes, refresh_counts
 from app.streets.service import match_buildings
 from app.upsert import apply_upsert, frame_values, plan_upsert, stored_rows
-from app.walklists.service import refresh_walks, touch_households
 
 ADDRESS_FIELDS = FieldSpec(
     defaults={"id": "address_id", "number": "number", "street": "street", "unit": "unit",
@@ -188,8 +188,7 @@ async def import_addresses(session: AsyncSession, campaign_id: int, path: Path, 
             Household.turf_id.is_not(None),
             Household.id.in_(moved[start:start + 5000]) | Household.building_id.in_(
                 moved_buildings[start:start + 5000])).distinct())).scalars())
-    await refresh_walks(session, campaign_id, turfs)
-    await touch_households(session, moved)
+    await publish(session, HouseholdsChanged(campaign_id, turf_ids=frozenset(turfs), household_ids=frozenset(moved)))
     await refresh_counts(session, campaign_id)
     await session.commit()
     return ImportReport("addresses", label, read=plan.read, created=len(upsert_h.new), updated=len(upsert_h.changed),
@@ -253,7 +252,8 @@ async def upsert_people(session: AsyncSession, campaign_id: int, table: pd.DataF
                          PERSON_FIELDS)
     await apply_upsert(session, Person, "external_id", PERSON_FIELDS, campaign_id, upsert, progress, "people")
     # Walk lists holding these people's doors move on, so phones get the new names.
-    await touch_households(session, [row[1] for row in upsert.new] + [c["household_id"] for c in upsert.changed])
+    await publish(session, HouseholdsChanged(campaign_id, household_ids=frozenset(
+        [row[1] for row in upsert.new] + [c["household_id"] for c in upsert.changed])))
     await refresh_counts(session, campaign_id)
     return {"created": len(upsert.new), "updated": len(upsert.changed), "unchanged": upsert.unchanged}
 

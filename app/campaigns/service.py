@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.passwords import check_password, hash_password
@@ -13,8 +13,8 @@ from app.auth.sessions import end_sessions
 from app.campaigns.models import Campaign, Membership, Role, User
 from app.db import begin_write, utcnow
 from app.errors import Conflict, Invalid, NotFound
+from app.events import CampaignChanged, publish
 from app.precincts.models import Precinct
-from app.progress import live
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -35,10 +35,8 @@ async def create_campaign(session: AsyncSession, slug: str, name: str) -> Campai
 
 
 async def note_change(session: AsyncSession, campaign_id: int) -> None:
-    """Move the campaign's change counter on, in the caller's transaction (progress ETags follow it)."""
-    await session.execute(update(Campaign).where(Campaign.id == campaign_id).values(changes=Campaign.changes + 1)
-                          .execution_options(synchronize_session=False))
-    await live.announce(session, campaign_id)
+    """Transitional: publish that the campaign changed (callers move to their own events)."""
+    await publish(session, CampaignChanged(campaign_id))
 
 
 async def find_campaign(session: AsyncSession, slug: str) -> Campaign | None:

@@ -113,3 +113,7 @@ class JoinCode(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_by: uuid.UUID | None = Field(default=None, foreign_key="user_account.id", ondelete="SET NULL")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+# Turf history actions that hand a turf to someone: webhooks hear of them as turf.assigned.
+ASSIGNED = frozenset({"assigned", "claimed", "checked_out"})

@@ -15,9 +15,9 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses.models import Building, Household, Person
-from app.campaigns.service import note_change
 from app.db import begin_write, utcnow
 from app.errors import BadFile, Invalid, NotFound
+from app.events import PrecinctsChanged, publish
 from app.geo.assign import assign_points
 from app.geo.geojson import snapped
 from app.geo.repair import polygonal
@@ -195,7 +195,7 @@ async def refresh_counts(session: AsyncSession, campaign_id: int) -> None:
         .values(building_count=count(Building, Building.precinct_id),
                 household_count=count(Household, Household.precinct_id), person_count=people)
         .execution_options(synchronize_session=False))
-    await note_change(session, campaign_id)
+    await publish(session, PrecinctsChanged(campaign_id))
 
 
 async def list_precincts(session: AsyncSession, campaign_id: int, *, cursor: str | None, limit: int,

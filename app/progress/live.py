@@ -1,8 +1,9 @@
 """Live progress: which campaigns changed, told to every server process within a second.
 
-A change is announced when its transaction commits: on PostgreSQL by NOTIFY (sent by the writing transaction,
-delivered by the server only at commit, to every process LISTENing, whichever worker wrote); on SQLite, where
-one process serves, straight to this process's hub after the commit. Streams subscribe to the hub.
+A change is announced when its transaction commits (app/progress/handlers.py): on PostgreSQL by NOTIFY (sent by
+the writing transaction, delivered by the server only at commit, to every process LISTENing, whichever worker
+wrote); on SQLite, where one process serves, straight to this process's hub after the commit. Streams subscribe
+to the hub.
 """
 
 import asyncio
@@ -12,14 +13,12 @@ from collections import defaultdict
 from typing import Any
 
 import asyncpg
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 CHANNEL = "doorstep_progress"
-# Campaigns a session's transaction changed, announced after its commit (SQLite).
-PENDING = "doorstep_changed"
 log = logging.getLogger("doorstep")
 
 
@@ -47,24 +46,18 @@ class Hub:
 HUB = Hub()
 
 
-async def announce(session: AsyncSession, campaign_id: int) -> None:
-    """Tell every server process, once the session's transaction commits, that the campaign changed."""
+async def notify(session: AsyncSession, campaign_id: int) -> None:
+    """On PostgreSQL, tell every server process that the campaign changed: NOTIFY is delivered at commit."""
     if (await session.connection()).dialect.name == "postgresql":
         await session.execute(text("SELECT pg_notify(:channel, :payload)"),
                               {"channel": CHANNEL, "payload": str(campaign_id)})
-    else:
-        session.info.setdefault(PENDING, set()).add(campaign_id)
 
 
-@event.listens_for(Session, "after_commit")
-def _committed(session: Session) -> None:
-    for campaign_id in session.info.pop(PENDING, ()):
+def committed(session: Session, campaign_id: int) -> None:
+    """After the commit of a change to the campaign: on SQLite, where one process serves, tell its streams
+    (PostgreSQL's NOTIFY tells every process, this one too)."""
+    if session.get_bind().dialect.name != "postgresql":
         HUB.publish(campaign_id)
-
-
-@event.listens_for(Session, "after_rollback")
-def _rolled_back(session: Session) -> None:
-    session.info.pop(PENDING, None)
 
 
 async def listen(database_url: str, stop: asyncio.Event) -> None:
