@@ -305,7 +305,7 @@ def turfs_cut(campaign: CampaignOpt, target: Annotated[int, typer.Option(help="D
                                                                       "All precincts when absent.")] = None,
               as_json: JsonOpt = False) -> None:
     """Cut precincts into turfs of about TARGET doors; held, worked and drawn turfs stay."""
-    from app.turfs import service as turf_service
+    from app.turfs import cutting as turf_service
 
     async def go(session: AsyncSession, progress: Callable[[str, int, int], None]) -> dict[str, Any]:
         c = await _campaign(session, campaign)

@@ -16,6 +16,7 @@ from app.precincts import service as precinct_service
 from app.scripts import service as script_service
 from app.scripts.schemas import ScriptIn, ScriptUses
 from app.streets import service as street_service
+from app.turfs import cutting as cut_service
 from app.turfs import service as turf_service
 
 SLUG = "cambridge"
@@ -75,9 +76,9 @@ async def set_up_demo(session: AsyncSession, data: Path, saved: dict[str, str], 
         made = await address_service.make_demo_people(session, campaign.id, progress=progress)
         say(f"Made {made['created']} SYNTHETIC people (no voter file is public).")
     if await turf_service.count_turfs(session, campaign.id) == 0:
-        job = await turf_service.start_cut(session, campaign.id, codes=None, target=50, created_by="demo")
+        job = await cut_service.start_cut(session, campaign.id, codes=None, target=50, created_by="demo")
         assert job.id is not None
-        report = await turf_service.cut_turfs(session, campaign.id, codes=None, target=50, cut_id=job.id)
+        report = await cut_service.cut_turfs(session, campaign.id, codes=None, target=50, cut_id=job.id)
         say(f"Cut {report['overall'].get('turfs', 0)} turfs of about 50 doors.")
     if not await script_service.list_scripts(session, campaign.id):
         script = await script_service.create_script(session, campaign.id, DEMO_SCRIPT)

@@ -26,7 +26,7 @@ from app.auth.passwords import hash_password
 from app.campaigns.models import Campaign, Membership, Role, User
 from app.db import make_engine, make_sessionmaker, utcnow
 from app.organizing.service import claim, release
-from app.turfs import service as turf_service
+from app.turfs import cutting as cut_service
 from bench.common import Context, Result, benchmark, fresh_database, pg_dsn
 from bench.turfs import TARGET, load_city
 
@@ -223,9 +223,9 @@ async def setup(url: str) -> tuple[int, list[uuid.UUID]]:
     try:
         async with make_sessionmaker(engine)() as session:
             campaign_id = await load_city(session)
-            job = await turf_service.start_cut(session, campaign_id, codes=None, target=TARGET, created_by="bench")
+            job = await cut_service.start_cut(session, campaign_id, codes=None, target=TARGET, created_by="bench")
             assert job.id is not None
-            await turf_service.cut_turfs(session, campaign_id, codes=None, target=TARGET, cut_id=job.id)
+            await cut_service.cut_turfs(session, campaign_id, codes=None, target=TARGET, cut_id=job.id)
             password_hash = await hash_password("bench claimer password")
             users = [User(email=f"claimer{i}@bench.test", name=f"Claimer {i}", password_hash=password_hash)
                      for i in range(CLAIMERS)]

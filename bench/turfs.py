@@ -27,7 +27,7 @@ from app.precincts import service as precinct_service
 from app.precincts.models import Precinct
 from app.precincts.service import import_precincts
 from app.streets.service import STREET_FIELDS, import_streets
-from app.turfs import service as turf_service
+from app.turfs import cutting as cut_service
 from bench.common import DATA, Context, Result, Timings, benchmark, fresh_database
 
 TARGET = 50
@@ -47,9 +47,9 @@ async def load_city(session) -> int:
 async def load_and_cut_city(session) -> int:
     """Cambridge loaded and cut at TARGET doors a turf, as the benchmarks of what comes after cutting start."""
     campaign_id = await load_city(session)
-    job = await turf_service.start_cut(session, campaign_id, codes=None, target=TARGET, created_by="bench")
+    job = await cut_service.start_cut(session, campaign_id, codes=None, target=TARGET, created_by="bench")
     assert job.id is not None
-    await turf_service.cut_turfs(session, campaign_id, codes=None, target=TARGET, cut_id=job.id)
+    await cut_service.cut_turfs(session, campaign_id, codes=None, target=TARGET, cut_id=job.id)
     return campaign_id
 
 
@@ -98,10 +98,10 @@ async def cut_city(ctx: Context, backend: str) -> list[Result]:
         report: dict = {}
         for run in range(ctx.repeats):
             async with maker() as session:
-                job = await turf_service.start_cut(session, campaign_id, codes=None, target=TARGET, created_by="bench")
+                job = await cut_service.start_cut(session, campaign_id, codes=None, target=TARGET, created_by="bench")
                 assert job.id is not None
                 async with ours.measure():
-                    report = await turf_service.cut_turfs(session, campaign_id, codes=None, target=TARGET,
+                    report = await cut_service.cut_turfs(session, campaign_id, codes=None, target=TARGET,
                                                           cut_id=job.id)
             ctx.say(f"turfs.cut.{backend} #{run + 1}: {ours.runs[-1]:.2f} s, {report['overall']['turfs']} turfs")
         async with maker() as session:

@@ -40,15 +40,17 @@ from app.campaigns.models import Role
 from app.campaigns.service import add_member, get_campaign
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
+from app.geo.order import Streets
 from app.geo.shapes import Projection
 from app.geo.walk import Stops, distances, path_length, plan_walk, walk_order
 from app.main import create_app
 from app.precincts.service import projection
 from app.scripts.schemas import ScriptIn, ScriptUses
 from app.scripts.service import create_script, set_uses
-from app.turfs import service as turf_service
+from app.streets.service import load_streets
+from app.turfs import cutting as cut_service
 from app.turfs.models import Turf
-from app.walklists.service import DIGITS, NO_SCRIPT, Streets, age_band, load_streets, walk_doors
+from app.walklists.service import DIGITS, NO_SCRIPT, age_band, walk_doors
 from bench.common import Context, Result, benchmark, fresh_database, pg_dsn
 from bench.organizing import check
 from bench.turfs import TARGET, load_city
@@ -71,7 +73,7 @@ class TurfStops:
 
 def turf_stops(streets: Streets | None, proj: Projection, doors: pd.DataFrame,
                stored: dict[int, float]) -> list[TurfStops]:
-    """Each turf's stops, built as app.walklists.service.order_turfs builds them (its buildings by id)."""
+    """Each turf's stops, built as app.geo.order.order_turfs builds them (its buildings by id)."""
     x, y = proj.points(doors["lon"].to_numpy(float), doors["lat"].to_numpy(float))
     doors = doors.assign(x=x, y=y)
     index = streets.index if streets is not None else {}
@@ -187,9 +189,9 @@ async def city_turfs(url: str) -> tuple[Streets | None, list[TurfStops]]:
 
 
 async def cut_city(session: Any, campaign_id: int) -> dict:
-    job = await turf_service.start_cut(session, campaign_id, codes=None, target=TARGET, created_by="bench")
+    job = await cut_service.start_cut(session, campaign_id, codes=None, target=TARGET, created_by="bench")
     assert job.id is not None
-    return await turf_service.cut_turfs(session, campaign_id, codes=None, target=TARGET, cut_id=job.id)
+    return await cut_service.cut_turfs(session, campaign_id, codes=None, target=TARGET, cut_id=job.id)
 
 
 @benchmark("walks")

@@ -19,7 +19,7 @@ from app.ingest import parse_map
 from app.precincts import service as precinct_service
 from app.precincts.models import Precinct
 from app.streets import service as street_service
-from app.turfs import service as turf_service
+from app.turfs import cutting as cut_service
 from app.turfs.models import Turf
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "cambridge"
@@ -89,9 +89,9 @@ async def cut_city(session: AsyncSession, *, target: int = 50) -> dict:
     """Cut all of Cambridge into turfs, as the service does for POST /turf-cuts; returns the report."""
     campaign = await campaign_service.get_campaign(session, HOME)
     assert campaign.id is not None
-    job = await turf_service.start_cut(session, campaign.id, codes=None, target=target, created_by="tests")
+    job = await cut_service.start_cut(session, campaign.id, codes=None, target=target, created_by="tests")
     assert job.id is not None
-    return await turf_service.cut_turfs(session, campaign.id, codes=None, target=target, cut_id=job.id)
+    return await cut_service.cut_turfs(session, campaign.id, codes=None, target=target, cut_id=job.id)
 
 
 async def stale_shapes(session: AsyncSession) -> list[tuple[str, int]]:

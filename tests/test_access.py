@@ -16,6 +16,7 @@ script endpoint's test writes scripts in both campaigns, so another campaign's s
 """
 
 import asyncio
+import copy
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -48,11 +49,12 @@ from app.scripts.models import Script, ScriptVersion
 from app.scripts.schemas import ScriptIn, ScriptUses
 from app.scripts.service import STANDARD_RESULTS
 from app.sync.models import DoorKnock, ResultTally
+from app.turfs import cutting as cut_service
 from app.turfs import service as turf_service
 from app.turfs.models import Turf, TurfCut
 from app.walklists.models import WalkStop
 from app.webhooks.models import Webhook
-from tests.conftest import app_client
+from tests.conftest import Databases, app_client, db_session
 from tests.factories import FOREIGN, HOME, PASSWORD, SECRET, World
 
 # A precinct both campaigns have, holding households in both (the foreign campaign has only a few hundred).
@@ -952,10 +954,10 @@ async def organize(client: httpx.AsyncClient, session: AsyncSession, world: Worl
     names = {user_id: name for name, user_id in facts.users.items()}
     for slug in (HOME, FOREIGN):
         campaign_id, maker = facts.ids[slug], facts.users[MAKER[slug]]
-        job = await turf_service.start_cut(session, campaign_id, codes=[PRECINCT], target=TARGET_DOORS,
+        job = await cut_service.start_cut(session, campaign_id, codes=[PRECINCT], target=TARGET_DOORS,
                                            created_by="tests")
         assert job.id is not None
-        await turf_service.cut_turfs(session, campaign_id, codes=[PRECINCT], target=TARGET_DOORS, cut_id=job.id)
+        await cut_service.cut_turfs(session, campaign_id, codes=[PRECINCT], target=TARGET_DOORS, cut_id=job.id)
         turfs = (await session.execute(select(Turf).where(Turf.campaign_id == campaign_id).order_by(Turf.id))
                  ).scalars().all()
         middle = turfs[len(turfs) // 2]
@@ -2081,12 +2083,44 @@ async def run_case(endpoint: Endpoint, case: Case) -> dict[str, Any] | None:
     return None
 
 
+@pytest.fixture(scope="session")
+def prepared() -> dict[Any, tuple[str, Facts]]:
+    """Per backend, each `prepare` run once: a database it left behind, to copy, and the facts it found."""
+    return {}
+
+
+async def prepared_copy(endpoint: Endpoint, databases: Databases, world_template: tuple[str, World],
+                        prepared: dict[Any, tuple[str, Facts]]) -> tuple[str, Facts]:
+    """A fresh database as the endpoint's `prepare` leaves the world, and its facts.
+
+    Cutting and handing out turfs takes seconds and most endpoints share a `prepare`: each runs once a backend,
+    into a database every endpoint that needs it copies."""
+    world = world_template[1]
+    if endpoint.prepare not in prepared:
+        url = await databases.create(template=world_template[0])
+        async with app_client(url, rate_per_account="1000/minute") as client, db_session(url) as session:
+            facts = await read_facts(session, world)
+            if endpoint.prepare:
+                await endpoint.prepare(client, session, world, facts)
+                await read_turfs(session, facts)
+        prepared[endpoint.prepare] = (url, facts)
+    url, facts = prepared[endpoint.prepare]
+    return await databases.create(template=url), copy.deepcopy(facts)
+
+
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
-async def test_access(endpoint: Endpoint, client: httpx.AsyncClient, session: AsyncSession, world: World) -> None:
-    facts = await read_facts(session, world)
-    if endpoint.prepare:
-        await endpoint.prepare(client, session, world, facts)
-        await read_turfs(session, facts)
+async def test_access(endpoint: Endpoint, databases: Databases, world_template: tuple[str, World],
+                      prepared: dict[Any, tuple[str, Facts]]) -> None:
+    url, facts = await prepared_copy(endpoint, databases, world_template, prepared)
+    try:
+        async with app_client(url, rate_per_account="1000/minute") as client, db_session(url) as session:
+            await check_endpoint(endpoint, client, session, world_template[1], facts)
+    finally:
+        await databases.drop(url)
+
+
+async def check_endpoint(endpoint: Endpoint, client: httpx.AsyncClient, session: AsyncSession, world: World,
+                         facts: Facts) -> None:
     # Allowed writes go last, so every refusal is checked against the world as built.
     cases = [(who, campaign) for campaign in (CAMPAIGNS if endpoint.in_campaign else (None,)) for who in CALLERS]
     cases.sort(key=lambda c: endpoint.expected(*c) == endpoint.ok)

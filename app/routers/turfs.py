@@ -17,6 +17,7 @@ from app.precincts import service as precinct_service
 from app.routers.audit import audit_read
 from app.routers.deps import ALL_ROLES, FIELD_ROLES, Allow, SessionDep, SettingsDep, spawn
 from app.routers.responses import GEOJSON_RESPONSE, geojson_response, link_next, wants_geojson
+from app.turfs import cutting as cut_service
 from app.turfs import service as turf_service
 from app.turfs.models import Turf, TurfCut
 from app.turfs.schemas import (
@@ -143,10 +144,10 @@ def _cut_read(job: TurfCut) -> TurfCutRead:
 async def start_turf_cut(body: TurfCutCreate, request: Request, response: Response,
                          access: Annotated[Access, Depends(field)], session: SessionDep) -> TurfCutRead:
     """Cut precincts (or all) into turfs of about `target_doors` doors, in the background; poll the cut."""
-    job = await turf_service.start_cut(session, access.campaign_id, codes=body.precincts, target=body.target_doors,
+    job = await cut_service.start_cut(session, access.campaign_id, codes=body.precincts, target=body.target_doors,
                                        created_by=str(access.caller.user_id) if access.caller.user_id else None)
     assert job.id is not None
-    spawn(request.app, turf_service.run_cut(request.app.state.sessionmaker, job.id))
+    spawn(request.app, cut_service.run_cut(request.app.state.sessionmaker, job.id))
     response.headers["Location"] = f"/v1/campaigns/{access.campaign.slug}/turf-cuts/{job.id}"
     return _cut_read(job)
 
@@ -155,4 +156,4 @@ async def start_turf_cut(body: TurfCutCreate, request: Request, response: Respon
 async def read_turf_cut(cut_id: Id, access: Annotated[Access, Depends(cut_readers)],
                         session: SessionDep) -> TurfCutRead:
     """A cut's state, precincts done, turfs made and, once done, its quality report."""
-    return _cut_read(await turf_service.get_cut(session, access.campaign_id, cut_id))
+    return _cut_read(await cut_service.get_cut(session, access.campaign_id, cut_id))

@@ -14,12 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.addresses.models import Building
 from app.db import begin_write
 from app.errors import BadFile
+from app.events import StreetsImported, publish
 from app.geo.assign import utm_crs
+from app.geo.order import Streets
+from app.geo.shapes import Projection
 from app.geo.streets import house_number, match_streets, street_name
+from app.geo.walk import street_network
 from app.ingest import FieldSpec, ImportReport, Progress, Rejection, mapped_columns, no_progress, read_source
 from app.streets.models import Street
 from app.upsert import apply_upsert, plan_upsert, stored_rows
-from app.walklists.service import refresh_campaign_walks
 
 STREET_FIELDS = FieldSpec(
     defaults={"id": "ID", "name": "Street", "from_node": "FromNode", "to_node": "ToNode", "l_from": "L_From",
@@ -85,7 +88,7 @@ async def import_streets(session: AsyncSession, campaign_id: int, path: Path, *,
     await apply_upsert(session, Street, "external_id", FIELDS, campaign_id, upsert, progress, "streets")
     matched = await match_buildings(session, campaign_id)
     # Turfs now walk along these streets.
-    await refresh_campaign_walks(session, campaign_id)
+    await publish(session, StreetsImported(campaign_id))
     await session.commit()
     return ImportReport("streets", label, read=read, created=len(upsert.new), updated=len(upsert.changed),
                         unchanged=upsert.unchanged, rejected=rejected, extra={"buildings_matched": matched})
@@ -93,6 +96,16 @@ async def import_streets(session: AsyncSession, campaign_id: int, path: Path, *,
 
 async def has_streets(session: AsyncSession, campaign_id: int) -> bool:
     return (await session.scalar(select(Street.id).where(Street.campaign_id == campaign_id).limit(1))) is not None
+
+
+async def load_streets(session: AsyncSession, campaign_id: int, projection: Projection) -> Streets | None:
+    """The campaign's street network in metres (`projection`), None when it has no streets."""
+    rows = (await session.execute(select(Street.id, Street.geometry).where(Street.campaign_id == campaign_id)
+                                  .order_by(Street.id))).all()
+    if not rows:
+        return None
+    lines = projection.to_metres(shapely.from_wkb([r.geometry for r in rows]))
+    return Streets(await anyio.to_thread.run_sync(street_network, lines), {r.id: i for i, r in enumerate(rows)})
 
 
 async def match_buildings(session: AsyncSession, campaign_id: int) -> int:

@@ -2,13 +2,14 @@
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Index, LargeBinary, Text
+from sqlalchemy import CheckConstraint, Index, Text
 from sqlmodel import Field, SQLModel
 
 from app.db import UTCDateTime, utcnow
+from app.precincts.models import Counted, Shaped
 
 
-class Turf(SQLModel, table=True):
+class Turf(Shaped, Counted, table=True):
     __table_args__ = (
         CheckConstraint("status IN ('active', 'archived')", name="status"),
         CheckConstraint("source IN ('drawn', 'cut')", name="source"),
@@ -23,24 +24,11 @@ class Turf(SQLModel, table=True):
     source: str = Field(max_length=8)
     cut_id: int | None = Field(default=None, foreign_key="turf_cut.id", ondelete="SET NULL")
     status: str = Field(default="active", max_length=8)
-    # WKB Polygon or MultiPolygon in EPSG:4326, and its bounding box for filtering.
-    geometry: bytes = Field(sa_type=LargeBinary)
-    # The same shape as GeoJSON snapped to 10 cm (app.geo.geojson), written with it: maps and walk lists embed it.
-    geojson: str = Field(sa_type=Text)
-    min_lon: float
-    min_lat: float
-    max_lon: float
-    max_lat: float
     # Kept when membership changes, so lists never count rows.
     doors: int = 0
     buildings: int = 0
-    # Kept by organizing (issue 5) and sync (issue 7): who holds it now, and knocks recorded on it.
+    # Kept by organizing: who holds it now.
     holders: int = 0
-    knocks: int = 0
-    # Kept by sync: doors with a knock, doors where someone was reached, and the latest knock (corrected).
-    doors_attempted: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
-    doors_contacted: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
-    last_knock_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # Goes up whenever its walk list changes (doors, order, results, script, name), so phones can refresh.
     version: int = 1
     # The walking route (a GeoJSON LineString, served as stored), its length, and the version it last changed at.

@@ -1,9 +1,6 @@
-"""Turfs: drawn by organizers or cut automatically, their doors kept in `household.turf_id`."""
+"""Turfs: drawn by organizers or cut automatically (app.turfs.cutting), their doors kept in `household.turf_id`."""
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -12,33 +9,27 @@ import pandas as pd
 import shapely
 from shapely import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses.models import Building, Household
-from app.campaigns.service import note_change
 from app.db import begin_write, bulk_set, utcnow
 from app.errors import Conflict, Invalid, NotFound
-from app.geo.cut import cut_precinct, cut_quality
-from app.geo.geojson import snapped
+from app.events import TurfShapeChanged, publish
 from app.geo.shapes import Projection, invalid_reason
-from app.ingest import Progress, no_progress
 from app.organizing.models import TurfHistory
-from app.pagination import encode_cursor, int_cursor
+from app.pagination import int_cursor, page
 from app.precincts.models import Precinct
 from app.precincts.service import projection, shape_columns
 from app.scripts.service import resolve_turf_scripts
 from app.text import natural_key
-from app.turfs.models import Turf, TurfCut
-from app.walklists.service import WALK_COLUMNS, TurfWalk, load_streets, order_turfs, refresh_walks, store_walks
+from app.turfs.models import Turf
 
 ACTIVE, ARCHIVED = "active", "archived"
 # A drawn turf smaller than this is a slip of the mouse, not a turf.
 MIN_AREA_M2 = 100.0
 # Drawn turfs sharing less than this are neighbours, not overlapping.
 OVERLAP_M2 = 1.0
-DEFAULT_TARGET = 50
-STALE = timedelta(minutes=10)
 
 
 async def count_turfs(session: AsyncSession, campaign_id: int) -> int:
@@ -73,9 +64,7 @@ async def list_turfs(session: AsyncSession, campaign_id: int, *, precinct_id: in
         query = query.where(Turf.status == status)
     if only is not None:
         query = query.where(Turf.id.in_(only))
-    rows = (await session.execute(query)).all()
-    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    return page((await session.execute(query)).all(), limit)
 
 
 async def turf_detail(session: AsyncSession, turf: Turf) -> dict[str, Any]:
@@ -160,7 +149,7 @@ async def _overlapping(session: AsyncSession, campaign_id: int, shape: BaseGeome
 
 
 async def _recount(session: AsyncSession, turf_ids: Sequence[int]) -> None:
-    """Store the door and building counts of these turfs (refresh_walks then moves their version on)."""
+    """Store the door and building counts of these turfs (walking them anew then moves their version on)."""
     if not turf_ids:
         return
     doors = select(func.count()).where(Household.turf_id == Turf.id).scalar_subquery()
@@ -171,7 +160,7 @@ async def _recount(session: AsyncSession, turf_ids: Sequence[int]) -> None:
                           .execution_options(synchronize_session=False))
 
 
-async def _has_history(session: AsyncSession, turf_ids: Sequence[int]) -> set[int]:
+async def has_history(session: AsyncSession, turf_ids: Sequence[int]) -> set[int]:
     """The turfs someone has held: a knock made offline on one may still be on its way."""
     if not turf_ids:
         return set()
@@ -180,13 +169,13 @@ async def _has_history(session: AsyncSession, turf_ids: Sequence[int]) -> set[in
 
 
 async def _release(session: AsyncSession, turf: Turf) -> str:
-    """Free a turf's doors; delete it if nobody worked or held it, else archive it (its history stays)."""
+    """Free a turf's doors; delete it if nobody worked or held it, else archive it (its history stays; the
+    caller has its walk list emptied)."""
     await session.execute(update(Household).where(Household.turf_id == turf.id).values(turf_id=None)
                           .execution_options(synchronize_session=False))
-    if turf.knocks > 0 or await _has_history(session, [turf.id]):
+    if turf.knocks > 0 or await has_history(session, [turf.id]):
         turf.status, turf.archived_at, turf.doors, turf.buildings = ARCHIVED, utcnow(), 0, 0
         await session.flush()
-        await refresh_walks(session, turf.campaign_id, [turf.id])
         return ARCHIVED
     await session.delete(turf)
     return "deleted"
@@ -203,19 +192,21 @@ def _cut_out(wkb: bytes, shape: BaseGeometry) -> dict[str, Any] | None:
 
 
 async def _take_over(session: AsyncSession, campaign_id: int, shape: BaseGeometry, overlapped: list[Any],
-                     projection: Projection) -> list[int]:
-    """Cut `shape` out of the overlapped turfs; turfs left with no doors go. Returns the ids still standing."""
-    standing = []
+                     projection: Projection) -> tuple[list[int], list[int]]:
+    """Cut `shape` out of the overlapped turfs; turfs left with no area go. Returns the ids still standing, and
+    those archived."""
+    standing, archived = [], []
     for row in overlapped:
         turf = await get_turf(session, campaign_id, row.id)
         columns = await anyio.to_thread.run_sync(_cut_out, turf.geometry, shape)
         if columns is None:
-            await _release(session, turf)
+            if await _release(session, turf) == ARCHIVED:
+                archived.append(turf.id)
             continue
         for key, value in columns.items():
             setattr(turf, key, value)
         standing.append(turf.id)
-    return standing
+    return standing, archived
 
 
 async def draw_turf(session: AsyncSession, campaign_id: int, *, name: str | None, shape: BaseGeometry,
@@ -243,7 +234,7 @@ async def draw_turf(session: AsyncSession, campaign_id: int, *, name: str | None
                 name=(name or "").strip() or await _drawn_name(session, main), **columns)
     session.add(turf)
     await session.flush()
-    standing = await _take_over(session, campaign_id, shape, overlapped, proj) if overlapped else []
+    standing, archived = await _take_over(session, campaign_id, shape, overlapped, proj) if overlapped else ([], [])
     # Doors held by turfs that weren't overlapped (their polygons only touch) stay where they are.
     taken = {r.id for r in overlapped}
     ids = [d.id for d in doors if d.turf_id is None or d.turf_id in taken]
@@ -251,22 +242,24 @@ async def draw_turf(session: AsyncSession, campaign_id: int, *, name: str | None
         raise Conflict("Every door inside the polygon belongs to another turf it doesn't overlap.")
     await bulk_set(session, Household.__table__, "turf_id", ids, [turf.id] * len(ids))
     await _recount(session, [turf.id, *standing])
-    await _drop_empty(session, standing)
-    await refresh_walks(session, campaign_id, await _active(session, [turf.id, *standing]))
+    archived += await _drop_empty(session, standing)
+    await _reshaped(session, campaign_id, [turf.id, *standing], archived)
     await resolve_turf_scripts(session, campaign_id, [turf.id])
     return await _commit_turf(session, turf)
 
 
-async def _active(session: AsyncSession, turf_ids: Sequence[int]) -> list[int]:
-    return list((await session.execute(select(Turf.id).where(Turf.id.in_(list(turf_ids)),
-                                                             Turf.status == ACTIVE))).scalars())
+async def _reshaped(session: AsyncSession, campaign_id: int, turf_ids: Sequence[int],
+                    archived: Sequence[int]) -> None:
+    """Publish that these turfs' doors changed: those still active, and those archived (their walks empty)."""
+    active = (await session.execute(select(Turf.id).where(Turf.id.in_(list(turf_ids)), Turf.status == ACTIVE))
+              ).scalars()
+    await publish(session, TurfShapeChanged(campaign_id, turf_ids=frozenset([*active, *archived])))
 
 
 async def _commit_turf(session: AsyncSession, turf: Turf) -> Turf:
     # Counts were recomputed in SQL: read them back before the commit, so no read is left open after it.
     await session.flush()
     await session.refresh(turf)
-    await note_change(session, turf.campaign_id)
     await session.commit()
     return turf
 
@@ -281,12 +274,16 @@ async def _drawn_name(session: AsyncSession, precinct_id: int) -> str:
     return f"{prefix}{max(numbers, default=0) + 1:02d}"
 
 
-async def _drop_empty(session: AsyncSession, turf_ids: Sequence[int]) -> None:
-    """Turfs a take-over left without doors are released."""
+async def _drop_empty(session: AsyncSession, turf_ids: Sequence[int]) -> list[int]:
+    """Turfs a take-over left without doors are released; returns those archived."""
+    archived = []
     for turf_id in turf_ids:
         turf = await session.get(Turf, turf_id)
-        if turf is not None and turf.doors == 0 and turf.status == ACTIVE:
-            await _release(session, turf)
+        if turf is None or turf.doors > 0 or turf.status != ACTIVE:
+            continue
+        if await _release(session, turf) == ARCHIVED:
+            archived.append(turf_id)
+    return archived
 
 
 async def update_turf(session: AsyncSession, campaign_id: int, turf_id: int, *, name: str | None,
@@ -315,7 +312,8 @@ async def update_turf(session: AsyncSession, campaign_id: int, turf_id: int, *, 
         ids = [d.id for d in doors if d.turf_id is None or d.turf_id in taken]
         if not ids:
             raise Invalid("the polygon holds no door", field="geometry")
-        standing = await _take_over(session, campaign_id, shape, overlapped, proj) if overlapped else []
+        standing, archived = (await _take_over(session, campaign_id, shape, overlapped, proj) if overlapped
+                              else ([], []))
         await session.execute(update(Household).where(Household.turf_id == turf.id).values(turf_id=None)
                               .execution_options(synchronize_session=False))
         await bulk_set(session, Household.__table__, "turf_id", ids, [turf.id] * len(ids))
@@ -323,8 +321,11 @@ async def update_turf(session: AsyncSession, campaign_id: int, turf_id: int, *, 
             setattr(turf, key, value)
         await session.flush()
         await _recount(session, [turf.id, *standing])
-        await _drop_empty(session, standing)
-        await refresh_walks(session, campaign_id, await _active(session, [turf.id, *standing]))
+        archived += await _drop_empty(session, standing)
+        await _reshaped(session, campaign_id, [turf.id, *standing], archived)
+    else:
+        # A new name moves the walk list's version on, not its doors.
+        await publish(session, TurfShapeChanged(campaign_id))
     return await _commit_turf(session, turf)
 
 
@@ -337,260 +338,8 @@ async def delete_turf(session: AsyncSession, campaign_id: int, turf_id: int) -> 
     if turf.holders > 0:
         raise Conflict(f"Turf {turf_id} is held by {turf.holders} canvasser(s); take it back first.")
     outcome = await _release(session, turf)
-    await note_change(session, campaign_id)
+    # An archived turf's walk list empties; a deleted one has none left.
+    retired = frozenset([turf.id] if outcome == ARCHIVED else [])
+    await publish(session, TurfShapeChanged(campaign_id, turf_ids=retired))
     await session.commit()
     return outcome
-
-
-# Cutting
-
-@dataclass
-class PrecinctPlan:
-    """One precinct's new turfs, ready to write."""
-
-    precinct_id: int
-    code: str
-    shapes: list[BaseGeometry]  # EPSG:4326
-    households: list[list[int]]  # per turf
-    buildings: list[int]  # per turf
-    expected: float  # doors / k
-    quality: dict[str, Any] = field(default_factory=dict)
-    walks: list[TurfWalk] = field(default_factory=list)  # per turf
-    geojson: list[str] = field(default_factory=list)  # per turf: its shape's stored GeoJSON text
-
-
-def plan_precinct(precinct_id: int, code: str, region_m: BaseGeometry, households: pd.DataFrame,
-                  projection: Projection, *, target: int) -> PrecinctPlan:
-    """Cut one precinct's free households (id, building_id, unit, lon, lat, street_id) into turfs."""
-    if households.empty:
-        return PrecinctPlan(precinct_id, code, [], [], [], 0.0)
-    # Buildings at one point are one site: a Voronoi cell has one point.
-    sites = households.groupby(["lon", "lat"], sort=True).agg(
-        doors=("id", "size"), block=("street_id", "first")).reset_index()
-    x, y = projection.points(sites["lon"].to_numpy(), sites["lat"].to_numpy())
-    block = sites["block"].fillna(-1).astype(np.int64).to_numpy()
-    cut = cut_precinct(x, y, sites["doors"].to_numpy(), block, region_m, target=target)
-    site_of = households.merge(sites[["lon", "lat"]].reset_index(names="site"), on=["lon", "lat"])
-    members: list[list[int]] = [[] for _ in range(cut.k)]
-    for site, group in site_of.groupby("site", sort=True):
-        if site in cut.big:
-            ordered = sorted(zip(group["unit"], group["id"], strict=True), key=lambda u: (natural_key(u[0]), u[1]))
-            for label, chunk in zip(cut.big[site], np.array_split(np.arange(len(ordered)), len(cut.big[site])),
-                                    strict=True):
-                members[label] += [ordered[i][1] for i in chunk]
-        else:
-            members[int(cut.labels[site])] += group["id"].tolist()
-    building_of = dict(zip(households["id"], households["building_id"], strict=True))
-    shapes = list(projection.to_degrees(np.array(cut.polygons, dtype=object)))
-    keep = [i for i in range(cut.k) if members[i]]
-    # Numbered in reading order: north to south in 200 m bands, west to east within a band.
-    centroids = [cut.polygons[i].centroid for i in keep]
-    keep = [i for _, i in sorted(zip([(-round(c.y / 200), c.x) for c in centroids], keep, strict=True))]
-    plan = PrecinctPlan(precinct_id, code, [shapes[i] for i in keep], [sorted(members[i]) for i in keep],
-                        [len({building_of[h] for h in members[i]}) for i in keep],
-                        expected=len(households) / cut.k)
-    turf_of = {h: n for n, hs in enumerate(plan.households) for h in hs}
-    ordered = households.sort_values("id")
-    plan.quality = cut_quality(
-        np.array([len(h) for h in plan.households]), np.full(len(keep), plan.expected),
-        np.array([cut.polygons[i] for i in keep], dtype=object),
-        ordered["street_id"].fillna(-1).astype(np.int64).to_numpy(), ordered["building_id"].to_numpy(),
-        np.array([turf_of[h] for h in ordered["id"]]))
-    return plan
-
-
-async def resolve_precincts(session: AsyncSession, campaign_id: int, codes: Sequence[str] | None) -> list[Any]:
-    """The precincts (id, code, geometry) named by code, or all of the campaign's. Raises Invalid for unknown ones."""
-    query = select(Precinct.id, Precinct.code, Precinct.geometry).where(Precinct.campaign_id == campaign_id)
-    if codes:
-        query = query.where(Precinct.code.in_(list(codes)))
-    rows = (await session.execute(query.order_by(Precinct.id))).all()
-    missing = sorted(set(codes or []) - {r.code for r in rows}, key=natural_key)
-    if missing:
-        raise Invalid(f"no precinct {', '.join(missing)} in this campaign", field="precincts")
-    if not rows:
-        raise Invalid("the campaign has no precincts yet", field="precincts")
-    return rows
-
-
-async def start_cut(session: AsyncSession, campaign_id: int, *, codes: Sequence[str] | None, target: int,
-                    created_by: str | None) -> TurfCut:
-    """Record a cut to run. Raises Invalid for unknown precincts or a bad target, Conflict if one is running."""
-    await begin_write(session)
-    if not 5 <= target <= 1000:
-        raise Invalid("target_doors must be from 5 to 1000", field="target_doors")
-    precincts = await resolve_precincts(session, campaign_id, codes)
-    unfinished = TurfCut.state.in_(["queued", "running"])
-    # A city takes seconds: a cut unfinished after STALE was stopped with its server, and wrote nothing.
-    await session.execute(update(TurfCut).where(TurfCut.campaign_id == campaign_id, unfinished,
-                                                TurfCut.created_at < utcnow() - STALE)
-                          .values(state="failed", error="stopped before it finished; nothing was written",
-                                  finished_at=utcnow()))
-    running = await session.scalar(select(TurfCut.id).where(TurfCut.campaign_id == campaign_id, unfinished))
-    if running is not None:
-        await session.commit()
-        raise Conflict(f"Turf cut {running} is still running; wait for it to finish.", cut_id=running)
-    job = TurfCut(campaign_id=campaign_id, target_doors=target, precincts=" ".join(codes) if codes else None,
-                  precincts_total=len(precincts), created_by=created_by)
-    session.add(job)
-    await session.commit()
-    return job
-
-
-async def run_cut(maker: async_sessionmaker[AsyncSession], cut_id: int, *, progress: Progress = no_progress) -> None:
-    """Do a recorded cut, keeping its state and counts up to date; all its turfs are written at once."""
-    async with maker() as session:
-        job = await session.get(TurfCut, cut_id)
-        assert job is not None
-        job.state = "running"
-        await session.commit()
-        codes = job.precincts.split() if job.precincts else None
-
-        async def step(code: str, done: int, total: int) -> None:
-            async with maker() as tick:
-                await tick.execute(update(TurfCut).where(TurfCut.id == cut_id).values(precincts_done=done))
-                await tick.commit()
-            progress(code, done, total)
-
-        try:
-            await cut_turfs(session, job.campaign_id, codes=codes, target=job.target_doors, cut_id=cut_id,
-                                     step=step)
-        except Exception as exc:
-            await session.rollback()
-            await session.execute(update(TurfCut).where(TurfCut.id == cut_id).values(
-                state="failed", error=str(exc) or type(exc).__name__, finished_at=utcnow()))
-            await session.commit()
-            raise
-
-
-async def cut_turfs(session: AsyncSession, campaign_id: int, *, codes: Sequence[str] | None, target: int,
-                    cut_id: int, step: Any = None) -> dict[str, Any]:
-    """Cut precincts into turfs of about `target` doors, replacing the cut turfs nobody holds or has worked.
-
-    Held, worked and drawn turfs stay; their doors and area are left out of the new cut. Every new turf
-    is written in one transaction at the end, with the job's report. Returns the quality report.
-    """
-    precincts = await resolve_precincts(session, campaign_id, codes)
-    proj = await projection(session, campaign_id)
-    selected = [p.id for p in precincts]
-    before = await _turf_state(session, campaign_id)
-    active = (await session.execute(select(Turf.id, Turf.precinct_id, Turf.source, Turf.holders, Turf.knocks,
-                                           Turf.geometry)
-                                    .where(Turf.campaign_id == campaign_id, Turf.status == ACTIVE))).all()
-    replaced = [t.id for t in active if t.source == "cut" and t.holders == 0 and t.knocks == 0
-                and t.precinct_id in selected]
-    kept = [t for t in active if t.id not in set(replaced)]
-    kept_ids = {t.id for t in kept}
-    kept_shapes = proj.to_metres(shapely.from_wkb([t.geometry for t in kept])) if kept else np.array([])
-    households = pd.DataFrame((await session.execute(
-        select(Household.id, Household.building_id, Household.unit, Household.precinct_id, Household.turf_id,
-               Building.lon, Building.lat, Building.street_id, Building.street_side, Building.street_pos_m)
-        .join(Building, Building.id == Household.building_id)
-        .where(Household.campaign_id == campaign_id, Household.precinct_id.in_(selected)))).all(),
-        columns=["id", "building_id", "unit", "precinct_id", "turf_id", "lon", "lat", "street_id", "street_side",
-                 "street_pos_m"])
-    streets = await load_streets(session, campaign_id, proj)
-    free = households[~households["turf_id"].isin(kept_ids)]
-
-    plans: list[PrecinctPlan] = []
-    for done, precinct in enumerate(precincts, start=1):
-        def plan_one(precinct: Any = precinct) -> PrecinctPlan:
-            region = proj.to_metres(shapely.from_wkb(precinct.geometry))
-            if len(kept_shapes):
-                near = kept_shapes[shapely.intersects(kept_shapes, region)]
-                if len(near):
-                    rest = region.difference(shapely.union_all(near))
-                    region = rest if rest.area > 0 else region
-            doors = free[free["precinct_id"] == precinct.id]
-            plan = plan_precinct(precinct.id, precinct.code, region, doors, proj, target=target)
-            turf_of = pd.Series({h: n for n, hs in enumerate(plan.households) for h in hs}, dtype=np.int64)
-            members = doors.rename(columns={"id": "household_id"}).assign(
-                turf=lambda d: d["household_id"].map(turf_of))
-            walks = order_turfs(streets, proj, members[WALK_COLUMNS])
-            plan.walks = [walks[n] for n in range(len(plan.households))]
-            plan.geojson = snapped(plan.shapes)
-            return plan
-        plans.append(await anyio.to_thread.run_sync(plan_one))
-        if step is not None:
-            await step(precinct.code, done, len(precincts))
-
-    # Write everything in one transaction, as the writer (the reads above may be long out of date by now).
-    await begin_write(session)
-    if await _turf_state(session, campaign_id) != before:
-        raise Conflict("Turfs changed while the cut was computed (drawn, claimed or worked); cut again.")
-    if replaced:
-        await session.execute(update(Household).where(Household.turf_id.in_(replaced)).values(turf_id=None)
-                              .execution_options(synchronize_session=False))
-        # Turfs someone held once are archived, not deleted: their history stays for late syncs.
-        held_once = await _has_history(session, replaced)
-        await session.execute(update(Turf).where(Turf.id.in_(list(held_once))).values(
-            status=ARCHIVED, archived_at=utcnow(), doors=0, buildings=0))
-        await refresh_walks(session, campaign_id, held_once)
-        await session.execute(delete(Turf).where(Turf.id.in_([t for t in replaced if t not in held_once])))
-    now = utcnow()
-    rows = [{"campaign_id": campaign_id, "precinct_id": plan.precinct_id, "name": f"{plan.code}-T{n + 1:02d}",
-             "source": "cut", "cut_id": cut_id, "status": ACTIVE, "doors": len(doors), "buildings": buildings,
-             "holders": 0, "knocks": 0, "version": 1, "created_at": now, "updated_at": now,
-             **shape_columns(shape, geojson)}
-            for plan in plans for n, (shape, doors, buildings, geojson)
-            in enumerate(zip(plan.shapes, plan.households, plan.buildings, plan.geojson, strict=True))]
-    ids: list[int] = []
-    if rows:
-        ids = list((await session.execute(insert(Turf).returning(Turf.id, sort_by_parameter_order=True),
-                                          rows)).scalars())
-    members = [doors for plan in plans for doors in plan.households]
-    household_ids = [h for doors in members for h in doors]
-    turf_ids = [turf_id for turf_id, doors in zip(ids, members, strict=True) for _ in doors]
-    await bulk_set(session, Household.__table__, "turf_id", household_ids, turf_ids)
-    walks = [walk for plan in plans for walk in plan.walks]
-    await store_walks(session, dict(zip(ids, walks, strict=True)), new=True)
-    await resolve_turf_scripts(session, campaign_id, ids)
-    report = _report(plans, target=target, replaced=len(replaced), kept=len(kept))
-    await session.execute(update(TurfCut).where(TurfCut.id == cut_id).values(
-        state="done", precincts_done=len(plans), turfs_made=len(rows), report=json.dumps(report),
-        finished_at=utcnow()))
-    await note_change(session, campaign_id)
-    await session.commit()
-    return report
-
-
-def _report(plans: list[PrecinctPlan], *, target: int, replaced: int, kept: int) -> dict[str, Any]:
-    """The cut's quality overall (from every turf and household) and per precinct."""
-    overall: dict[str, Any] = {}
-    sizes = np.array([len(h) for p in plans for h in p.households])
-    if len(sizes):
-        expected = np.array([p.expected for p in plans for _ in p.households])
-        blocks = sum(p.quality.get("blocks", 0) for p in plans)
-        split = sum(p.quality.get("split_blocks", 0) for p in plans)
-        pp = [p.quality["polsby_popper_mean"] * p.quality["turfs"] for p in plans if p.quality.get("turfs")]
-        overall = {
-            "turfs": len(sizes), "doors": int(sizes.sum()), "doors_min": int(sizes.min()),
-            "doors_median": float(np.median(sizes)), "doors_max": int(sizes.max()),
-            "doors_cv": round(float(sizes.std() / sizes.mean()), 4),
-            "outside_15pct": int(np.sum(np.abs(sizes - expected) > 0.15 * expected)),
-            "non_contiguous": sum(p.quality.get("non_contiguous", 0) for p in plans),
-            "polsby_popper_mean": round(sum(pp) / len(sizes), 4),
-            "blocks": blocks, "split_blocks": split, "split_block_share": round(split / blocks, 4) if blocks else None,
-        }
-    return {"target_doors": target, "turfs_replaced": replaced, "turfs_kept": kept, "overall": overall,
-            "precincts": {p.code: p.quality for p in plans}}
-
-
-async def _turf_state(session: AsyncSession, campaign_id: int) -> list[tuple[Any, ...]]:
-    """What a cut depends on, to see whether it changed: every turf's id, doors (route version), status, holders
-    and knocks. Not its version: results synced meanwhile move that, and don't matter to a cut."""
-    return [tuple(r) for r in (await session.execute(
-        select(Turf.id, Turf.route_version, Turf.status, Turf.holders, Turf.knocks)
-        .where(Turf.campaign_id == campaign_id).order_by(Turf.id))).all()]
-
-
-async def get_cut(session: AsyncSession, campaign_id: int, cut_id: int) -> TurfCut:
-    """The campaign's turf cut with this id. Raises NotFound."""
-    job = (await session.execute(select(TurfCut).where(TurfCut.campaign_id == campaign_id, TurfCut.id == cut_id))
-           ).scalar_one_or_none()
-    if job is None:
-        raise NotFound(f"No turf cut {cut_id} in this campaign.")
-    return job
-
-
-

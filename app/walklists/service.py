@@ -2,15 +2,12 @@
 downloads, whole or as the changes since a version it has."""
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import anyio
-import numpy as np
 import orjson
 import pandas as pd
-import shapely
 from sqlalchemy import and_, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,14 +15,12 @@ from app.addresses.models import Building, Household, Person
 from app.db import begin_write, bulk_insert, utcnow
 from app.errors import Invalid, NotFound
 from app.geo.geojson import DIGITS
-from app.geo.shapes import Projection
-from app.geo.walk import Stops, StreetNetwork, plan_walk, street_network
+from app.geo.order import WALK_COLUMNS, TurfWalk, order_turfs
 from app.precincts.models import Precinct
 from app.precincts.service import projection
 from app.scripts.models import ScriptVersion
 from app.scripts.service import STANDARD_RESULTS
-from app.streets.models import Street
-from app.text import natural_key
+from app.streets.service import load_streets
 from app.turfs.models import Turf
 from app.walklists.models import WalkStop
 
@@ -35,78 +30,6 @@ from app.walklists.models import WalkStop
 NO_SCRIPT = orjson.dumps({"script_id": None, "version": 0, "name": "Door results",
                           "questions": [], "result_codes": STANDARD_RESULTS})
 STOP_COLUMNS = ("turf_id", "household_id", "seq", "removed", "changed")
-
-
-@dataclass(frozen=True)
-class Streets:
-    """A campaign's street network, and each street row's segment index in it."""
-
-    network: StreetNetwork
-    index: dict[int, int]
-
-
-@dataclass(frozen=True)
-class TurfWalk:
-    household_ids: list[int]  # in walking order
-    route: str | None  # a GeoJSON LineString in degrees
-    length_m: float
-
-
-async def load_streets(session: AsyncSession, campaign_id: int, projection: Projection) -> Streets | None:
-    rows = (await session.execute(select(Street.id, Street.geometry).where(Street.campaign_id == campaign_id)
-                                  .order_by(Street.id))).all()
-    if not rows:
-        return None
-    lines = projection.to_metres(shapely.from_wkb([r.geometry for r in rows]))
-    return Streets(await anyio.to_thread.run_sync(street_network, lines), {r.id: i for i, r in enumerate(rows)})
-
-
-# Columns order_turfs needs of each door: the turf (any key), the household, its building and where that is.
-WALK_COLUMNS = ["turf", "household_id", "building_id", "unit", "lon", "lat", "street_id", "street_side",
-                "street_pos_m"]
-
-
-def _geojson_line(points: np.ndarray) -> str:
-    return orjson.dumps({"type": "LineString", "coordinates": np.round(points, DIGITS).tolist()}).decode()
-
-
-def building_stops(streets: Streets | None, projection: Projection,
-                   doors: pd.DataFrame) -> tuple[np.ndarray, Stops]:
-    """The buildings of one turf's doors (WALK_COLUMNS, with `x` and `y` in metres if already projected), by
-    id, and the stops a walk visits."""
-    buildings = doors.drop_duplicates("building_id").sort_values("building_id")
-    if "x" in buildings:
-        x, y = buildings["x"].to_numpy(float), buildings["y"].to_numpy(float)
-    else:
-        x, y = projection.points(buildings["lon"].to_numpy(float), buildings["lat"].to_numpy(float))
-    index = streets.index if streets is not None else {}
-    segment = np.array([index.get(int(s), -1) if pd.notna(s) else -1 for s in buildings["street_id"]],
-                       dtype=np.int64)
-    return buildings["building_id"].to_numpy(), Stops(
-        np.asarray(x, float), np.asarray(y, float), segment, buildings["street_side"].to_numpy(np.int64),
-        buildings["street_pos_m"].to_numpy(float))
-
-
-def order_turfs(streets: Streets | None, projection: Projection, doors: pd.DataFrame) -> dict[Any, TurfWalk]:
-    """The walking order of every turf in `doors` (WALK_COLUMNS): buildings along the route, then the units
-    of each building in natural order (`2` before `10`). Deterministic for the same data."""
-    walks: dict[Any, TurfWalk] = {}
-    network = streets.network if streets is not None else None
-    # Projected once for all turfs (a transform a turf costs more than the points).
-    x, y = projection.points(doors["lon"].to_numpy(float), doors["lat"].to_numpy(float))
-    doors = doors.assign(x=x, y=y)
-    for turf, group in doors.groupby("turf", sort=True):
-        building_ids, stops = building_stops(streets, projection, group)
-        walk = plan_walk(network, stops)
-        rank = dict(zip(building_ids[walk.order].tolist(), range(len(walk.order)), strict=True))
-        ordered = sorted(zip(group["building_id"].tolist(), [natural_key(u) for u in group["unit"]],
-                             group["household_id"].tolist(), strict=True),
-                         key=lambda d: (rank[d[0]], d[1], d[2]))
-        route = None
-        if walk.route is not None:
-            route = _geojson_line(shapely.get_coordinates(projection.to_degrees(walk.route)))
-        walks[turf] = TurfWalk([int(d[2]) for d in ordered], route, round(walk.length_m, 1))
-    return walks
 
 
 async def walk_doors(session: AsyncSession, turf_ids: Sequence[int]) -> pd.DataFrame:

@@ -11,12 +11,14 @@ from sqlalchemy import delete, func, select, update
 from app.addresses.models import Household
 from app.addresses.service import make_demo_people
 from app.db import begin_write
+from app.geo.order import building_stops
 from app.geo.walk import distances, nearest_neighbour_lengths, path_length
 from app.precincts.service import projection
+from app.streets.service import load_streets
 from app.text import natural_key
 from app.turfs.models import Turf
 from app.walklists.models import WalkStop
-from app.walklists.service import building_stops, load_streets, walk_doors
+from app.walklists.service import walk_doors
 from tests.sync.helpers import batch, send
 from tests.test_errors import assert_problem
 
