@@ -2095,16 +2095,16 @@ async def prepared_copy(endpoint: Endpoint, databases: Databases, world_template
 
     Cutting and handing out turfs takes seconds and most endpoints share a `prepare`: each runs once a backend,
     into a database every endpoint that needs it copies."""
-    world = world_template[1]
-    if endpoint.prepare not in prepared:
+    world, key = world_template[1], (databases.backend, endpoint.prepare)
+    if key not in prepared:
         url = await databases.create(template=world_template[0])
         async with app_client(url, rate_per_account="1000/minute") as client, db_session(url) as session:
             facts = await read_facts(session, world)
             if endpoint.prepare:
                 await endpoint.prepare(client, session, world, facts)
                 await read_turfs(session, facts)
-        prepared[endpoint.prepare] = (url, facts)
-    url, facts = prepared[endpoint.prepare]
+        prepared[key] = (url, facts)
+    url, facts = prepared[key]
     return await databases.create(template=url), copy.deepcopy(facts)
 
 
