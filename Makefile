@@ -22,6 +22,9 @@ demo: $(VENV)/.installed
 	@echo "Serving on http://127.0.0.1:$(PORT) (docs at http://127.0.0.1:$(PORT)/docs)"
 	$(DOORSTEP) serve --port $(PORT)
 
+# Two workers: the SQLite leg on one, the PostgreSQL leg on the other (tests/conftest.py groups them).
+PYTEST_ARGS ?= -n 2 --dist loadgroup
+
 test: $(VENV)/.installed
 	DOORSTEP_TEST_PG_URL=$(DOORSTEP_TEST_PG_URL) $(PY) -m pytest $(PYTEST_ARGS)
 
@@ -32,7 +35,7 @@ openapi: $(VENV)/.installed
 	$(PY) -m app.openapi openapi
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check app tests bench alembic
+	$(VENV)/bin/ruff check app simulator tests bench alembic
 
 clean:
 	rm -rf $(VENV) doorstep.db doorstep.db-wal doorstep.db-shm .doorstep-demo.json bench/out

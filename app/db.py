@@ -4,11 +4,11 @@ import functools
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, MetaData, Table, TypeDecorator, event
-from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy import DateTime, MetaData, Select, Table, TypeDecorator, event, func
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
 
 # Stable constraint names: SQLite batch migrations and autogenerate comparisons need them.
@@ -59,12 +59,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, foreign_keys: bool =
     cursor.close()
 
 
-def make_engine(url: str, *, foreign_keys: bool = True, **kwargs: Any) -> AsyncEngine:
+def make_engine(url: str, *, foreign_keys: bool = True, pool_size: int | None = None,
+                max_overflow: int | None = None, **kwargs: Any) -> AsyncEngine:
     """Create the async engine for `url`, with SQLite set up for concurrent use.
 
     `foreign_keys=False` is for migrations only: SQLite's batch mode rebuilds a table by dropping it, which
-    enforced foreign keys forbid while other tables point at it.
+    enforced foreign keys forbid while other tables point at it. The pool's size applies to PostgreSQL (SQLite's
+    connections are files opened in-process).
     """
+    if make_url(url).get_backend_name() == "postgresql":
+        kwargs |= {k: v for k, v in (("pool_size", pool_size), ("max_overflow", max_overflow)) if v is not None}
     # SQL parameters are voters' names, notes and password hashes: never in a log line or an error's message.
     engine = create_async_engine(url, hide_parameters=True, **kwargs)
     if engine.dialect.name == "sqlite":
@@ -112,8 +116,31 @@ async def begin_write(session: AsyncSession) -> None:
     await session.connection(execution_options={WRITER: True})
 
 
-def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+Query = TypeVar("Query", bound=Select[Any])
+
+
+def object_agg(connection: Any, key: Any, value: Any) -> Any:
+    """The aggregate of rows' `key` and `value` into one JSON object."""
+    if connection.dialect.name == "postgresql":
+        return func.json_object_agg(key, value)
+    return func.json_group_object(key, value)
+
+
+async def skip_locked(session: AsyncSession, query: Query, *, of: Any = None) -> Query:
+    """`query` taking the rows it reads for this transaction, passing over rows another one has taken: FOR UPDATE
+    SKIP LOCKED (of the tables `of` only, if given) on PostgreSQL. SQLite has no row locks to skip: its writers
+    take turns (begin_write), so the query goes as it is."""
+    if (await session.connection()).dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=True, of=of)
+    return query
+
+
+def make_sessionmaker(bind: AsyncEngine | AsyncConnection) -> async_sessionmaker[AsyncSession]:
+    """Sessions on the engine, or on a connection in a transaction of its own (the tests'): each session's
+    transaction is then a savepoint in it, its commit a release."""
+    if isinstance(bind, AsyncConnection):
+        return async_sessionmaker(bind, expire_on_commit=False, join_transaction_mode="create_savepoint")
+    return async_sessionmaker(bind, expire_on_commit=False)
 
 
 async def bulk_insert(session: AsyncSession, table: Table, columns: Sequence[str],

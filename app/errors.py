@@ -55,14 +55,6 @@ class TooLarge(AppError):
     status, title, slug = 413, "Request too large", "too-large"
 
 
-class Unauthenticated(AppError):
-    status, title, slug = 401, "Not authenticated", "unauthenticated"
-
-
-class Forbidden(AppError):
-    status, title, slug = 403, "Forbidden", "forbidden"
-
-
 class TooManyRequests(AppError):
     """A rate limit reached; `retry_after` seconds until the next attempt is let through."""
 
@@ -71,3 +63,11 @@ class TooManyRequests(AppError):
     def __init__(self, detail: str, *, retry_after: int) -> None:
         super().__init__(detail)
         self.headers = {"Retry-After": str(retry_after)}
+
+
+class Unauthenticated(AppError):
+    status, title, slug = 401, "Not authenticated", "unauthenticated"
+
+
+class Forbidden(AppError):
+    status, title, slug = 403, "Forbidden", "forbidden"

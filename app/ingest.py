@@ -7,8 +7,9 @@ Shared by the address, people and precinct imports. Nothing here touches the dat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 import numpy as np
 import pandas as pd
 import pyogrio
@@ -20,10 +21,20 @@ from app.sources import SHAPES, TABLES, Format, gdal_path, names, scrub
 
 # Called with a stage name, the work done and the work in all; the CLI draws a progress bar from it.
 Progress = Callable[[str, int, int], None]
+T = TypeVar("T")
 
 
 def no_progress(stage: str, done: int, total: int) -> None:
     """The progress callback for callers that show none."""
+
+
+async def read_in_thread(read: Callable[[], T], progress: Progress) -> T:
+    """`read()` in a worker thread, as an import's "reading" stage: a city's file takes seconds to parse, and the
+    event loop goes on serving meanwhile."""
+    progress("reading", 0, 1)
+    result = await anyio.to_thread.run_sync(read)
+    progress("reading", 1, 1)
+    return result
 
 
 @dataclass(frozen=True)

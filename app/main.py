@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.audit.service import AuditLog
 from app.auth import passwords
@@ -41,18 +42,20 @@ Log in at `POST /v1/auth/token`, or send a campaign's API key as `Authorization:
 Each operation lists who may call it: `x-roles` (a member's role in the campaign) and `x-scopes` (an API key's)."""
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, connection: AsyncConnection | None = None) -> FastAPI:
+    """The app. On `connection`, in a transaction its owner rolls back (the tests'), every session is a
+    savepoint of it and nothing runs beside the requests: one connection does one thing at a time, so the
+    webhook worker and the progress listener stay off, and the audit is written when the app stops (or a
+    reader of the audit asks). A background job (a turf cut) needs an engine of its own."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.jwt_secret is None:
             raise RuntimeError("DOORSTEP_JWT_SECRET is not set: run `doorstep init` to write one into .env")
-        pool = ({"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
-                if settings.database_url.startswith("postgresql") else {})
-        engine = make_engine(settings.database_url, **pool)
-        app.state.engine = engine
-        app.state.sessionmaker = make_sessionmaker(engine)
+        engine = None if connection is not None else make_engine(
+            settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+        app.state.sessionmaker = make_sessionmaker(connection if engine is None else engine)
         app.state.audit = AuditLog(app.state.sessionmaker, buffer_max=settings.audit_buffer_max)
         app.state.tasks = set()
         # Per app, so each starts counting afresh (each test's app too); per process, so N workers allow N times.
@@ -63,25 +66,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # frozen, the collector's full passes skip it (they cost a sync batch 5 ms on average). Thawed at
         # shutdown, so a process that runs several apps (the tests) keeps no garbage.
         gc.freeze()
-        # Every process hears of every campaign's changes (progress streams), on PostgreSQL by LISTEN.
         stop = asyncio.Event()
-        listener = (asyncio.create_task(live.listen(settings.database_url, stop))
-                    if engine.dialect.name == "postgresql" else None)
-        # The webhook worker drains the outbox in the background: a receiver never holds up the request.
-        deliverer = asyncio.create_task(webhooks.run(app.state.sessionmaker, settings, stop))
+        workers = [] if engine is None else [
+            # Every process hears of every campaign's changes (progress streams), on PostgreSQL by LISTEN.
+            asyncio.create_task(live.listen(settings.database_url, stop)),
+            # The webhook worker drains the outbox in the background: a receiver never holds up the request.
+            asyncio.create_task(webhooks.run(app.state.sessionmaker, settings, stop))]
         # Reads of voter data are audited in batches, off the request path (see app/audit/service.py).
-        auditor = asyncio.create_task(app.state.audit.run(stop, settings.audit_flush_s))
+        auditor = asyncio.create_task(app.state.audit.run(stop, settings.audit_flush_s if engine else None))
         yield
         stop.set()
-        await deliverer
-        if listener is not None:
-            await listener
+        await asyncio.gather(*workers)
         gc.unfreeze()
         # Background jobs (turf cuts) finish before the engine goes.
         if app.state.tasks:
             await asyncio.gather(*app.state.tasks, return_exceptions=True)
         await auditor  # its last batch, written once stop is set
-        await engine.dispose()
+        if engine is not None:
+            await engine.dispose()
 
     app = FastAPI(title="Doorstep", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings

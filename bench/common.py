@@ -155,7 +155,7 @@ def pg_dsn(pg_url: str, database: str | None = None) -> str:
 async def upgrade(url: str) -> None:
     """Migrate a database to head with Alembic; its env runs its own event loop, so it goes to a thread."""
     from alembic import command
-    from app.cli import alembic_config
+    from app.migrations import alembic_config
 
     await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
 

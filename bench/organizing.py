@@ -25,7 +25,7 @@ import numpy as np
 from app.auth.passwords import hash_password
 from app.campaigns.models import Campaign, Membership, Role, User
 from app.db import make_engine, make_sessionmaker, utcnow
-from app.organizing.service import claim, release
+from app.organizing.holdings import claim, release
 from app.turfs import cutting as cut_service
 from bench.common import Context, Result, benchmark, fresh_database, pg_dsn
 from bench.turfs import TARGET, load_city

@@ -30,7 +30,7 @@ from app.campaigns.models import Role
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.main import create_app
-from app.organizing import service as organizing
+from app.organizing import holdings
 from app.turfs import service as turf_service
 from app.turfs.models import Turf
 from app.walklists.models import WalkStop
@@ -64,7 +64,7 @@ async def _prepare(url: str) -> tuple[int, list[tuple[str, int, list[tuple[int, 
         for n, turf_id in enumerate(turfs):
             user, _ = await campaign_service.add_member(session, campaign, f"phone{n}@bench.test", Role.canvasser,
                                                         name=f"Phone {n}", password="bench password")
-            await organizing.assign(session, campaign_id, turf_id, [user.id], by=None)
+            await holdings.assign(session, campaign_id, turf_id, [user.id], by=None)
             doors = (await session.execute(select(WalkStop.household_id, turf_service.Household.precinct_id)
                                            .join(turf_service.Household,
                                                  turf_service.Household.id == WalkStop.household_id)

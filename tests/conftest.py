@@ -1,7 +1,11 @@
 """Fixtures: every test runs on SQLite and on PostgreSQL, against databases migrated with Alembic.
 
-Loading Cambridge takes seconds, so it is done once per backend into a template database; each test
-that needs it gets its own copy (a file copy on SQLite, CREATE DATABASE ... TEMPLATE on PostgreSQL).
+Loading Cambridge and cutting it into turfs take seconds, so each is done once per backend into a template
+database. Tests share one copy of each, every test inside a transaction rolled back at its end: the app's
+sessions and the test's own are savepoints on that one connection (`app_client` and `db_session` find it by
+the URL the fixtures hand out). A test that needs more than one connection (a server in another process,
+concurrent requests, background work, LISTEN/NOTIFY, migrations) is marked `own_database` and gets a copy of
+its own (a file copy on SQLite, CREATE DATABASE ... TEMPLATE on PostgreSQL).
 """
 
 import asyncio
@@ -15,14 +19,16 @@ from pathlib import Path
 import asyncpg
 import pytest
 from httpx import ASGITransport, AsyncClient
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.pool import NullPool
 
 from alembic import command
-from app.cli import alembic_config
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.main import create_app
+from app.migrations import alembic_config
 from tests import factories
 
 SECRET = factories.SECRET
@@ -82,6 +88,15 @@ async def upgrade(url: str, revision: str = "head") -> None:
     await asyncio.to_thread(command.upgrade, alembic_config(url), revision)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under xdist (`--dist loadgroup`, as make test runs), each backend's tests go to one worker, which builds
+    only that backend's templates; the tests of neither spread over both."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "backend" in callspec.params:
+            item.add_marker(pytest.mark.xdist_group(callspec.params["backend"]))
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "postgresql" and not PG_URL:
@@ -129,11 +144,77 @@ async def cut_template(databases: Databases, world_template: tuple[str, factorie
     return url, report
 
 
+@pytest.fixture(scope="session")
+async def world_db(databases: Databases, world_template: tuple[str, factories.World]) -> str:
+    """The copy of the world that tests share, each in a transaction of its own, rolled back."""
+    return await databases.create(template=world_template[0])
+
+
+@pytest.fixture(scope="session")
+async def cut_db(databases: Databases, cut_template: tuple[str, dict]) -> str:
+    """The copy of the cut city that tests share, each in a transaction of its own, rolled back."""
+    return await databases.create(template=cut_template[0])
+
+
+# The connection of the running test's rolled-back transaction, by the URL its fixtures handed out (a process
+# runs one test at a time).
+BOUND: dict[str, AsyncConnection] = {}
+
+
+async def _committed(connection: AsyncConnection) -> object:
+    """What moves when the connection's transaction ends, or another connection commits: PostgreSQL's
+    transaction id (taken once, it stays); on SQLite whether the driver has a transaction open (a COMMIT sent
+    raw ends it) and the file's data_version (any other connection's commit moves it)."""
+    if connection.dialect.name == "postgresql":
+        return await connection.scalar(text("SELECT txid_current()"))
+    return ((await connection.get_raw_connection()).driver_connection.in_transaction,
+            await connection.scalar(text("PRAGMA data_version")))
+
+
+@asynccontextmanager
+async def rolled_back(url: str) -> AsyncIterator[str]:
+    """`url`, for the test's app and sessions to share one connection in a transaction rolled back at the end."""
+    engine = make_engine(url, poolclass=NullPool)
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        began = await _committed(connection)
+        BOUND[url] = connection
+        try:
+            yield url
+        finally:
+            del BOUND[url]
+        # A COMMIT sent raw, or another connection (a process the test ran), would have changed the shared
+        # database: such a test needs `own_database`.
+        assert await _committed(connection) == began, "the shared database changed outside the test's transaction"
+        await transaction.rollback()
+    await engine.dispose()
+
+
+def _own(request: pytest.FixtureRequest) -> bool:
+    return request.node.get_closest_marker("own_database") is not None
+
+
+@asynccontextmanager
+async def _database(request: pytest.FixtureRequest, databases: Databases, template: str,
+                    shared: str) -> AsyncIterator[str]:
+    """A copy of `template` for a test marked own_database; the shared database `shared`, in a rolled-back
+    transaction, for any other."""
+    if _own(request):
+        url = await databases.create(template=template)
+        try:
+            yield url
+        finally:
+            await databases.drop(url)
+    else:
+        async with rolled_back(shared) as url:
+            yield url
+
+
 @pytest.fixture
-async def cut_db_url(databases: Databases, cut_template: tuple[str, dict]) -> AsyncIterator[str]:
-    url = await databases.create(template=cut_template[0])
-    yield url
-    await databases.drop(url)
+async def cut_db_url(request: pytest.FixtureRequest, databases: Databases, cut_template: tuple[str, dict],
+                     cut_db: str) -> AsyncIterator[str]:
+    async with _database(request, databases, cut_template[0], cut_db) as url:
+        yield url
 
 
 @pytest.fixture
@@ -148,9 +229,27 @@ async def cut_session(cut_db_url: str) -> AsyncIterator[AsyncSession]:
         yield s
 
 
+class RolledBackSession(AsyncSession):
+    """The test's own session in a rolled-back transaction. Its transactions are savepoints, as the app's are,
+    but its rollback releases its savepoint and forgets what it loaded: tests roll back to see the app's writes,
+    and rolling back to the savepoint would undo those the app made since."""
+
+    async def rollback(self) -> None:
+        transaction = self.sync_session.get_transaction()
+        if transaction is None or not transaction.is_active:
+            await super().rollback()
+            return
+        await self.commit()
+        self.expire_all()
+
+
 @asynccontextmanager
 async def db_session(url: str) -> AsyncIterator[AsyncSession]:
     """A session on the database at `url`, to check rows behind the API."""
+    if url in BOUND:
+        async with RolledBackSession(BOUND[url], expire_on_commit=False, join_transaction_mode="create_savepoint") as s:
+            yield s
+        return
     engine = make_engine(url)
     async with make_sessionmaker(engine)() as s:
         yield s
@@ -159,19 +258,21 @@ async def db_session(url: str) -> AsyncIterator[AsyncSession]:
 
 @asynccontextmanager
 async def app_client(url: str, **settings: object) -> AsyncIterator[AsyncClient]:
-    """An HTTP client on the app, served from the database at `url`."""
-    app = create_app(Settings(database_url=url, jwt_secret=SECRET, _env_file=None, **settings))
+    """An HTTP client on the app, served from the database at `url` (on the test's rolled-back transaction, if
+    the URL is a shared database's)."""
+    app = create_app(Settings(database_url=url, jwt_secret=SECRET, _env_file=None, **settings),
+                     connection=BOUND.get(url))
     async with app.router.lifespan_context(app), AsyncClient(transport=ASGITransport(app=app),
                                                              base_url="http://test") as c:
         yield c
 
 
 @pytest.fixture
-async def db_url(databases: Databases, world_template: tuple[str, factories.World]) -> AsyncIterator[str]:
-    """A fresh copy of the loaded world, for a test to change as it likes."""
-    url = await databases.create(template=world_template[0])
-    yield url
-    await databases.drop(url)
+async def db_url(request: pytest.FixtureRequest, databases: Databases, world_template: tuple[str, factories.World],
+                 world_db: str) -> AsyncIterator[str]:
+    """The loaded world, for a test to change as it likes."""
+    async with _database(request, databases, world_template[0], world_db) as url:
+        yield url
 
 
 @pytest.fixture

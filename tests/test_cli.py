@@ -22,10 +22,10 @@ from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import make_url
 
 from app.addresses.models import Person
-from app.cli import alembic_config
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.main import create_app
+from app.migrations import alembic_config
 from app.models import metadata
 from tests.conftest import Databases
 from tests.factories import DATA, SECRET
@@ -219,3 +219,7 @@ async def test_db_upgrade_on_a_fresh_database(databases: Databases, tmp_path: Pa
         assert version == head
     finally:
         await databases.drop(url)
+
+
+# A database of its own: the CLI runs in processes of its own.
+pytestmark = pytest.mark.own_database

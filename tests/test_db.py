@@ -1,5 +1,6 @@
 """The database helpers the hot paths share: raw reads and writes stay inside the session's transaction."""
 
+import pytest
 from sqlalchemy import bindparam, func, insert, select
 
 from app.campaigns.models import Campaign
@@ -35,3 +36,7 @@ class TestFetchRows:
                 assert await campaigns(other, "kept") == 1
         finally:
             await engine.dispose()
+
+
+# A database of its own: engines of its own, several connections.
+pytestmark = pytest.mark.own_database

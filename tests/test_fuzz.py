@@ -75,4 +75,5 @@ class TestContractFuzz:
         assert "Traceback" not in log, log[-3000:]
 
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+# A database of its own: a real server in a process of its own.
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.own_database]

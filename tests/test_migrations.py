@@ -2,13 +2,14 @@
 
 import asyncio
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from alembic import command
-from app.cli import alembic_config
 from app.db import make_engine
+from app.migrations import alembic_config
 from app.models import metadata
 from tests.conftest import upgrade
 
@@ -76,3 +77,7 @@ async def test_upgrading_a_database_that_holds_data_keeps_it(databases):
     # The precinct's GeoJSON text was written from its shape.
     assert shapely.from_geojson(shape).equals(shapely.box(0, 0, 1, 1))
     await databases.drop(url)
+
+
+# A database of its own: migrations run on engines of their own.
+pytestmark = pytest.mark.own_database

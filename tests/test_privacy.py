@@ -217,3 +217,7 @@ def test_paths_are_hidden_in_any_problem_text():
     # Paths of the request (and words that merely start like a server folder) stay.
     assert hide_paths("/v1/campaigns/cambridge/addresses") == "/v1/campaigns/cambridge/addresses"
     assert hide_paths(f"{temp}ish") == f"{temp}ish"
+
+
+# A database of its own: an engine of its own, logging.
+pytestmark = pytest.mark.own_database

@@ -247,6 +247,7 @@ class TestAttacksAreRefused:
             assert_no_leak(r.text)
         assert await household_count(session) == before
 
+    @pytest.mark.own_database  # the CLI runs in a process of its own
     async def test_cli_refuses_a_vrt_in_one_line_with_exit_code_2(self, db_url, tmp_path, attacks):
         (tmp_path / "leak.csv").write_bytes(attacks["decoy"])
         (tmp_path / "leak.geojson").write_bytes(attacks["env"])
@@ -290,6 +291,7 @@ class TestRealFilesStillImport:
         assert r.json()["created"] == 5, r.text
         assert await household_count(session) == before + 5
 
+    @pytest.mark.own_database  # the CLI runs in a process of its own
     async def test_cli_imports_precincts_as_geopackage_shapefile_and_zipped_shapefile(self, db_url, tmp_path,
                                                                                       session):
         precincts = gpd.read_file(DATA / "precincts.geojson")
@@ -304,6 +306,7 @@ class TestRealFilesStillImport:
 
 
 class TestRejectionsAreCapped:
+    @pytest.mark.own_database  # the CLI runs in a process of its own
     async def test_over_a_thousand_bad_rows_answer_a_thousand_and_the_cli_writes_them_all(
             self, client, world, tmp_path, db_url):
         header = "address_id,number,street,unit,lon,lat\n"

@@ -291,3 +291,7 @@ class TestOffTheLoop:
         await session.rollback()
         turf = (await session.execute(select(Turf).where(Turf.name == "Big"))).scalar_one()
         assert turf.doors >= 30, (took, pings)
+
+
+# A database of its own: cuts run as background jobs, concurrent requests.
+pytestmark = pytest.mark.own_database

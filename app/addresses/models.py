@@ -8,17 +8,25 @@ from sqlmodel import Field, SQLModel
 from app.db import UTCDateTime
 
 
-class Building(SQLModel, table=True):
-    """Units that share a point (or a parcel) are one building: one stop on a walk list."""
+def _where_set(name: str, column: str) -> Index:
+    """An index of the rows where `column` is set, on both dialects: rows without it are never looked up by it,
+    and an import writes no entries for them."""
+    return Index(name, column, postgresql_where=text(f"{column} IS NOT NULL"),
+                 sqlite_where=text(f"{column} IS NOT NULL"))
 
-    __table_args__ = (
-        UniqueConstraint("campaign_id", "key"),
-        Index("ix_building_street_id", "street_id", postgresql_where=text("street_id IS NOT NULL"),
-              sqlite_where=text("street_id IS NOT NULL")),
-    )
+
+class _OfCampaign(SQLModel):
+    """A campaign's row: gone with its campaign."""
 
     id: int | None = Field(default=None, primary_key=True)
     campaign_id: int = Field(foreign_key="campaign.id", ondelete="CASCADE")
+
+
+class Building(_OfCampaign, table=True):
+    """Units that share a point (or a parcel) are one building: one stop on a walk list."""
+
+    __table_args__ = (UniqueConstraint("campaign_id", "key"), _where_set("ix_building_street_id", "street_id"))
+
     precinct_id: int = Field(foreign_key="precinct.id", index=True)
     # What grouped the units: `parcel:<id>` where the file has parcels, else `pt:<lon>,<lat>`.
     key: str = Field(max_length=160)
@@ -36,18 +44,12 @@ class Building(SQLModel, table=True):
     street_pos_m: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
 
 
-class Household(SQLModel, table=True):
+class Household(_OfCampaign, table=True):
     """One door: a unit in a building, under the address file's own id."""
 
-    __table_args__ = (
-        UniqueConstraint("campaign_id", "external_id"),
-        # Partial: doors are looked up by turf, never by "no turf", and an import writes no index entries.
-        Index("ix_household_turf_id", "turf_id", postgresql_where=text("turf_id IS NOT NULL"),
-              sqlite_where=text("turf_id IS NOT NULL")),
-    )
+    # Doors are looked up by turf, never by "no turf".
+    __table_args__ = (UniqueConstraint("campaign_id", "external_id"), _where_set("ix_household_turf_id", "turf_id"))
 
-    id: int | None = Field(default=None, primary_key=True)
-    campaign_id: int = Field(foreign_key="campaign.id", ondelete="CASCADE")
     building_id: int = Field(foreign_key="building.id", index=True)
     # The building's precinct, kept here too: precinct filters and counters then need no join.
     precinct_id: int = Field(foreign_key="precinct.id", index=True)
@@ -66,13 +68,11 @@ class Household(SQLModel, table=True):
     contacted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
-class Person(SQLModel, table=True):
+class Person(_OfCampaign, table=True):
     """A voter, under the voter file's own id. Only what a canvasser needs is kept."""
 
     __table_args__ = (UniqueConstraint("campaign_id", "external_id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
-    campaign_id: int = Field(foreign_key="campaign.id", ondelete="CASCADE")
     household_id: int = Field(foreign_key="household.id", index=True)
     external_id: str = Field(max_length=64)
     first_name: str = Field(max_length=100)

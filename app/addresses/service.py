@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import anyio
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -29,10 +28,11 @@ from app.ingest import (
     mapped_columns,
     no_progress,
     parse_numbers,
+    read_in_thread,
     read_source,
     source_column,
 )
-from app.pagination import encode_cursor, int_cursor
+from app.pagination import int_cursor, page
 from app.precincts.models import Precinct
 from app.precincts.service import precinct_shapes, refresh_counts
 from app.streets.service import match_buildings
@@ -154,9 +154,7 @@ async def import_addresses(session: AsyncSession, campaign_id: int, path: Path, 
     precinct_ids, shapes = await precinct_shapes(session, campaign_id)
     if not precinct_ids:
         raise BadFile(f"{label}: the campaign has no precincts yet; import them first")
-    progress("reading", 0, 1)
-    plan = await anyio.to_thread.run_sync(lambda: plan_addresses(path, label, mapping, precinct_ids, shapes))
-    progress("reading", 1, 1)
+    plan = await read_in_thread(lambda: plan_addresses(path, label, mapping, precinct_ids, shapes), progress)
 
     buildings = plan.buildings.assign(parcel=plan.buildings["parcel"].astype(object).replace("", None))
     wanted_b = frame_values(buildings, ("key", *BUILDING_FIELDS))
@@ -226,9 +224,7 @@ async def import_people(session: AsyncSession, campaign_id: int, path: Path, *, 
                         mapping: dict[str, list[str]], progress: Progress = no_progress) -> ImportReport:
     """Create or update the campaign's people from a voter file linked by address id, in one transaction."""
     await begin_write(session)
-    progress("reading", 0, 1)
-    read, table, rejected = await anyio.to_thread.run_sync(lambda: read_people(path, label, mapping))
-    progress("reading", 1, 1)
+    read, table, rejected = await read_in_thread(lambda: read_people(path, label, mapping), progress)
     households = dict((await session.execute(select(Household.external_id, Household.id)
                                              .where(Household.campaign_id == campaign_id))).all())
     household_id = table["household"].map(households)
@@ -327,5 +323,4 @@ async def list_households(session: AsyncSession, campaign_id: int, *, precinct_i
     if precinct_id is not None:
         query = query.where(Household.precinct_id == precinct_id)
     rows = [dict(r._mapping) for r in (await session.execute(query)).all()]
-    next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    return page(rows, limit, key=lambda row: row["id"])

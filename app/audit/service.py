@@ -69,8 +69,9 @@ class AuditLog:
                 raise
             return len(rows)
 
-    async def run(self, stop: asyncio.Event, interval: float) -> None:
-        """Flush every `interval` seconds until `stop` is set, then once more."""
+    async def run(self, stop: asyncio.Event, interval: float | None) -> None:
+        """Flush every `interval` seconds (or only when the buffer fills, if None) until `stop` is set, then once
+        more."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)

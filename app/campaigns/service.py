@@ -13,7 +13,7 @@ from app.auth.sessions import end_sessions
 from app.campaigns.models import Campaign, Membership, Role, User
 from app.db import begin_write, utcnow
 from app.errors import Conflict, Invalid, NotFound
-from app.events import CampaignChanged, publish
+from app.partial import set_given
 from app.precincts.models import Precinct
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -32,11 +32,6 @@ async def create_campaign(session: AsyncSession, slug: str, name: str) -> Campai
     session.add(campaign)
     await session.commit()
     return campaign
-
-
-async def note_change(session: AsyncSession, campaign_id: int) -> None:
-    """Transitional: publish that the campaign changed (callers move to their own events)."""
-    await publish(session, CampaignChanged(campaign_id))
 
 
 async def find_campaign(session: AsyncSession, slug: str) -> Campaign | None:
@@ -178,11 +173,7 @@ async def update_campaign(session: AsyncSession, campaign_id: int, *, name: str 
     await begin_write(session)
     campaign = await session.get(Campaign, campaign_id)
     assert campaign is not None
-    if name is not None:
-        campaign.name = name.strip()
-    if claim_lapse_hours is not None:
-        campaign.claim_lapse_hours = claim_lapse_hours
-    if event_max_turfs is not None:
-        campaign.event_max_turfs = event_max_turfs
+    set_given(campaign, name=name.strip() if name is not None else None, claim_lapse_hours=claim_lapse_hours,
+              event_max_turfs=event_max_turfs)
     await session.commit()
     return campaign

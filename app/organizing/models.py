@@ -72,24 +72,27 @@ class Event(SQLModel, table=True):
     cancelled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
-class EventTurf(SQLModel, table=True):
+class _OfEvent(SQLModel):
+    """An event's row: gone with its event."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(foreign_key="event.id", ondelete="CASCADE")
+
+
+class EventTurf(_OfEvent, table=True):
     """A turf reserved for an event until it ends; checked out to an attendee, or back to the pool after."""
 
     __tablename__ = "event_turf"
     __table_args__ = (UniqueConstraint("event_id", "turf_id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
-    event_id: int = Field(foreign_key="event.id", ondelete="CASCADE")
     turf_id: int = Field(foreign_key="turf.id", index=True, ondelete="CASCADE")
     checked_out_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
-class EventAttendee(SQLModel, table=True):
+class EventAttendee(_OfEvent, table=True):
     __tablename__ = "event_attendee"
     __table_args__ = (UniqueConstraint("event_id", "user_id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
-    event_id: int = Field(foreign_key="event.id", ondelete="CASCADE")
     user_id: uuid.UUID = Field(foreign_key="user_account.id", index=True, ondelete="CASCADE")
     joined_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     checked_in_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -22,8 +22,8 @@ from app.geo.assign import assign_points
 from app.geo.geojson import snapped
 from app.geo.repair import polygonal
 from app.geo.shapes import Projection
-from app.ingest import ImportReport, Progress, Rejection, no_progress, read_source
-from app.pagination import encode_cursor, int_cursor
+from app.ingest import ImportReport, Progress, Rejection, no_progress, read_in_thread, read_source
+from app.pagination import int_cursor, page
 from app.precincts.models import Precinct
 
 DEFAULT_ID_FIELD = "precinct_id"
@@ -104,9 +104,8 @@ async def import_precincts(session: AsyncSession, campaign_id: int, path: Path, 
     A precinct whose shape changed takes back the buildings that now fall in it.
     """
     await begin_write(session)
-    progress("reading", 0, 1)
-    rows, rejected, repaired = await anyio.to_thread.run_sync(
-        lambda: read_precincts(path, label, id_field=id_field, name_field=name_field))
+    rows, rejected, repaired = await read_in_thread(
+        lambda: read_precincts(path, label, id_field=id_field, name_field=name_field), progress)
     report = ImportReport("precincts", label, read=len(rows) + len(rejected), rejected=rejected,
                           extra={"repaired": len(repaired)})
     existing = {r.code: r for r in (await session.execute(
@@ -205,26 +204,25 @@ async def list_precincts(session: AsyncSession, campaign_id: int, *, cursor: str
     columns = [c for c in Precinct.__table__.columns if (geometry or c.name != "geometry") and c.name != "geojson"]
     rows = (await session.execute(select(*columns).where(Precinct.campaign_id == campaign_id, Precinct.id > after)
                                   .order_by(Precinct.id).limit(limit + 1))).all()
-    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    return page(rows, limit)
+
+
+async def _by_code(session: AsyncSession, campaign_id: int, code: str, what: Any) -> Any:
+    """`what` (the precinct, or one of its columns) of the precinct with this code. Raises NotFound."""
+    found = await session.scalar(select(what).where(Precinct.campaign_id == campaign_id, Precinct.code == code))
+    if found is None:
+        raise NotFound(f"No precinct {code!r} in this campaign.")
+    return found
 
 
 async def get_precinct(session: AsyncSession, campaign_id: int, code: str) -> Precinct:
     """The precinct with this code. Raises NotFound."""
-    precinct = (await session.execute(select(Precinct).where(Precinct.campaign_id == campaign_id,
-                                                             Precinct.code == code))).scalar_one_or_none()
-    if precinct is None:
-        raise NotFound(f"No precinct {code!r} in this campaign.")
-    return precinct
+    return await _by_code(session, campaign_id, code, Precinct)
 
 
 async def precinct_id_for(session: AsyncSession, campaign_id: int, code: str) -> int:
     """The internal id of the precinct with this code. Raises NotFound."""
-    found = (await session.execute(select(Precinct.id).where(Precinct.campaign_id == campaign_id,
-                                                             Precinct.code == code))).scalar_one_or_none()
-    if found is None:
-        raise NotFound(f"No precinct {code!r} in this campaign.")
-    return found
+    return await _by_code(session, campaign_id, code, Precinct.id)
 
 
 def shape_columns(shape: BaseGeometry, geojson: str | None = None) -> dict[str, Any]:

@@ -1,11 +1,9 @@
 """Progress follows every change: the campaign's change counter (progress ETags are made of it) moves on once
 in each transaction that changed the campaign, and every server process's streams hear of it after the commit."""
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from app.campaigns.models import Campaign
 from app.events import CampaignChanged, after_commit, on, scratch
 from app.progress import live
 
@@ -17,9 +15,7 @@ async def note_change(session: AsyncSession, event: CampaignChanged) -> None:
     if event.campaign_id in noted:
         return
     noted.add(event.campaign_id)
-    await session.execute(update(Campaign).where(Campaign.id == event.campaign_id)
-                          .values(changes=Campaign.changes + 1).execution_options(synchronize_session=False))
-    await live.notify(session, event.campaign_id)
+    await live.changed(session, event.campaign_id)
 
 
 @after_commit(CampaignChanged)

@@ -13,10 +13,13 @@ from collections import defaultdict
 from typing import Any
 
 import asyncpg
-from sqlalchemy import text
+from sqlalchemy import update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
+
+from app.campaigns.models import Campaign
+from app.db import pg_fetch
 
 CHANNEL = "doorstep_progress"
 log = logging.getLogger("doorstep")
@@ -46,11 +49,20 @@ class Hub:
 HUB = Hub()
 
 
-async def notify(session: AsyncSession, campaign_id: int) -> None:
-    """On PostgreSQL, tell every server process that the campaign changed: NOTIFY is delivered at commit."""
+# The counter moved on and every process told in one round trip (a sync batch makes a handful).
+CHANGED_PG = """
+WITH moved AS (UPDATE campaign SET changes = changes + 1 WHERE id = :campaign RETURNING id)
+SELECT pg_notify(:channel, CAST(id AS text)) FROM moved"""
+
+
+async def changed(session: AsyncSession, campaign_id: int) -> None:
+    """Move the campaign's change counter on (progress ETags are made of it) and, on PostgreSQL, tell every
+    server process: NOTIFY is delivered at commit."""
     if (await session.connection()).dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_notify(:channel, :payload)"),
-                              {"channel": CHANNEL, "payload": str(campaign_id)})
+        await pg_fetch(session, CHANGED_PG, {"campaign": campaign_id, "channel": CHANNEL})
+    else:
+        await session.execute(update(Campaign).where(Campaign.id == campaign_id)
+                              .values(changes=Campaign.changes + 1).execution_options(synchronize_session=False))
 
 
 def committed(session: Session, campaign_id: int) -> None:
@@ -61,7 +73,10 @@ def committed(session: Session, campaign_id: int) -> None:
 
 
 async def listen(database_url: str, stop: asyncio.Event) -> None:
-    """Feed the hub from PostgreSQL's NOTIFY until `stop`; reconnects when the connection drops."""
+    """Feed the hub from PostgreSQL's NOTIFY until `stop`; reconnects when the connection drops. On SQLite there
+    is nothing to hear: one process serves, and its commits tell its streams (`committed`)."""
+    if make_url(database_url).get_backend_name() != "postgresql":
+        return
     url = make_url(database_url).set(drivername="postgresql")
     dsn = url.render_as_string(hide_password=False)
 

@@ -15,6 +15,7 @@ from sqlalchemy import Text, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.campaigns.models import Campaign
+from app.db import object_agg
 from app.errors import Invalid, NotFound
 from app.organizing.models import Event, EventTurf
 from app.precincts.models import Precinct
@@ -129,9 +130,8 @@ def _results(connection: Any, key: Any, result: Any, knocks: Any, where: list[An
     result."""
     summed = (select(key.label("key"), result.label("result"), knocks.label("knocks")).where(*where)
               .group_by(key, result).subquery())
-    collect = func.json_object_agg if connection.dialect.name == "postgresql" else func.json_group_object
     # As text on both: the driver would decode PostgreSQL's json with the slower stdlib parser.
-    return (select(summed.c.key, cast(collect(summed.c.result, summed.c.knocks), Text).label("results"))
+    return (select(summed.c.key, cast(object_agg(connection, summed.c.result, summed.c.knocks), Text).label("results"))
             .group_by(summed.c.key).subquery())
 
 

@@ -1,11 +1,14 @@
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses import service as address_service
 from app.addresses.schemas import HouseholdPage, HouseholdRead
 from app.auth.service import Access
-from app.ingest import parse_map
+from app.config import Settings
+from app.ingest import FieldSpec, ImportReport, parse_map
 from app.precincts import service as precinct_service
 from app.precincts.schemas import ImportReportRead
 from app.routers.audit import audit_read
@@ -17,6 +20,17 @@ router = APIRouter(prefix="/v1/campaigns/{campaign_id}", tags=["addresses"])
 field = Allow(*FIELD_ROLES)
 FILE_HELP = "CSV, GeoJSON, GeoPackage or zipped Shapefile, told by content; anything else gets 415."
 MAP_HELP = "FIELD=COLUMN, once per field to rename; join columns with +: `street=street_name+street_suffix`."
+
+
+async def _import_upload(service: Callable[..., Awaitable[ImportReport]], spec: FieldSpec, file: UploadFile,
+                         renames: list[str], access: Access, session: AsyncSession,
+                         settings: Settings) -> ImportReportRead:
+    """Save the upload and import it with `service`, its columns renamed by `renames` (the `map` form field);
+    a bad rename fails before the upload is saved."""
+    mapping = parse_map(renames, spec)
+    async with uploaded_file(file, max_bytes=settings.upload_max_bytes) as path:
+        report = await service(session, access.campaign_id, path, label=file.filename or "upload", mapping=mapping)
+    return ImportReportRead(**report.as_dict())
 
 
 @router.get("/households", openapi_extra=field.openapi)
@@ -40,11 +54,8 @@ async def import_addresses(file: Annotated[UploadFile, File(description=FILE_HEL
                            access: Annotated[Access, Depends(field)], session: SessionDep, settings: SettingsDep,
                            map: Annotated[list[str], Form(description=MAP_HELP)] = []) -> ImportReportRead:  # noqa: B006
     """Import an address file, atomically: units grouped into buildings, buildings placed in precincts."""
-    mapping = parse_map(map, address_service.ADDRESS_FIELDS)
-    async with uploaded_file(file, max_bytes=settings.upload_max_bytes) as path:
-        report = await address_service.import_addresses(session, access.campaign_id, path,
-                                                        label=file.filename or "upload", mapping=mapping)
-    return ImportReportRead(**report.as_dict())
+    return await _import_upload(address_service.import_addresses, address_service.ADDRESS_FIELDS, file, map,
+                                access, session, settings)
 
 
 @router.post("/people", openapi_extra=field.openapi)
@@ -52,8 +63,5 @@ async def import_people(file: Annotated[UploadFile, File(description="A voter fi
                         access: Annotated[Access, Depends(field)], session: SessionDep, settings: SettingsDep,
                         map: Annotated[list[str], Form(description=MAP_HELP)] = []) -> ImportReportRead:  # noqa: B006
     """Import a voter file linked to households by address id, atomically."""
-    mapping = parse_map(map, address_service.PEOPLE_FIELDS)
-    async with uploaded_file(file, max_bytes=settings.upload_max_bytes) as path:
-        report = await address_service.import_people(session, access.campaign_id, path,
-                                                     label=file.filename or "upload", mapping=mapping)
-    return ImportReportRead(**report.as_dict())
+    return await _import_upload(address_service.import_people, address_service.PEOPLE_FIELDS, file, map,
+                                access, session, settings)

@@ -18,6 +18,15 @@ SYNC = re.compile(r"^/v1/campaigns/[^/]+/sync$")
 FORM_SLACK = 64 * 1024
 
 
+def _json_fault(body: bytes) -> tuple[str, str, str] | None:
+    """What makes a JSON body unreadable before it is parsed (its detail, message and type), or None."""
+    if json_depth(body) > MAX_DEPTH:
+        return f"nested deeper than {MAX_DEPTH} arrays and objects", f"nested deeper than {MAX_DEPTH}", "too_deep"
+    if lone_surrogate(body):
+        return "a string holds a lone UTF-16 surrogate, which is no text", "a lone surrogate", "string_unicode"
+    return None
+
+
 class BoundBodies:
     """ASGI middleware: a body over its route's limit is refused with 413 (by its Content-Length when it has
     one, else by the bytes as they come), and a JSON body nested deeper than MAX_DEPTH with 422."""
@@ -67,17 +76,12 @@ class BoundBodies:
                 break
         body = b"".join(chunks)
         kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        if body and (b"json" in kind or not kind) and json_depth(body) > MAX_DEPTH:
-            response = problem(Request(scope), 422, "Invalid request", "validation",
-                               f"body: nested deeper than {MAX_DEPTH} arrays and objects",
-                               errors=[{"field": "body", "message": f"nested deeper than {MAX_DEPTH}",
-                                        "type": "too_deep"}])
-            await response(scope, receive, send)
-            return
-        if body and (b"json" in kind or not kind) and lone_surrogate(body):
-            response = problem(Request(scope), 422, "Invalid request", "validation",
-                               "body: a string holds a lone UTF-16 surrogate, which is no text",
-                               errors=[{"field": "body", "message": "a lone surrogate", "type": "string_unicode"}])
+        fault = _json_fault(body) if body and (b"json" in kind or not kind) else None
+        if fault is not None:
+            detail, message, kind_of = fault
+            # The shape of a validation error (problems.validation_error), for the one field "body".
+            response = problem(Request(scope), 422, "Invalid request", "validation", f"body: {detail}",
+                               errors=[{"field": "body", "message": message, "type": kind_of}])
             await response(scope, receive, send)
             return
         replayed = False

@@ -10,8 +10,8 @@ from app.auth.service import Access
 from app.campaigns import service as campaign_service
 from app.campaigns.models import Role
 from app.campaigns.schemas import CampaignRead, CampaignSummary, CampaignUpdate, MemberPage, MemberRead
-from app.organizing import service as organizing
-from app.pagination import encode_cursor, int_cursor
+from app.organizing import members
+from app.pagination import int_cursor, page
 from app.routers.deps import ALL_ROLES, Allow, CallerDep, SessionDep
 from app.routers.responses import link_next
 
@@ -81,9 +81,9 @@ async def list_members(request: Request, response: Response, access: Annotated[A
     """The campaign's members in the order they joined, a page at a time (admins)."""
     rows = await campaign_service.list_members(session, access.campaign_id, after=int_cursor(cursor),
                                                limit=limit + 1)
-    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    items, next_cursor = page(rows, limit)
     link_next(request, response, next_cursor)
-    return MemberPage(items=[MemberRead.model_validate(r, from_attributes=True) for r in rows[:limit]],
+    return MemberPage(items=[MemberRead.model_validate(r, from_attributes=True) for r in items],
                       next_cursor=next_cursor)
 
 
@@ -91,7 +91,7 @@ async def list_members(request: Request, response: Response, access: Annotated[A
 async def remove_member(user_id: UUID, access: Annotated[Access, Depends(admin)], session: SessionDep) -> Response:
     """Take a member out of the campaign (admins): their turfs here go back, the join codes they made here stop,
     and every login of theirs ends. The campaign's last admin can't be removed (409)."""
-    await organizing.remove_member(session, access.campaign_id, user_id, by=access.caller.user_id)
+    await members.remove_member(session, access.campaign_id, user_id, by=access.caller.user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -11,13 +11,7 @@ from app.auth.models import Scope
 from app.auth.service import Access
 from app.errors import Invalid
 from app.precincts import service as precinct_service
-from app.precincts.schemas import (
-    FeatureCollectionIn,
-    ImportReportRead,
-    PrecinctDetail,
-    PrecinctPage,
-    PrecinctRead,
-)
+from app.precincts.schemas import FeatureCollectionIn, ImportReportRead, PrecinctDetail, PrecinctPage, PrecinctRead
 from app.routers.deps import ALL_ROLES, FIELD_ROLES, Allow, SessionDep, SettingsDep
 from app.routers.responses import GEOJSON_RESPONSE, geojson_response, link_next, require_json, wants_geojson
 

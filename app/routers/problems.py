@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.db import hide_row_values
-from app.errors import AppError
+from app.errors import AppError, problem_body
 from app.routers import headers as security
 
 log = logging.getLogger("doorstep")
@@ -48,8 +48,7 @@ def hide_paths(value: Any) -> Any:
 
 
 def problem(request: Request, status: int, title: str, slug: str, detail: str, **extra: Any) -> JSONResponse:
-    body = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": hide_paths(detail),
-            "instance": request.url.path, **hide_paths(extra)}
+    body = problem_body(status, title, slug, hide_paths(detail), instance=request.url.path, **hide_paths(extra))
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 

@@ -11,7 +11,7 @@ from app.auth.models import Scope
 from app.auth.service import Access
 from app.campaigns.models import Role
 from app.errors import Forbidden
-from app.organizing import service as organizing
+from app.organizing import launches
 from app.progress import live
 from app.progress import service as progress
 from app.progress.schemas import CampaignProgress, PrecinctProgress, TurfProgress
@@ -25,8 +25,9 @@ router = APIRouter(prefix="/v1/campaigns/{campaign_id}/progress", tags=["progres
 readers = Allow(*FIELD_ROLES, Role.host, scope=Scope.progress_read)
 
 NOT_MODIFIED = {304: {"description": "Not modified: the `ETag` sent in `If-None-Match` is current."}}
-GEOJSON_BODY = {"content": {GEOJSON: {"schema": {"type": "object", "description": "A FeatureCollection: each "
-                                                 "polygon with the figures as its properties."}}}}
+# What a list of precincts or turfs answers besides its JSON rows: a FeatureCollection when asked, or a 304.
+LIST_RESPONSE = {**NOT_MODIFIED, 200: {"content": {GEOJSON: {"schema": {
+    "type": "object", "description": "A FeatureCollection: each polygon with the figures as its properties."}}}}}
 
 
 async def filters(access: Annotated[Access, Depends(readers)], session: SessionDep,
@@ -43,8 +44,8 @@ async def filters(access: Annotated[Access, Depends(readers)], session: SessionD
         if event is None:
             raise Forbidden("A host reads the progress of their own events: send `event`.")
         assert access.caller.user_id is not None
-        await organizing.visible_event(session, access.campaign_id, event, user=access.caller.user_id,
-                                       role=access.role)
+        await launches.visible_event(session, access.campaign_id, event, user=access.caller.user_id,
+                                     role=access.role)
     return progress.Filters(tuple(precinct or ()), event, since, until)
 
 
@@ -126,8 +127,7 @@ _precincts = _rows(progress.precinct_progress, "code")
 _turfs = _rows(progress.turf_progress, "id")
 
 
-@router.get("/precincts", openapi_extra=readers.openapi, response_model=list[PrecinctProgress],
-            responses={**NOT_MODIFIED, 200: GEOJSON_BODY})
+@router.get("/precincts", openapi_extra=readers.openapi, response_model=list[PrecinctProgress], responses=LIST_RESPONSE)
 async def precinct_progress(request: Request, access: Annotated[Access, Depends(readers)], session: SessionDep,
                             chosen: FiltersDep) -> Response:
     """Each precinct's progress. As GeoJSON (`Accept: application/geo+json` or `?format=geojson`), the precinct
@@ -135,8 +135,7 @@ async def precinct_progress(request: Request, access: Annotated[Access, Depends(
     return await _answer(request, access, session, True, _precincts(session, access, chosen))
 
 
-@router.get("/turfs", openapi_extra=readers.openapi, response_model=list[TurfProgress],
-            responses={**NOT_MODIFIED, 200: GEOJSON_BODY})
+@router.get("/turfs", openapi_extra=readers.openapi, response_model=list[TurfProgress], responses=LIST_RESPONSE)
 async def turf_progress(request: Request, access: Annotated[Access, Depends(readers)], session: SessionDep,
                         chosen: FiltersDep) -> Response:
     """Each active turf's progress. As GeoJSON (`Accept: application/geo+json` or `?format=geojson`), the turf

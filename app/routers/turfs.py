@@ -12,7 +12,7 @@ from app.auth.models import Scope
 from app.auth.service import Access
 from app.config import Settings
 from app.errors import Invalid
-from app.organizing import service as organizing
+from app.organizing import holdings
 from app.precincts import service as precinct_service
 from app.routers.audit import audit_read
 from app.routers.deps import ALL_ROLES, FIELD_ROLES, Allow, SessionDep, SettingsDep, spawn
@@ -35,7 +35,7 @@ from app.values import Id
 
 router = APIRouter(prefix="/v1/campaigns/{campaign_id}", tags=["turfs"])
 
-# Hosts and canvassers read too, but only the turfs they hold or host (see organizing.turfs_visible_to).
+# Hosts and canvassers read too, but only the turfs they hold or host (see holdings.turfs_visible_to).
 readers = Allow(*ALL_ROLES, scope=Scope.turfs_read)
 cut_readers = Allow(*FIELD_ROLES, scope=Scope.turfs_read)
 field = Allow(*FIELD_ROLES)
@@ -65,7 +65,7 @@ async def _detail(session: Any, turf: Turf) -> TurfDetail:
     return TurfDetail(**_read(turf, detail["precinct_code"]).model_dump(), precincts=detail["precincts"],
                       geometry=orjson.loads(shapely.to_geojson(shapely.from_wkb(turf.geometry))),
                       households=[HouseholdBrief(id=h.id, address_id=h.external_id, number=h.number, street=h.street,
-                                                unit=h.unit, building_id=h.building_id, precinct_id=h.code,
+                                                unit=h.unit, building_id=h.building_id, precinct_id=h.precinct_code,
                                                 lon=h.lon, lat=h.lat) for h in detail["households"]])
 
 
@@ -80,7 +80,7 @@ async def list_turfs(request: Request, response: Response, access: Annotated[Acc
     geo = wants_geojson(request)
     rows, next_cursor = await turf_service.list_turfs(session, access.campaign_id, precinct_id=precinct_id,
                                                       status=status, cursor=cursor, limit=limit, geometry=geo,
-                                                      only=await organizing.turfs_visible_to(session, access))
+                                                      only=await holdings.turfs_visible_to(session, access))
     if geo:
         shapes = shapely.to_geojson(shapely.from_wkb([r.geometry for r in rows]))
         features = [{"type": "Feature", "id": r.id, "bbox": [r.min_lon, r.min_lat, r.max_lon, r.max_lat],
@@ -108,7 +108,7 @@ async def read_turf(turf_id: Id, request: Request, access: Annotated[Access, Dep
                     session: SessionDep) -> TurfDetail:
     """One turf with its polygon and its households."""
     # Households are voters' addresses: a host reads them as a walk list.
-    only = await organizing.turfs_visible_to(session, access, people=True)
+    only = await holdings.turfs_visible_to(session, access, people=True)
     detail = await _detail(session, await turf_service.get_turf(session, access.campaign_id, turf_id, only=only))
     await audit_read(request, access, "households.read", f"turf {turf_id}", len(detail.households))
     return detail

@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.auth.service import Access
-from app.organizing import service as organizing
+from app.organizing import holdings
 from app.routers.audit import audit_read
 from app.routers.deps import ALL_ROLES, Allow, SessionDep
 from app.routers.responses import etag_matches
@@ -14,7 +14,7 @@ from app.walklists.schemas import WalkList
 router = APIRouter(prefix="/v1/campaigns/{campaign_id}", tags=["walk lists"])
 
 # Members only: a walk list carries voters' names. Canvassers get the turfs they hold, hosts also those checked out
-# at their events while the event is on (organizing.turf_ids_visible).
+# at their events while the event is on (holdings.turf_ids_visible).
 members = Allow(*ALL_ROLES)
 
 
@@ -30,7 +30,7 @@ async def read_walklist(turf_id: Id, request: Request, access: Annotated[Access,
     buildings in walking order with their households, people and last results. Send the `ETag` back in
     `If-None-Match` for a 304, or `since=<version>` for only the changes."""
     turf = await walklists.walk_turf(session, access.campaign_id, turf_id,
-                                     only=await organizing.turfs_visible_to(session, access, people=True))
+                                     only=await holdings.turfs_visible_to(session, access, people=True))
     headers = {"ETag": walklists.etag(turf, since), "Cache-Control": "private, no-cache"}
     if etag_matches(request, headers["ETag"]):
         return Response(status_code=304, headers=headers)

@@ -20,7 +20,16 @@ from app.geo.order import Streets
 from app.geo.shapes import Projection
 from app.geo.streets import house_number, match_streets, street_name
 from app.geo.walk import street_network
-from app.ingest import FieldSpec, ImportReport, Progress, Rejection, mapped_columns, no_progress, read_source
+from app.ingest import (
+    FieldSpec,
+    ImportReport,
+    Progress,
+    Rejection,
+    mapped_columns,
+    no_progress,
+    read_in_thread,
+    read_source,
+)
 from app.streets.models import Street
 from app.upsert import apply_upsert, plan_upsert, stored_rows
 
@@ -79,9 +88,7 @@ async def import_streets(session: AsyncSession, campaign_id: int, path: Path, *,
                          mapping: dict[str, list[str]], progress: Progress = no_progress) -> ImportReport:
     """Create or update the campaign's street segments, then match buildings to them, in one transaction."""
     await begin_write(session)
-    progress("reading", 0, 1)
-    read, segments, rejected = await anyio.to_thread.run_sync(lambda: read_streets(path, label, mapping))
-    progress("reading", 1, 1)
+    read, segments, rejected = await read_in_thread(lambda: read_streets(path, label, mapping), progress)
     wanted = list(segments[["external_id", *FIELDS]].astype(object).where(segments.notna(), None)
                   .itertuples(index=False, name=None))
     upsert = plan_upsert(await stored_rows(session, Street, "external_id", FIELDS, campaign_id), wanted, FIELDS)

@@ -32,7 +32,7 @@ class KnockIn(BaseModel):
         description="A result code of the script version.")
     answers: dict[Annotated[str, StringConstraints(max_length=32)], Answer | list[Answer]] = Field(
         default_factory=dict, max_length=100, description="Question id to a choice id, several choice ids, or text.")
-    # Not bounded like other times: a wrong clock's knock is stored, flagged (see sync.service._times).
+    # Not bounded like other times: a wrong clock's knock is stored, flagged (see sync.checks.times).
     knocked_at: AwareDatetime = Field(description="By the phone's clock, with its offset. A time outside 2000 to "
                                                   "2100 is kept, flagged clock_suspect, corrected to its arrival.")
     script_id: Id | None = Field(default=None, description="The script answered, from the walk list; null for none.")

@@ -9,7 +9,7 @@ import pandas as pd
 import shapely
 from shapely import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses.models import Building, Household
@@ -36,15 +36,22 @@ async def count_turfs(session: AsyncSession, campaign_id: int) -> int:
     return await session.scalar(select(func.count()).select_from(Turf).where(Turf.campaign_id == campaign_id)) or 0
 
 
-async def get_turf(session: AsyncSession, campaign_id: int, turf_id: int, *, only: Any = None) -> Turf:
-    """The campaign's turf with this id (among the ids `only` selects, if given). Raises NotFound."""
-    query = select(Turf).where(Turf.campaign_id == campaign_id, Turf.id == turf_id)
+async def find_turf(session: AsyncSession, query: Select[Any], campaign_id: int, turf_id: int, *,
+                    only: Any = None) -> Any:
+    """The row `query`, a select from Turf, gives for the campaign's turf with this id (among the ids `only`
+    selects, if given). Raises NotFound."""
+    query = query.where(Turf.campaign_id == campaign_id, Turf.id == turf_id)
     if only is not None:
         query = query.where(Turf.id.in_(only))
-    turf = (await session.execute(query)).scalar_one_or_none()
-    if turf is None:
+    row = (await session.execute(query)).one_or_none()
+    if row is None:
         raise NotFound(f"No turf {turf_id} in this campaign.")
-    return turf
+    return row
+
+
+async def get_turf(session: AsyncSession, campaign_id: int, turf_id: int, *, only: Any = None) -> Turf:
+    """The campaign's turf with this id (among the ids `only` selects, if given). Raises NotFound."""
+    return (await find_turf(session, select(Turf), campaign_id, turf_id, only=only))[0]
 
 
 async def list_turfs(session: AsyncSession, campaign_id: int, *, precinct_id: int | None, status: str | None,
@@ -71,12 +78,12 @@ async def turf_detail(session: AsyncSession, turf: Turf) -> dict[str, Any]:
     """A turf's precinct codes and households (address, unit, point), in building and unit order."""
     rows = (await session.execute(
         select(Household.id, Household.external_id, Household.number, Household.street, Household.unit,
-               Household.building_id, Precinct.code, Building.lon, Building.lat)
+               Household.building_id, Precinct.code.label("precinct_code"), Building.lon, Building.lat)
         .join(Building, Building.id == Household.building_id).join(Precinct, Precinct.id == Household.precinct_id)
         .where(Household.turf_id == turf.id))).all()
     rows = sorted(rows, key=lambda r: (r.building_id, natural_key(r.unit)))
     main = await session.scalar(select(Precinct.code).where(Precinct.id == turf.precinct_id))
-    return {"precinct_code": main, "precincts": sorted({r.code for r in rows} | {main}, key=natural_key),
+    return {"precinct_code": main, "precincts": sorted({r.precinct_code for r in rows} | {main}, key=natural_key),
             "households": rows}
 
 

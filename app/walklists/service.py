@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses.models import Building, Household, Person
 from app.db import begin_write, bulk_insert, utcnow
-from app.errors import Invalid, NotFound
+from app.errors import Invalid
 from app.geo.geojson import DIGITS
 from app.geo.order import WALK_COLUMNS, TurfWalk, order_turfs
 from app.precincts.models import Precinct
@@ -22,6 +22,7 @@ from app.scripts.models import ScriptVersion
 from app.scripts.service import STANDARD_RESULTS
 from app.streets.service import load_streets
 from app.turfs.models import Turf
+from app.turfs.service import find_turf
 from app.walklists.models import WalkStop
 
 # Coordinates in walk lists are those of the stored polygons (app.geo.geojson): about 10 cm, plenty for a door and
@@ -150,15 +151,9 @@ async def walk_turf(session: AsyncSession, campaign_id: int, turf_id: int, *, on
     query = (
         select(Turf.id, Turf.campaign_id, Turf.name, Turf.status, Turf.version, Turf.route_version, Turf.geojson,
                Turf.route, Turf.route_m, Turf.doors, Turf.script_version_id, Turf.script_since,
-               Precinct.code.label("precinct"))
-        .join(Precinct, Precinct.id == Turf.precinct_id)
-        .where(Turf.campaign_id == campaign_id, Turf.id == turf_id))
-    if only is not None:
-        query = query.where(Turf.id.in_(only))
-    turf = (await session.execute(query)).one_or_none()
-    if turf is None:
-        raise NotFound(f"No turf {turf_id} in this campaign.")
-    return turf
+               Precinct.code.label("precinct_code"))
+        .join(Precinct, Precinct.id == Turf.precinct_id))
+    return await find_turf(session, query, campaign_id, turf_id, only=only)
 
 
 def etag(turf: Any, since: int | None) -> str:
@@ -227,7 +222,7 @@ async def _walklist(session: AsyncSession, turf: Any, *, since: int | None) -> t
         buildings[-1]["households"].append({"id": s.household_id, "unit": s.unit,
                                             "people": people.get(s.household_id, []), "last_result": last})
     body: dict[str, Any] = {
-        "turf": {"id": turf.id, "name": turf.name, "precinct_id": turf.precinct, "status": turf.status,
+        "turf": {"id": turf.id, "name": turf.name, "precinct_id": turf.precinct_code, "status": turf.status,
                  "doors": turf.doors, "geometry": orjson.Fragment(turf.geojson)},
         "version": turf.version, "since": since, "full": full,
     }

@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, case, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.db import UTCDateTime, begin_write, utcnow
+from app.db import UTCDateTime, begin_write, fetch_rows, skip_locked, utcnow
 from app.errors import Invalid, NotFound
 from app.webhooks import targets
 from app.webhooks.models import EVENTS, URL_MAX, Webhook, WebhookDelivery
@@ -89,11 +89,15 @@ async def deliveries(session: AsyncSession, campaign_id: int, webhook_id: UUID, 
         .order_by(d.created_at.desc()).limit(limit))).all())
 
 
+# Read on every sync batch and change of hands (most campaigns have none): a hot read.
+_SUBSCRIBED = select(Webhook.id, Webhook.events).where(Webhook.campaign_id == bindparam("campaign"))
+_SUBSCRIBED_PG = "SELECT id, events FROM webhook WHERE campaign_id = :campaign"
+
+
 async def subscribed(session: AsyncSession, campaign_id: int) -> dict[str, list[UUID]]:
     """Event -> the campaign's webhooks that take it."""
     out: dict[str, list[UUID]] = {}
-    for webhook_id, events in (await session.execute(select(Webhook.id, Webhook.events).where(
-            Webhook.campaign_id == campaign_id))).all():
+    for webhook_id, events in await fetch_rows(session, _SUBSCRIBED, _SUBSCRIBED_PG, {"campaign": campaign_id}):
         for event in events.split():
             out.setdefault(event, []).append(webhook_id)
     return out
@@ -129,9 +133,7 @@ async def _take(maker: async_sessionmaker[AsyncSession]) -> list[Any]:
         if await session.scalar(due.limit(1)) is None:
             return []
         await begin_write(session)
-        if (await session.connection()).dialect.name == "postgresql":
-            due = due.with_for_update(skip_locked=True)
-        ids = list((await session.execute(due)).scalars())
+        ids = list((await session.execute(await skip_locked(session, due))).scalars())
         if not ids:
             await session.rollback()
             return []

@@ -183,14 +183,21 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._network.sleep(seconds)
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle takes a tenth of a second: once a process, shared by every client (a context is
+    # safe to share).
+    return httpx.create_ssl_context(trust_env=False)
+
+
 class _Transport(httpx.AsyncHTTPTransport):
     def __init__(self, network: httpcore.AsyncNetworkBackend) -> None:
-        super().__init__(trust_env=False)
+        super().__init__(verify=_ssl_context(), trust_env=False)
         # httpx takes no network backend, so its pool is made again as httpx makes it (its default limits), with
         # this one.
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False), network_backend=network,
+            ssl_context=_ssl_context(), network_backend=network,
             max_connections=limits.max_connections, max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry)
 

@@ -7,6 +7,7 @@ import io
 from datetime import timedelta
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from app.audit.models import AuditEvent
@@ -167,6 +168,7 @@ class TestReadingTheAudit:
 
 
 class TestWriting:
+    @pytest.mark.own_database  # the audit's timer writes in the background
     async def test_written_in_the_background_without_a_read_of_the_audit(self, cut_db_url, cut_session, world):
         async with app_client(cut_db_url, audit_flush_s=0.05) as c:
             await hold(c, world)
@@ -183,6 +185,7 @@ class TestWriting:
             assert await stored(cut_session) == 0, "buffered until the next batch"
         assert await stored(cut_session) == 2
 
+    @pytest.mark.own_database  # the audit is written by a session of its own, beside the request's
     async def test_a_full_buffer_is_written_by_the_read_that_fills_it(self, cut_db_url, cut_session, world):
         async with app_client(cut_db_url, audit_flush_s=3600, audit_buffer_max=3) as c:
             for n in range(1, 7):

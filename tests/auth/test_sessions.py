@@ -3,6 +3,7 @@ removed, a user disabled (issue 14, point 5)."""
 
 from uuid import UUID
 
+import pytest
 from sqlalchemy import select
 
 from app.auth import service as auth_service
@@ -232,6 +233,7 @@ class TestMembers:
 
 
 class TestCli:
+    @pytest.mark.own_database  # the CLI runs in a process of its own
     async def test_disable_ends_every_login_and_log_in_looks_like_a_wrong_password(self, client, world, db_url,
                                                                                   tmp_path, session):
         email = world.emails["organizer"]
@@ -252,6 +254,7 @@ class TestCli:
         assert ran.code == 0, ran
         await log_in(client, email)
 
+    @pytest.mark.own_database  # the CLI runs in a process of its own
     async def test_remove_and_a_password_reset_end_logins_and_bad_input_is_one_line(self, client, world, db_url,
                                                                                    tmp_path, session):
         host, canvasser = await log_in(client, world.emails["host"]), await log_in(client, world.emails["canvasser"])

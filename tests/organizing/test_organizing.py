@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, insert, select, update
 
 from app.auth.passwords import hash_password
@@ -352,3 +353,7 @@ class TestPrivacyAndPools:
         body = {"title": "Phone bank", "starts_at": later(0), "ends_at": later(2), **HERE, "capacity": 12, "turfs": 0}
         event = (await cut_client.post(f"{HOME}/events", json=body, headers=world.headers("host"))).json()
         assert event["turfs"] == []
+
+
+# A database of its own: claims raced on several connections, cuts, the CLI.
+pytestmark = pytest.mark.own_database

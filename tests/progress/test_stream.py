@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack
 
 import httpx
 import orjson
+import pytest
 
 from tests.sync.helpers import HOME, batch, hold, knock
 from tests.sync.test_durability import serving
@@ -76,3 +77,7 @@ class TestStream:
         assert (await cut_client.get(STREAM, headers=world.headers("host"))).status_code == 403
         assert (await cut_client.get(STREAM, headers=world.headers("foreign_key"))).status_code == 404
         assert (await cut_client.get(STREAM)).status_code == 401
+
+
+# A database of its own: streams hear of commits (LISTEN/NOTIFY) from real servers.
+pytestmark = pytest.mark.own_database

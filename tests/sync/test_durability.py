@@ -252,3 +252,7 @@ class TestCrash:
             assert set().union(*(ids(batches[i]) for i in answered)) <= set(rows)
             kept = await counters_agree_with_a_rebuild(session, campaign_id)
             assert sum(t[1] for t in kept["turfs"]) == len(sent)
+
+
+# A database of its own: servers in processes of their own, killed mid-stream.
+pytestmark = pytest.mark.own_database

@@ -11,6 +11,7 @@ from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
@@ -128,3 +129,7 @@ async def test_any_interleaving_of_batches_stores_each_knock_once(cut_client, cu
             env.close()
 
     await asyncio.to_thread(play)
+
+
+# A database of its own: batches interleaved on several connections.
+pytestmark = pytest.mark.own_database

@@ -5,16 +5,20 @@ The server is uvicorn in a subprocess (the simulator is an HTTP client, like the
 """
 
 import asyncio
+import json
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+import simulator
+from app.cli import main
 from app.demo import DEMO_SCRIPT
 from app.sync.models import DoorKnock
 from app.turfs.models import Turf
@@ -145,3 +149,35 @@ class TestSimulate:
         assert "needs an organizer" in one_line_error(runs[2])
         async with db_session(cut_db_url) as session:
             assert await session.scalar(select(func.count()).select_from(DoorKnock)) == 0
+
+    async def test_giving_up_exits_1(self, cut_db_url, world, tmp_path):
+        # One turf left for two phones: the second phone's claim is refused, and no phone can go on from that.
+        async with db_session(cut_db_url) as session:
+            kept = await session.scalar(select(func.min(Turf.id)).where(Turf.status == "active", Turf.holders == 0))
+            await session.execute(update(Turf).where(Turf.id != kept).values(status="archived"))
+            await session.commit()
+        async with serving(cut_db_url, tmp_path) as base:
+            ran = await doorstep(cut_db_url, tmp_path, "simulate", "--url", base, "--organizer",
+                                 world.emails["organizer"], "--password", PASSWORD, "--canvassers", "2",
+                                 "--minutes", "5", "--seed", "3")
+        line = one_line_error(ran, code=1)
+        assert line.startswith("doorstep: simulate: POST ") and "turfs:claim: 409" in line, ran
+        assert ran.out == "", ran
+
+
+class TestVerdict:
+    def test_disagree_exits_1(self, monkeypatch, capsys):
+        # A server whose count doesn't match can't be had on demand; the verdict is the simulator's own.
+        async def disagreeing(options: simulator.Options) -> dict:
+            return {"agree": False, "checks": {"server count == distinct knocks sent": False}}
+
+        monkeypatch.setattr(simulator, "simulate", disagreeing)
+        monkeypatch.setattr(sys, "argv", ["doorstep", "simulate", "--password", "x", "--json"])
+        with pytest.raises(SystemExit) as exited:
+            main()
+        assert exited.value.code == 1
+        assert json.loads(capsys.readouterr().out)["agree"] is False
+
+
+# A database of its own: phones and a server in processes of their own.
+pytestmark = pytest.mark.own_database

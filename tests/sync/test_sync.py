@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from app.addresses.models import Household
@@ -185,6 +186,7 @@ class TestWhoMayWrite:
 
 
 class TestRebuild:
+    @pytest.mark.own_database  # the CLI runs in a process of its own
     async def test_rebuild_agrees_with_the_counters_sync_kept(self, cut_client, cut_session, cut_db_url, world,
                                                              tmp_path):
         walk = await hold(cut_client, world)

@@ -221,3 +221,7 @@ class TestCli:
                              capture_output=True, text=True, env=env, timeout=120)
         assert bad.returncode == 2 and bad.stderr.strip() == "doorstep: no precinct 99-9 in this campaign"
         assert "Traceback" not in bad.stderr
+
+
+# A database of its own: cuts run as background jobs.
+pytestmark = pytest.mark.own_database

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import orjson
+import pytest
 import uvicorn
 from sqlalchemy import select
 from starlette.applications import Starlette
@@ -160,3 +161,7 @@ class TestDeliveries:
         assert [e["field"] for e in body["errors"]] == ["events"]
         assert_problem(await cut_client.post(f"{HOME}/webhooks", json={
             "url": "https://example.org/x", "events": ["knock.accepted"]}, headers=world.headers("key_progress")), 403)
+
+
+# A database of its own: the webhook worker delivers in the background.
+pytestmark = pytest.mark.own_database

@@ -1,0 +1,64 @@
+"""What every `doorstep` command shares: the consoles, the common options, and running a service on the database."""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.ext.asyncio import AsyncSession
+
+import app.models  # noqa: F401  every table, so foreign keys across domains resolve whatever a command loads
+from app.campaigns import service as campaign_service
+from app.campaigns.models import Campaign
+from app.config import Settings
+from app.db import make_engine, make_sessionmaker
+
+T = TypeVar("T")
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+CampaignOpt = Annotated[str, typer.Option("--campaign", "-c", help="The campaign's slug.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")]
+MapOpt = Annotated[list[str] | None, typer.Option("--map", help="FIELD=COLUMN[+COLUMN...]; repeat per field.")]
+RejectionsOpt = Annotated[Path | None, typer.Option("--rejections", help=(
+    "Write every rejected row to this CSV (--json and the HTTP answer list the first 1,000)."))]
+
+
+def group(help: str) -> typer.Typer:
+    """A command group (`doorstep db ...`): its help when called bare."""
+    return typer.Typer(help=help, no_args_is_help=True)
+
+
+def run(work: Callable[[AsyncSession], Awaitable[T]], settings: Settings | None = None) -> T:
+    """Run `work` with a session on the configured database."""
+    async def main() -> T:
+        engine = make_engine((settings or Settings()).database_url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                return await work(session)
+        finally:
+            await engine.dispose()
+    return asyncio.run(main())
+
+
+async def get_campaign(session: AsyncSession, slug: str) -> Campaign:
+    """The campaign a command's `--campaign` names. Raises NotFound."""
+    return await campaign_service.get_campaign(session, slug)
+
+
+@contextmanager
+def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
+    """A progress callback drawing a bar on stderr (nothing when stderr is no terminal and not asked for)."""
+    with Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True, disable=not enabled) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+        yield update

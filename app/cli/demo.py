@@ -1,0 +1,108 @@
+"""Getting started: a settings file, the Cambridge demo, serving the API, and phones played against it."""
+
+import asyncio
+import json
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.cli.common import CampaignOpt, JsonOpt, err, get_campaign, out, progress_bar, run
+
+# No group of its own: these are `doorstep init`, `doorstep demo` and so on.
+start_cli = typer.Typer()
+SAMPLE_DATA = Path(__file__).resolve().parents[2] / "data" / "cambridge"
+
+
+@start_cli.command()
+def init(env_file: Annotated[Path, typer.Option(help="Where to write the settings.")] = Path(".env")) -> None:
+    """Write a local settings file with a new random token secret, unless one is there."""
+    lines = env_file.read_text().splitlines() if env_file.exists() else []
+    if any(line.startswith("DOORSTEP_JWT_SECRET=") for line in lines):
+        out.print(f"{env_file} already has a secret; left as it is.")
+        return
+    lines.append(f"DOORSTEP_JWT_SECRET={secrets.token_urlsafe(48)}")
+    env_file.write_text("\n".join(lines) + "\n")
+    env_file.chmod(0o600)
+    out.print(f"Wrote a new secret to {env_file}.")
+
+
+@start_cli.command("demo-data")
+def demo_data(campaign: CampaignOpt, seed: Annotated[int, typer.Option(help="Same seed, same people.")] = 7,
+              as_json: JsonOpt = False) -> None:
+    """Give every household made-up (synthetic) people: no voter file is public."""
+    from app.addresses.service import make_demo_people
+
+    with progress_bar(enabled=err.is_terminal) as progress:
+        async def go(session: AsyncSession) -> dict[str, int]:
+            c = await get_campaign(session, campaign)
+            return await make_demo_people(session, c.id or 0, seed=seed, progress=progress)
+        counts = run(go)
+    if as_json:
+        out.print_json(json.dumps({"synthetic": True, **counts}))
+    else:
+        out.print(f"SYNTHETIC people (made up, seed {seed}; not a voter file): created {counts['created']}, "
+                  f"updated {counts['updated']}, unchanged {counts['unchanged']}", highlight=False)
+
+
+@start_cli.command()
+def demo(data: Annotated[Path, typer.Option(help="The Cambridge sample data.")] = SAMPLE_DATA,
+         credentials: Annotated[Path, typer.Option(help="Where the demo users' passwords are kept.")] = Path(
+             ".doorstep-demo.json")) -> None:
+    """Set up the Cambridge demo: campaign, precincts, addresses, synthetic people and two users. Idempotent."""
+    from app.demo import set_up_demo
+
+    saved: dict[str, str] = json.loads(credentials.read_text()) if credentials.exists() else {}
+    with progress_bar(enabled=err.is_terminal) as progress:
+        logins = run(lambda s: set_up_demo(s, data, saved, progress=progress, say=out.print))
+    credentials.write_text(json.dumps(saved, indent=2) + "\n")
+    credentials.chmod(0o600)
+    out.print("\nDemo logins (POST /v1/auth/token, or Authorize in /docs):")
+    for who in logins:
+        out.print(f"  {who['role']:<10} {who['email']}  password: {who['password']}", highlight=False)
+
+
+@start_cli.command()
+def serve(host: Annotated[str, typer.Option()] = "127.0.0.1",
+          port: Annotated[int, typer.Option(envvar="PORT")] = 8000,
+          workers: Annotated[int, typer.Option()] = 1) -> None:
+    """Serve the API with uvicorn."""
+    import uvicorn
+
+    uvicorn.run("app.main:app", host=host, port=port, workers=workers)
+
+
+@start_cli.command()
+def simulate(url: Annotated[str, typer.Option(help="The running server.")] = "http://127.0.0.1:8000",
+             campaign: CampaignOpt = "cambridge",
+             organizer: Annotated[str, typer.Option(help="An organizer's email: makes the phones' join code and "
+                                                         "reads the server's counts.")] = "organizer@cambridge.example",
+             password: Annotated[str | None, typer.Option(envvar="DOORSTEP_SIM_PASSWORD", help=(
+                 "The organizer's password; by default the one `doorstep demo` saved."))] = None,
+             canvassers: Annotated[int, typer.Option(min=1, max=1000, help="Phones.")] = 10,
+             minutes: Annotated[int, typer.Option(min=1, max=1440, help="Shift length in phone time.")] = 60,
+             seed: Annotated[int | None, typer.Option(help="Same seed, same shifts and faults.")] = None,
+             as_json: JsonOpt = False) -> None:
+    """Play phones against a running server: join, claim, knock offline with skewed clocks, sync over a bad
+    network; what they sent and what it counted must agree (exit 1 if not). Doubles as the load test."""
+    import simulator
+
+    options = simulator.Options(url=url, campaign=campaign, organizer=organizer, password=password,
+                                canvassers=canvassers, minutes=minutes, seed=seed)
+    try:
+        report = asyncio.run(simulator.simulate(options))
+    except simulator.BadInput as exc:
+        err.print(f"doorstep: {exc}", highlight=False, markup=False)
+        raise typer.Exit(2) from exc
+    except simulator.SimulationFailed as exc:
+        # The run gave up: the server stopped the phones. No bad input, so 1, like a disagreement.
+        err.print(f"doorstep: simulate: {exc}", highlight=False, markup=False)
+        raise typer.Exit(1) from exc
+    if as_json:
+        out.print_json(json.dumps(report))
+    else:
+        out.print(simulator.format_report(report), highlight=False, markup=False)
+    if not report["agree"]:
+        raise typer.Exit(1)

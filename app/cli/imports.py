@@ -1,0 +1,103 @@
+"""`doorstep import`: precincts, addresses, people and streets from files, with a report of what each row became."""
+
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import csvsafe
+from app.cli.common import CampaignOpt, JsonOpt, MapOpt, RejectionsOpt, err, get_campaign, group, out, progress_bar, run
+from app.ingest import REJECTION_COLUMNS, FieldSpec, ImportReport, parse_map
+
+import_cli = group("Load precincts, addresses, people and streets.")
+
+
+def write_rejections(report: ImportReport, path: Path) -> None:
+    """Every rejected row as CSV, formula-safe (a row's id or reason may come from anyone's file)."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csvsafe.DictWriter(f, REJECTION_COLUMNS)
+        writer.writeheader()
+        writer.writerows(r.__dict__ for r in report.rejected)
+
+
+def show_report(report: ImportReport, as_json: bool, rejections: Path | None = None) -> None:
+    if rejections is not None:
+        write_rejections(report, rejections)
+    if as_json:
+        out.print_json(json.dumps(report.as_dict()))
+        return
+    extra = "".join(f", {k.replace('_', ' ')} {v}" for k, v in report.extra.items())
+    out.print(f"{report.kind} from {report.file}: read {report.read}, created {report.created}, "
+              f"updated {report.updated}, unchanged {report.unchanged}, snapped {report.snapped}, "
+              f"rejected {len(report.rejected)}{extra}", highlight=False)
+    shown = report.rejected[:25]
+    for r in shown:
+        where = f"row {r.row}" + (f", column {r.column}" if r.column else "")
+        out.print(f"  rejected: {r.file} {where}: {r.reason}" + (f" ({r.id})" if r.id else ""), highlight=False)
+    if len(report.rejected) > len(shown):
+        out.print(f"  ... and {len(report.rejected) - len(shown)} more (--rejections FILE.csv writes them all)")
+
+
+def _import(campaign: str, as_json: bool, work: Callable[[AsyncSession, int, Any], Awaitable[ImportReport]],
+            rejections: Path | None = None) -> None:
+    with progress_bar(enabled=err.is_terminal) as progress:
+        async def go(session: AsyncSession) -> ImportReport:
+            c = await get_campaign(session, campaign)
+            return await work(session, c.id or 0, progress)
+        report = run(go)
+    show_report(report, as_json, rejections)
+
+
+def _import_mapped(file: Path, campaign: str, mapping: list[str] | None, as_json: bool, rejections: Path | None,
+                   spec: FieldSpec, service: Callable[..., Awaitable[ImportReport]]) -> None:
+    """An import whose columns `--map` may rename (addresses, people, streets); a bad `--map` fails first."""
+    fields = parse_map(mapping, spec)
+    _import(campaign, as_json, lambda s, cid, p: service(s, cid, file, label=file.name, mapping=fields, progress=p),
+            rejections)
+
+
+@import_cli.command("precincts")
+def import_precincts(file: Path, campaign: CampaignOpt, as_json: JsonOpt = False,
+                     id_field: Annotated[str, typer.Option(help="The field holding the precinct id.")] = "precinct_id",
+                     name_field: Annotated[str | None, typer.Option(
+                         help="The field holding its name; without it the id is the name.")] = None,
+                     rejections: RejectionsOpt = None) -> None:
+    """Import precincts from GeoJSON, GeoPackage or a Shapefile, zipped or not (any CRS; reprojected to EPSG:4326)."""
+    from app.precincts.service import import_precincts as service
+
+    _import(campaign, as_json, lambda s, cid, p: service(s, cid, file, label=file.name, id_field=id_field,
+                                                         name_field=name_field, progress=p), rejections)
+
+
+@import_cli.command("addresses")
+def import_addresses(file: Path, campaign: CampaignOpt, mapping: MapOpt = None, as_json: JsonOpt = False,
+                     rejections: RejectionsOpt = None) -> None:
+    """Import an address file (CSV, GeoJSON, GeoPackage or zipped Shapefile): units become households, grouped
+    into buildings."""
+    from app.addresses.service import ADDRESS_FIELDS
+    from app.addresses.service import import_addresses as service
+
+    _import_mapped(file, campaign, mapping, as_json, rejections, ADDRESS_FIELDS, service)
+
+
+@import_cli.command("people")
+def import_people(file: Path, campaign: CampaignOpt, mapping: MapOpt = None, as_json: JsonOpt = False,
+                  rejections: RejectionsOpt = None) -> None:
+    """Import a voter file, linked to households by the address file's id."""
+    from app.addresses.service import PEOPLE_FIELDS
+    from app.addresses.service import import_people as service
+
+    _import_mapped(file, campaign, mapping, as_json, rejections, PEOPLE_FIELDS, service)
+
+
+@import_cli.command("streets")
+def import_streets(file: Path, campaign: CampaignOpt, mapping: MapOpt = None, as_json: JsonOpt = False,
+                   rejections: RejectionsOpt = None) -> None:
+    """Import street centrelines (segments with node ids and address ranges); buildings are matched to them."""
+    from app.streets.service import STREET_FIELDS
+    from app.streets.service import import_streets as service
+
+    _import_mapped(file, campaign, mapping, as_json, rejections, STREET_FIELDS, service)

@@ -1,0 +1,26 @@
+"""`doorstep progress`: the door-knock counters sync keeps."""
+
+import json
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.cli.common import CampaignOpt, JsonOpt, get_campaign, group, out, run
+
+progress_cli = group("Door-knock progress: the counters sync keeps.")
+
+
+@progress_cli.command("rebuild")
+def progress_rebuild(campaign: CampaignOpt, as_json: JsonOpt = False) -> None:
+    """Recompute every progress counter of a campaign from its stored knocks, in one transaction."""
+    from app.sync import service as sync_service
+
+    async def go(session: AsyncSession) -> dict[str, int]:
+        c = await get_campaign(session, campaign)
+        return await sync_service.rebuild_progress(session, c.id or 0)
+
+    counted = run(go)
+    if as_json:
+        out.print_json(json.dumps(counted))
+    else:
+        out.print(f"Rebuilt the counters of {campaign} from {counted['knocks']} knocks: "
+                  f"{counted['doors_attempted']} doors attempted.", highlight=False)
