@@ -25,11 +25,16 @@ COMMON = Path(__file__).with_name("common-passwords.txt.gz")
 HASH_THREADS = 2
 
 _hasher = PasswordHasher()
-# Verified against when an email is unknown, so a wrong email costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("not a password anyone has")
 # argon2 takes a fifth of a second of CPU on purpose. Its own few threads, so unauthenticated log-ins and joins
 # can't take the default pool that geometry, compression and the database driver share. One per event loop.
 _limiter: RunVar[anyio.CapacityLimiter] = RunVar("doorstep_hash_limiter")
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when an email is unknown, so a wrong email costs as long as a wrong password. Made on
+    first use: every process (each CLI command) would pay a hash at import."""
+    return _hasher.hash("not a password anyone has")
 
 
 @cache
@@ -75,7 +80,7 @@ async def password_matches(password_hash: str | None, password: str) -> bool:
     """Whether the password is the hash's; a missing hash checks a dummy, so unknown emails take as long."""
     def verify() -> bool:
         try:
-            return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+            return _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
         except (VerificationError, InvalidHashError):
             return False
     return await anyio.to_thread.run_sync(verify, limiter=hash_limiter())

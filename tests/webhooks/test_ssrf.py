@@ -243,9 +243,9 @@ class TestDelivery:
         now = utcnow()
         old = ["ConnectError: [Errno 111] Connection refused", "ReadTimeout: timed out", "HTTP 500", None,
                "ConnectError: [Errno -2] Name or service not known"]
-        # Given up before (no next attempt): a Core insert, as the ORM would leave out the None and let the
-        # column's default make them due, for the worker to try again.
-        await session.execute(insert(WebhookDelivery), [
+        # Given up before (no next attempt): into the table itself, as an insert of the model (the ORM's bulk
+        # insert) would leave out the None and let the column's default make them due, for the worker to retry.
+        await session.execute(insert(WebhookDelivery.__table__), [
             {"webhook_id": hook, "event": "turf.assigned", "payload": "{}", "attempts": 3,
              "created_at": now - timedelta(minutes=i), "next_attempt_at": None, "failed_at": now,
              "last_status": 500 if text == "HTTP 500" else None, "last_error": text} for i, text in enumerate(old)])
