@@ -88,16 +88,10 @@ async def upgrade(url: str, revision: str = "head") -> None:
     await asyncio.to_thread(command.upgrade, alembic_config(url), revision)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under xdist (`--dist loadgroup`, as make test runs), each backend's tests go to one worker, which builds
-    only that backend's templates; the tests of neither spread over both."""
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        if callspec is not None and "backend" in callspec.params:
-            item.add_marker(pytest.mark.xdist_group(callspec.params["backend"]))
-
-
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+# Under xdist (`--dist loadgroup`, as make test runs), each backend's tests go to one worker, which builds only
+# that backend's templates.
+@pytest.fixture(scope="session", params=[pytest.param(name, marks=pytest.mark.xdist_group(name))
+                                         for name in ("sqlite", "postgresql")])
 def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "postgresql" and not PG_URL:
         pytest.skip("DOORSTEP_TEST_PG_URL is not set: the PostgreSQL leg needs it (make test sets it)")

@@ -226,19 +226,12 @@ async def _count_rows(session: AsyncSession) -> Counts:
         _tally("turfs carrying", Turf.campaign_id, ScriptVersion.name + " v" + cast(ScriptVersion.version, String),
                func.count(), Turf.campaign_id, ScriptVersion.name, ScriptVersion.version)
         .select_from(Turf).join(ScriptVersion, ScriptVersion.id == Turf.script_version_id),
-        # Walk stops belong to a campaign through their turf; a door leaving a turf stays as a removed stop.
-        _tally("walk_stop", Turf.campaign_id, nothing, func.count(), Turf.campaign_id)
-        .select_from(WalkStop).join(Turf, Turf.id == WalkStop.turf_id),
-        _tally("walk_stop removed", Turf.campaign_id, nothing, func.count(), Turf.campaign_id)
-        .select_from(WalkStop).join(Turf, Turf.id == WalkStop.turf_id).where(WalkStop.removed),
         # Knocks, and the counters sync moves beside them in the same transaction: a refused knock moves none.
         _tally("door_knock", DoorKnock.campaign_id, nothing, func.count(), DoorKnock.campaign_id),
         _tally("result_tally", ResultTally.campaign_id, ResultTally.result, func.sum(ResultTally.knocks),
                ResultTally.campaign_id, ResultTally.result),
         _tally("turf knocks", Turf.campaign_id, nothing, func.sum(Turf.knocks), Turf.campaign_id),
         _tally("precinct knocks", Precinct.campaign_id, nothing, func.sum(Precinct.knocks), Precinct.campaign_id),
-        _tally("walk_stop knocks", Turf.campaign_id, nothing, func.sum(WalkStop.knocks), Turf.campaign_id)
-        .select_from(WalkStop).join(Turf, Turf.id == WalkStop.turf_id),
     ]
     counts: Counts = {}
     for kind, campaign_id, detail, n in (await session.execute(union_all(*parts))).all():
@@ -246,21 +239,30 @@ async def _count_rows(session: AsyncSession) -> Counts:
             counts[(campaign_key(detail, n), campaign_id)] = 1
         elif n:
             counts[(f"{kind} {detail}" if detail is not None else kind, campaign_id)] = n
-    households = await session.execute(select(Household.campaign_id, func.count(), func.count(Household.turf_id),
-                                              func.sum(Household.knocks)).group_by(Household.campaign_id))
-    for campaign_id, n, in_turfs, knocks in households.all():
-        counts[("household", campaign_id)] = n
-        if in_turfs:
-            counts[("household in a turf", campaign_id)] = in_turfs
-        if knocks:
-            counts[("household knocks", campaign_id)] = knocks
+    # The big tables are read once each (a scan of them is most of a count's time).
+    # Walk stops belong to a campaign through their turf; a door leaving a turf stays as a removed stop.
+    stops = await session.execute(select(Turf.campaign_id, func.count(), func.count().filter(WalkStop.removed),
+                                         func.sum(WalkStop.knocks))
+                                  .join(Turf, Turf.id == WalkStop.turf_id).group_by(Turf.campaign_id))
+    for campaign_id, n, removed, knocks in stops.all():
+        for kind, value in (("walk_stop", n), ("walk_stop removed", removed), ("walk_stop knocks", knocks)):
+            if value:
+                counts[(kind, campaign_id)] = value
+    doors: dict[int, int] = {}
+    households = await session.execute(select(Household.turf_id, Household.campaign_id, func.count(),
+                                              func.sum(Household.knocks))
+                                       .group_by(Household.turf_id, Household.campaign_id))
+    for turf_id, campaign_id, n, knocks in households.all():
+        for kind, value in (("household", n), ("household in a turf", n if turf_id is not None else 0),
+                            ("household knocks", knocks)):
+            if value:
+                counts[(kind, campaign_id)] = counts.get((kind, campaign_id), 0) + value
+        if turf_id is not None:
+            doors[turf_id] = n
     # Each turf by what it is and the doors it holds, so a rename, a deletion or doors moving all show.
-    turfs = await session.execute(
-        select(Turf.campaign_id, Turf.status, Turf.name, func.count(Household.id))
-        .outerjoin(Household, Household.turf_id == Turf.id)
-        .group_by(Turf.id, Turf.campaign_id, Turf.status, Turf.name))
-    for campaign_id, status, name, doors in turfs.all():
-        key = (turf_key(name, doors, status), campaign_id)
+    for turf_id, campaign_id, status, name in (await session.execute(
+            select(Turf.id, Turf.campaign_id, Turf.status, Turf.name))).all():
+        key = (turf_key(name, doors.get(turf_id, 0), status), campaign_id)
         counts[key] = counts.get(key, 0) + 1
     # End the read transaction: on SQLite (WAL) it would pin a snapshot and hide the app's later writes.
     await session.rollback()

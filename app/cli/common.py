@@ -4,18 +4,15 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.ext.asyncio import AsyncSession
 
-import app.models  # noqa: F401  every table, so foreign keys across domains resolve whatever a command loads
-from app.campaigns import service as campaign_service
-from app.campaigns.models import Campaign
-from app.config import Settings
-from app.db import make_engine, make_sessionmaker
+if TYPE_CHECKING:
+    from app.campaigns.models import Campaign
+    from app.config import Settings
 
 T = TypeVar("T")
 out = Console(soft_wrap=True)
@@ -33,8 +30,13 @@ def group(help: str) -> typer.Typer:
     return typer.Typer(help=help, no_args_is_help=True)
 
 
-def run(work: Callable[[AsyncSession], Awaitable[T]], settings: Settings | None = None) -> T:
+def run(work: Callable[[AsyncSession], Awaitable[T]], settings: "Settings | None" = None) -> T:
     """Run `work` with a session on the configured database."""
+    # Imported here: settings and every table cost ~0.3 s, which `--help` or a bad option shouldn't pay.
+    import app.models  # noqa: F401  every table, so foreign keys across domains resolve whatever a command loads
+    from app.config import Settings
+    from app.db import make_engine, make_sessionmaker
+
     async def main() -> T:
         engine = make_engine((settings or Settings()).database_url)
         try:
@@ -45,14 +47,18 @@ def run(work: Callable[[AsyncSession], Awaitable[T]], settings: Settings | None 
     return asyncio.run(main())
 
 
-async def get_campaign(session: AsyncSession, slug: str) -> Campaign:
+async def get_campaign(session: AsyncSession, slug: str) -> "Campaign":
     """The campaign a command's `--campaign` names. Raises NotFound."""
+    from app.campaigns import service as campaign_service
+
     return await campaign_service.get_campaign(session, slug)
 
 
 @contextmanager
 def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
     """A progress callback drawing a bar on stderr (nothing when stderr is no terminal and not asked for)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True, disable=not enabled) as bar:
         tasks: dict[str, Any] = {}

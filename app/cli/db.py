@@ -5,7 +5,6 @@ from typing import Annotated
 import typer
 
 from app.cli.common import group, out
-from app.config import Settings
 from app.migrations import alembic_config
 
 db_cli = group("The database.")
@@ -15,6 +14,7 @@ db_cli = group("The database.")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Migrate the database (DOORSTEP_DATABASE_URL) up to a revision, by default the newest."""
     from alembic import command
+    from app.config import Settings
 
     command.upgrade(alembic_config(Settings().database_url), revision)
     out.print(f"Database at {revision}.")
@@ -24,6 +24,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
 def db_downgrade(revision: Annotated[str, typer.Argument()]) -> None:
     """Migrate the database down to a revision (`base` empties it)."""
     from alembic import command
+    from app.config import Settings
 
     command.downgrade(alembic_config(Settings().database_url), revision)
     out.print(f"Database at {revision}.")

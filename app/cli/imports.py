@@ -3,27 +3,32 @@
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import csvsafe
 from app.cli.common import CampaignOpt, JsonOpt, MapOpt, RejectionsOpt, err, get_campaign, group, out, progress_bar, run
-from app.ingest import REJECTION_COLUMNS, FieldSpec, ImportReport, parse_map
+
+if TYPE_CHECKING:
+    # Only for annotations: app.ingest brings pandas and pyogrio, ~0.5 s at every start.
+    from app.ingest import FieldSpec, ImportReport
 
 import_cli = group("Load precincts, addresses, people and streets.")
 
 
-def write_rejections(report: ImportReport, path: Path) -> None:
+def write_rejections(report: "ImportReport", path: Path) -> None:
     """Every rejected row as CSV, formula-safe (a row's id or reason may come from anyone's file)."""
+    from app.ingest import REJECTION_COLUMNS
+
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csvsafe.DictWriter(f, REJECTION_COLUMNS)
         writer.writeheader()
         writer.writerows(r.__dict__ for r in report.rejected)
 
 
-def show_report(report: ImportReport, as_json: bool, rejections: Path | None = None) -> None:
+def show_report(report: "ImportReport", as_json: bool, rejections: Path | None = None) -> None:
     if rejections is not None:
         write_rejections(report, rejections)
     if as_json:
@@ -41,10 +46,10 @@ def show_report(report: ImportReport, as_json: bool, rejections: Path | None = N
         out.print(f"  ... and {len(report.rejected) - len(shown)} more (--rejections FILE.csv writes them all)")
 
 
-def _import(campaign: str, as_json: bool, work: Callable[[AsyncSession, int, Any], Awaitable[ImportReport]],
+def _import(campaign: str, as_json: bool, work: Callable[[AsyncSession, int, Any], Awaitable["ImportReport"]],
             rejections: Path | None = None) -> None:
     with progress_bar(enabled=err.is_terminal) as progress:
-        async def go(session: AsyncSession) -> ImportReport:
+        async def go(session: AsyncSession) -> "ImportReport":
             c = await get_campaign(session, campaign)
             return await work(session, c.id or 0, progress)
         report = run(go)
@@ -52,8 +57,10 @@ def _import(campaign: str, as_json: bool, work: Callable[[AsyncSession, int, Any
 
 
 def _import_mapped(file: Path, campaign: str, mapping: list[str] | None, as_json: bool, rejections: Path | None,
-                   spec: FieldSpec, service: Callable[..., Awaitable[ImportReport]]) -> None:
+                   spec: "FieldSpec", service: Callable[..., Awaitable["ImportReport"]]) -> None:
     """An import whose columns `--map` may rename (addresses, people, streets); a bad `--map` fails first."""
+    from app.ingest import parse_map
+
     fields = parse_map(mapping, spec)
     _import(campaign, as_json, lambda s, cid, p: service(s, cid, file, label=file.name, mapping=fields, progress=p),
             rejections)

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Boolean, Integer, String, Uuid, delete, func, insert, select, update
+from sqlalchemy import Boolean, Integer, String, Uuid, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import TypeEngine
 
@@ -168,7 +168,12 @@ async def rebuild(session: AsyncSession, campaign_id: int) -> dict[str, int]:
     # The latest result: by corrected time, the first stored winning a tie (as sync keeps it).
     latest = (select(knock.result, knock.corrected_at).where(knock.household_id == door.id)
               .order_by(knock.corrected_at.desc(), knock.seq).limit(1))
-    await session.execute(update(Household).where(Household.campaign_id == campaign_id).values(
+    # Only the rows with a knock, or with a counter that says so: the others already read as none, and
+    # rewriting every door of a city is most of a rebuild's time on PostgreSQL.
+    knocked_door = or_(exists().where(knock.household_id == door.id), Household.knocks != 0,
+                       *(c.is_not(None) for c in (Household.first_knock_at, Household.contacted_at,
+                                                  Household.last_result, Household.last_result_at)))
+    await session.execute(update(Household).where(Household.campaign_id == campaign_id, knocked_door).values(
         knocks=of_door(),
         first_knock_at=select(func.min(knock.corrected_at)).where(knock.household_id == door.id).scalar_subquery(),
         contacted_at=select(func.min(knock.corrected_at)).where(knock.household_id == door.id, knock.contacted)
@@ -177,7 +182,8 @@ async def rebuild(session: AsyncSession, campaign_id: int) -> dict[str, int]:
         last_result_at=latest.with_only_columns(knock.corrected_at).scalar_subquery()))
     turfs = select(Turf.id).where(Turf.campaign_id == campaign_id)
     at_stop = (knock.turf_id == stop.turf_id, knock.household_id == stop.household_id)
-    await session.execute(update(WalkStop).where(WalkStop.turf_id.in_(turfs)).values(
+    knocked_stop = or_(exists().where(*at_stop), WalkStop.knocks != 0, WalkStop.contacted)
+    await session.execute(update(WalkStop).where(WalkStop.turf_id.in_(turfs), knocked_stop).values(
         knocks=select(func.count()).where(*at_stop).scalar_subquery(),
         contacted=select(func.count()).where(*at_stop, knock.contacted).scalar_subquery() > 0))
     for model, key in ((Turf, knock.turf_id), (Precinct, knock.precinct_id)):

@@ -11,6 +11,7 @@ from app.organizing.models import TurfHistory
 from app.sync import service as sync_service
 from app.sync.models import ResultTally
 from app.turfs.models import Turf
+from app.walklists.models import WalkStop
 from tests.sync.helpers import HOME, batch, counters, doors, hold, knock, knock_count, later, now, send, stored
 from tests.test_cli import doorstep, one_json_object
 from tests.test_errors import assert_problem
@@ -204,6 +205,26 @@ class TestRebuild:
         counted = await sync_service.rebuild_progress(cut_session, campaign_id)
         assert counted["knocks"] == 42 == await knock_count(cut_session)
         assert await counters(cut_session) == before
+        # Counters gone wrong, on a knocked door and on doors nobody knocked, are put right.
+        knocked = {h["id"] for h in doors(walk)} & {k.household_id for k in (await stored(cut_session)).values()}
+        unknocked = next(h["id"] for h in doors(walk) if h["id"] not in knocked)
+        nobody = await cut_session.scalar(select(Household.id).where(
+            Household.campaign_id == campaign_id, Household.id.not_in(knocked | {unknocked})).limit(1))
+        await cut_session.execute(update(Household).where(Household.id == unknocked).values(knocks=3))
+        await cut_session.execute(update(Household).where(Household.id == nobody).values(last_result="refused"))
+        await cut_session.execute(update(Household).where(Household.id == min(knocked)).values(knocks=99))
+        await cut_session.execute(update(WalkStop).where(WalkStop.household_id == unknocked).values(contacted=True))
+        await cut_session.execute(update(WalkStop).where(WalkStop.household_id == nobody).values(knocks=2))
+        await cut_session.commit()
+        await sync_service.rebuild_progress(cut_session, campaign_id)
+        assert await counters(cut_session) == before
+        wiped = (await cut_session.execute(select(Household.knocks, Household.first_knock_at, Household.contacted_at,
+                                                  Household.last_result, Household.last_result_at)
+                                           .where(Household.id.in_([unknocked, nobody])))).all()
+        assert [tuple(r) for r in wiped] == [(0, None, None, None, None)] * 2
+        stops = (await cut_session.execute(select(WalkStop.knocks, WalkStop.contacted).where(
+            WalkStop.household_id.in_([unknocked, nobody])))).all()
+        assert [tuple(r) for r in stops] == [(0, False)] * 2
         # The same from the command line; a campaign that doesn't exist gets one line and exit code 2.
         await cut_session.close()
         report = one_json_object(await doorstep(cut_db_url, tmp_path, "progress", "rebuild", "-c", "cambridge",
