@@ -88,10 +88,22 @@ async def upgrade(url: str, revision: str = "head") -> None:
     await asyncio.to_thread(command.upgrade, alembic_config(url), revision)
 
 
-# Under xdist (`--dist loadgroup`, as make test runs), each backend's tests go to one worker, which builds only
-# that backend's templates.
-@pytest.fixture(scope="session", params=[pytest.param(name, marks=pytest.mark.xdist_group(name))
-                                         for name in ("sqlite", "postgresql")])
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under xdist (`--dist loadgroup`, as make test runs), each backend's tests go to one worker, which builds
+    that backend's templates; but the access matrix, a third of a leg, runs on the other backend's worker, so
+    the two finish together."""
+    other = {"sqlite": "postgresql", "postgresql": "sqlite"}
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or "backend" not in callspec.params:
+            continue
+        backend = callspec.params["backend"]
+        matrix = item.get_closest_marker("access_matrix") is not None
+        item.add_marker(pytest.mark.xdist_group(other[backend] if matrix else backend))
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "postgresql" and not PG_URL:
         pytest.skip("DOORSTEP_TEST_PG_URL is not set: the PostgreSQL leg needs it (make test sets it)")
