@@ -254,6 +254,7 @@ class TestSizes:
 
 
 class TestOffTheLoop:
+    @pytest.mark.own_database  # requests side by side
     async def test_a_big_turf_draw_does_not_stall_other_requests(self, db_url, world, session):
         rows = await doors_of_precinct(session)
         box = box_around(rows, 30)
@@ -292,6 +293,3 @@ class TestOffTheLoop:
         turf = (await session.execute(select(Turf).where(Turf.name == "Big"))).scalar_one()
         assert turf.doors >= 30, (took, pings)
 
-
-# A database of its own: cuts run as background jobs, concurrent requests.
-pytestmark = pytest.mark.own_database

@@ -101,6 +101,7 @@ class TestClaims:
         r = await cut_client.post(f"{HOME}/turfs:claim", json=HERE, headers=world.headers("canvasser"))
         assert r.json()["turf_id"] != nearest["turf_id"]
 
+    @pytest.mark.own_database  # claims raced on several connections
     async def test_fifty_concurrent_claims_never_share_a_turf(self, cut_client, world, cut_session):
         cid = await cut_session.scalar(select(Campaign.id).where(Campaign.slug == "cambridge"))
         await begin_write(cut_session)
@@ -219,6 +220,7 @@ class TestEvents:
         assert r.status_code == 201, r.text
         return r.json()
 
+    @pytest.mark.own_database  # check-ins raced on several connections
     async def test_a_launch_reserves_nearby_turfs_and_hands_them_out_once(self, cut_client, world, cut_session):
         event = await self.make_event(cut_client, world)
         assert len(event["turfs"]) == 3 and event["code"] and event["attendees"] == []
@@ -281,6 +283,7 @@ class TestEvents:
         assert assert_problem(r, 422)["errors"][0]["field"] == "ends_at"
 
 
+@pytest.mark.own_database  # the CLI runs in a process of its own
 class TestCli:
     def test_assign_and_list_events(self, cut_db_url, world):
         env = {**os.environ, "DOORSTEP_DATABASE_URL": cut_db_url, "DOORSTEP_JWT_SECRET": SECRET}
@@ -324,6 +327,7 @@ class TestHistoryKeepsTurfs:
         assert r.json() == {"id": turf, "outcome": "archived"}
         assert [a for a, _ in await actions(cut_session, turf)] == ["assigned", "unassigned"]
 
+    @pytest.mark.own_database  # the cut runs in the background
     async def test_a_recut_archives_released_turfs_and_keeps_their_history(self, cut_client, world, cut_session):
         claimed = (await cut_client.post(f"{HOME}/turfs:claim", json=HERE, headers=world.headers("canvasser"))).json()
         await cut_client.post(f"{HOME}/turfs/{claimed['turf_id']}/release", headers=world.headers("canvasser"))
@@ -354,6 +358,3 @@ class TestPrivacyAndPools:
         event = (await cut_client.post(f"{HOME}/events", json=body, headers=world.headers("host"))).json()
         assert event["turfs"] == []
 
-
-# A database of its own: claims raced on several connections, cuts, the CLI.
-pytestmark = pytest.mark.own_database

@@ -162,6 +162,7 @@ async def tcp_server(handler) -> AsyncIterator[str]:
 
 
 class TestDelivery:
+    @pytest.mark.own_database  # the webhook worker delivers in the background
     async def test_a_name_resolving_to_loopback_at_delivery_is_blocked_and_never_contacted(
             self, cut_db_url, cut_session, world):
         async with receiving() as receiver:
@@ -184,6 +185,7 @@ class TestDelivery:
         assert len(rows) == 4 and {r.last_error for r in rows} == {"blocked"}
         assert all(r.failed_at is not None and r.next_attempt_at is None for r in rows)
 
+    @pytest.mark.own_database  # the webhook worker delivers in the background
     async def test_failures_are_recorded_by_class_not_by_message(self, cut_db_url, cut_session, world):
         async def silent(reader, writer) -> None:
             await reader.read()  # never answers, until the sender hangs up
@@ -226,6 +228,7 @@ class TestDelivery:
         errors = set((await cut_session.execute(select(WebhookDelivery.last_error))).scalars())
         assert errors == {"refused", "timed out", "tls", "protocol", "blocked", None}
 
+    @pytest.mark.own_database  # the webhook worker delivers in the background
     async def test_a_non_2xx_answer_is_its_status(self, cut_db_url, world):
         async with receiving(failures=1) as receiver, app_client(cut_db_url, webhook_max_attempts=1,
                                                                    **FAST) as client:
@@ -255,6 +258,3 @@ class TestDelivery:
         assert shown == ["refused", "timed out", "status", None, "unreachable"]
         assert set(shown) - {None} <= set(FAILURES)
 
-
-# A database of its own: the webhook worker delivers in the background.
-pytestmark = pytest.mark.own_database
