@@ -11,9 +11,10 @@ its own (a file copy on SQLite, CREATE DATABASE ... TEMPLATE on PostgreSQL).
 import asyncio
 import os
 import shutil
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 
 import asyncpg
@@ -65,6 +66,21 @@ class Databases:
         self.made.append(name)
         return make_url(PG_URL).set(drivername="postgresql+asyncpg", database=name).render_as_string(
             hide_password=False)
+
+    async def compact(self, url: str) -> None:
+        """Rewrite a template without the dead rows its building left, its statistics taken: copies of it are
+        smaller (a cut city's copy takes half the time) and plan as a loaded database would."""
+        name = make_url(url).database or ""
+        if self.backend == "sqlite":
+            with closing(sqlite3.connect(name)) as db:
+                db.execute("VACUUM")
+                db.execute("ANALYZE")
+            return
+        connection = await asyncpg.connect(self._pg_dsn(name))
+        try:
+            await connection.execute("VACUUM (FULL, ANALYZE)")
+        finally:
+            await connection.close()
 
     async def drop(self, url: str) -> None:
         if self.backend == "sqlite":
@@ -133,6 +149,7 @@ async def world_template(databases: Databases, empty_template: str) -> tuple[str
     async with make_sessionmaker(engine)() as session:
         world = await factories.build_world(session)
     await engine.dispose()
+    await databases.compact(url)
     return url, world
 
 
@@ -147,6 +164,7 @@ async def cut_template(databases: Databases, world_template: tuple[str, factorie
     async with make_sessionmaker(engine)() as session:
         report = await factories.cut_city(session)
     await engine.dispose()
+    await databases.compact(url)
     return url, report
 
 
