@@ -13,7 +13,7 @@ import httpx
 
 from simulator.phone import Options, Phone
 from simulator.report import summarise
-from simulator.wire import BadInput, Wire, problem
+from simulator.wire import BadInput, SimulationFailed, Wire, problem
 
 DEMO_CREDENTIALS = Path(".doorstep-demo.json")
 
@@ -23,7 +23,10 @@ def resolve_password(email: str, given: str | None, saved: Path = DEMO_CREDENTIA
     if given:
         return given
     if saved.exists():
-        found = json.loads(saved.read_text()).get(email)
+        try:
+            found = json.loads(saved.read_text()).get(email)
+        except (ValueError, AttributeError) as exc:
+            raise BadInput(f"{saved} is not the JSON object `doorstep demo` writes; give --password") from exc
         if found:
             return str(found)
     raise BadInput(f"no password for {email}: give --password or set DOORSTEP_SIM_PASSWORD")
@@ -101,9 +104,13 @@ async def simulate(options: Options) -> dict[str, Any]:
             failures = [r for r in results if isinstance(r, BaseException)]
             if failures:
                 break
-        await wire.call("DELETE", f"{home}/join-codes/{join_code['id']}", token=token)
+        try:
+            await wire.call("DELETE", f"{home}/join-codes/{join_code['id']}", token=token)
+        except SimulationFailed:
+            if not failures:
+                raise
         if failures:
-            raise failures[0]
+            raise failures[0]  # what stopped the phones, not the clean-up after them
         after = {t["id"]: t["knocks"] for t in await wire.pages(f"{home}/turfs", token)}
         total_s = time.perf_counter() - began
     return summarise(options, run, phones, before, after, wire, setup_s=setup_s, phases=phases, total_s=total_s)

@@ -60,6 +60,7 @@ class Wire:
         """Every item of a cursor-paginated list."""
         items: list[dict[str, Any]] = []
         cursor: str | None = None
+        seen: set[str] = set()
         while True:
             params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
             page = (await self.call("GET", path, token=token, params=params)).json()
@@ -67,6 +68,9 @@ class Wire:
             cursor = page["next_cursor"]
             if not cursor:
                 return items
+            if cursor in seen:  # a server handing back a cursor twice would have this read forever
+                raise SimulationFailed(f"GET {path} gave the cursor {cursor!r} twice")
+            seen.add(cursor)
 
 
 def endpoint(method: str, path: str) -> str:

@@ -186,9 +186,10 @@ BOUND: dict[str, AsyncConnection] = {}
 
 
 async def _committed(connection: AsyncConnection) -> object:
-    """What moves when the connection's transaction ends, or another connection commits: PostgreSQL's
-    transaction id (taken once, it stays); on SQLite whether the driver has a transaction open (a COMMIT sent
-    raw ends it) and the file's data_version (any other connection's commit moves it)."""
+    """What moves when the connection's transaction ends: PostgreSQL's transaction id (taken once, it stays);
+    on SQLite whether the driver has a transaction open (a COMMIT sent raw ends it) and the file's data_version,
+    which another connection's commit moves too. PostgreSQL has no such per-database mark (transaction ids are
+    the cluster's, and other workers' databases move them), so there only a COMMIT on this connection shows."""
     if connection.dialect.name == "postgresql":
         return await connection.scalar(text("SELECT txid_current()"))
     return ((await connection.get_raw_connection()).driver_connection.in_transaction,
@@ -207,8 +208,8 @@ async def rolled_back(url: str) -> AsyncIterator[str]:
             yield url
         finally:
             del BOUND[url]
-        # A COMMIT sent raw, or another connection (a process the test ran), would have changed the shared
-        # database: such a test needs `own_database`.
+        # A COMMIT sent raw, or (caught on SQLite) another connection such as a process the test ran, would have
+        # changed the shared database: such a test needs `own_database`.
         assert await _committed(connection) == began, "the shared database changed outside the test's transaction"
         await transaction.rollback()
     await engine.dispose()

@@ -148,6 +148,7 @@ def bad_files(folder: Path) -> None:
     # Row 1 is fine: the import must still leave nothing behind.
     (folder / "bad_lon.csv").write_text(header + good_row + "PROBE-2,2,PROBE ST,,west,42.3736\n")
     (folder / "junk.gpkg").write_bytes(os.urandom(4096))
+    (folder / "torn.json").write_text('{"organizer@cambridge.example": ')
 
 
 # name: (arguments, words the one line must hold). Run in the world, whose campaign `cambridge` has precincts.
@@ -165,6 +166,12 @@ BAD_INPUT: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                          "--password-stdin"), ("--role", "overlord")),
     "a --map item without =": (("import", "addresses", "good.csv", "--campaign", "cambridge", "--map", "lon"),
                                ("--map", "'lon'")),
+    # Digits to str.isdigit, yet no int; and an id past the column's range.
+    "a turf named by a superscript": (("turfs", "assign", "²", "x@example.org", "--campaign", "cambridge"),
+                                      ("no active turf", "'²'")),
+    "a turf id past any": (("turfs", "assign", "99999999999", "x@example.org", "--campaign", "cambridge"),
+                           ("no active turf", "99999999999")),
+    "torn demo credentials": (("demo", "--credentials", "torn.json"), ("torn.json", "not the JSON")),
 }
 
 

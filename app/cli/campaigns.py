@@ -6,8 +6,9 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-# The enums only: typer reads them for the options' choices. The services are imported by the commands using them.
+from app.auth import service as auth_service
 from app.auth.models import Scope
+from app.campaigns import service as campaign_service
 from app.campaigns.models import Role
 from app.cli.common import CampaignOpt, get_campaign, group, out, run
 from app.errors import NotFound
@@ -20,8 +21,6 @@ key_cli = group("API keys for third-party tools.")
 @campaign_cli.command("create")
 def campaign_create(slug: str, name: Annotated[str, typer.Option(help="The campaign's name.")]) -> None:
     """Create a campaign."""
-    from app.campaigns import service as campaign_service
-
     campaign = run(lambda s: campaign_service.create_campaign(s, slug, name))
     out.print(f"Created campaign {campaign.slug} ({campaign.name}).")
 
@@ -29,8 +28,6 @@ def campaign_create(slug: str, name: Annotated[str, typer.Option(help="The campa
 @campaign_cli.command("list")
 def campaign_list() -> None:
     """List the campaigns."""
-    from app.campaigns import service as campaign_service
-
     for c in run(campaign_service.list_campaigns):
         out.print(f"{c.slug}\t{c.name}", highlight=False)
 
@@ -47,8 +44,6 @@ def user_add(email: str, role: Annotated[Role, typer.Option(help="The user's rol
              password_stdin: Annotated[bool, typer.Option("--password-stdin",
                                                           help="Read the password from stdin.")] = False) -> None:
     """Add a user to a campaign with a role (an existing user keeps their password unless given one)."""
-    from app.campaigns import service as campaign_service
-
     async def work(session: AsyncSession) -> str:
         found = await campaign_service.find_user(session, email)
         password = read_password(password_stdin) if found is None or password_stdin else None
@@ -61,7 +56,6 @@ def user_add(email: str, role: Annotated[Role, typer.Option(help="The user's rol
 @user_cli.command("remove")
 def user_remove(email: str, campaign: CampaignOpt) -> None:
     """Take a user out of a campaign: their turfs there go back, and every login of theirs ends."""
-    from app.campaigns import service as campaign_service
     from app.organizing import members
 
     async def work(session: AsyncSession) -> str:
@@ -77,8 +71,6 @@ def user_remove(email: str, campaign: CampaignOpt) -> None:
 @user_cli.command("disable")
 def user_disable(email: str) -> None:
     """Disable a user everywhere: they can't log in, and every token they hold stops at once."""
-    from app.campaigns import service as campaign_service
-
     user = run(lambda s: campaign_service.set_disabled(s, email, disabled=True))
     out.print(f"{user.email} is disabled; their logins are ended.", highlight=False)
 
@@ -86,8 +78,6 @@ def user_disable(email: str) -> None:
 @user_cli.command("enable")
 def user_enable(email: str) -> None:
     """Let a disabled user log in again (with their password; their old tokens stay ended)."""
-    from app.campaigns import service as campaign_service
-
     user = run(lambda s: campaign_service.set_disabled(s, email, disabled=False))
     out.print(f"{user.email} may log in again.", highlight=False)
 
@@ -96,8 +86,6 @@ def user_enable(email: str) -> None:
 def key_create(campaign: CampaignOpt, name: Annotated[str, typer.Option(help="Who the key is for.")],
                scope: Annotated[list[Scope], typer.Option(help="A scope; repeat for several.")]) -> None:
     """Make an API key; it is printed once and can't be shown again."""
-    from app.auth import service as auth_service
-
     async def work(session: AsyncSession) -> str:
         c = await get_campaign(session, campaign)
         assert c.id is not None
@@ -109,8 +97,6 @@ def key_create(campaign: CampaignOpt, name: Annotated[str, typer.Option(help="Wh
 @key_cli.command("list")
 def key_list(campaign: CampaignOpt) -> None:
     """List a campaign's API keys (not their secrets)."""
-    from app.auth import service as auth_service
-
     async def work(session: AsyncSession) -> list[Any]:
         c = await get_campaign(session, campaign)
         assert c.id is not None

@@ -10,8 +10,10 @@ import typer
 from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.campaigns import service as campaign_service
+from app.campaigns.models import Campaign
+
 if TYPE_CHECKING:
-    from app.campaigns.models import Campaign
     from app.config import Settings
 
 T = TypeVar("T")
@@ -47,10 +49,8 @@ def run(work: Callable[[AsyncSession], Awaitable[T]], settings: "Settings | None
     return asyncio.run(main())
 
 
-async def get_campaign(session: AsyncSession, slug: str) -> "Campaign":
+async def get_campaign(session: AsyncSession, slug: str) -> Campaign:
     """The campaign a command's `--campaign` names. Raises NotFound."""
-    from app.campaigns import service as campaign_service
-
     return await campaign_service.get_campaign(session, slug)
 
 

@@ -10,6 +10,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.cli.common import CampaignOpt, JsonOpt, err, get_campaign, out, progress_bar, run
+from app.errors import Invalid
 
 # No group of its own: these are `doorstep init`, `doorstep demo` and so on.
 start_cli = typer.Typer()
@@ -54,7 +55,13 @@ def demo(data: Annotated[Path, typer.Option(help="The Cambridge sample data.")] 
     """Set up the Cambridge demo: campaign, precincts, addresses, synthetic people and two users. Idempotent."""
     from app.demo import set_up_demo
 
-    saved: dict[str, str] = json.loads(credentials.read_text()) if credentials.exists() else {}
+    try:
+        saved: dict[str, str] = json.loads(credentials.read_text()) if credentials.exists() else {}
+    except ValueError as exc:
+        raise Invalid(f"{credentials} is not the JSON `doorstep demo` writes; move it away to start afresh",
+                      field="credentials") from exc
+    if not isinstance(saved, dict):
+        raise Invalid(f"{credentials} is not the JSON object `doorstep demo` writes", field="credentials")
     with progress_bar(enabled=err.is_terminal) as progress:
         logins = run(lambda s: set_up_demo(s, data, saved, progress=progress, say=out.print))
     credentials.write_text(json.dumps(saved, indent=2) + "\n")

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.campaigns import service as campaign_service
 from app.cli.common import CampaignOpt, JsonOpt, err, get_campaign, group, out, progress_bar, run
 from app.errors import NotFound
 
@@ -61,7 +62,6 @@ def turfs_assign(turf: Annotated[str, typer.Argument(help="The turf's id or name
                  email: Annotated[str, typer.Argument(help="The member to give it to.")],
                  campaign: CampaignOpt) -> None:
     """Give a turf to a member of the campaign."""
-    from app.campaigns import service as campaign_service
     from app.organizing import holdings
     from app.turfs.lookup import find_active_turf
 

@@ -118,5 +118,7 @@ class JoinCode(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-# Turf history actions that hand a turf to someone: webhooks hear of them as turf.assigned.
+# Turf history actions that hand a turf to someone (webhooks hear of them as turf.assigned), and those that take
+# it back: between the two, sync accepts the holder's knocks.
 ASSIGNED = frozenset({"assigned", "claimed", "checked_out"})
+TAKEN_BACK = frozenset({"unassigned", "released", "lapsed", "returned"})

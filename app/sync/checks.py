@@ -16,6 +16,7 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from app.errors import problem_body
+from app.organizing.models import ASSIGNED, TAKEN_BACK
 from app.scripts.service import STANDARD_RESULTS
 from app.sync.schemas import KnockIn
 from app.values import EARLIEST, LATEST, sane_time
@@ -24,8 +25,6 @@ from app.values import EARLIEST, LATEST, sane_time
 SUSPECT_OFFSET = timedelta(hours=24)
 # Slack around a holding's start and end, for what clock correction can't know (the phone's drift offline).
 HOLDING_GRACE = timedelta(minutes=15)
-START_ACTIONS = frozenset({"assigned", "claimed", "checked_out"})
-END_ACTIONS = frozenset({"unassigned", "released", "lapsed", "returned"})
 STANDARD = {r["code"]: r["contacted"] for r in STANDARD_RESULTS}
 _knock = TypeAdapter(KnockIn)
 Intervals = list[tuple[datetime, datetime | None]]
@@ -156,9 +155,9 @@ def intervals(history: Iterable[tuple[int, str, datetime]]) -> dict[int, Interva
     held: dict[int, Intervals] = defaultdict(list)
     open_since: dict[int, datetime] = {}
     for turf_id, action, at in history:
-        if action in START_ACTIONS:
+        if action in ASSIGNED:
             open_since.setdefault(turf_id, at)
-        elif action in END_ACTIONS and turf_id in open_since:
+        elif action in TAKEN_BACK and turf_id in open_since:
             held[turf_id].append((open_since.pop(turf_id) - HOLDING_GRACE, at + HOLDING_GRACE))
     for turf_id, start in open_since.items():
         held[turf_id].append((start - HOLDING_GRACE, None))

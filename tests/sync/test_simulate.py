@@ -22,6 +22,8 @@ from app.cli import main
 from app.demo import DEMO_SCRIPT
 from app.sync.models import DoorKnock
 from app.turfs.models import Turf
+from simulator.run import resolve_password
+from simulator.wire import BadInput
 from tests.conftest import SECRET, db_session
 from tests.factories import PASSWORD
 from tests.test_cli import DOORSTEP, doorstep, ok, one_json_object
@@ -181,3 +183,12 @@ class TestVerdict:
 
 # A database of its own: phones and a server in processes of their own.
 pytestmark = pytest.mark.own_database
+
+
+@pytest.mark.parametrize("saved", ['{"organizer@cambridge.example": ', '["a list"]'])
+def test_torn_demo_credentials_are_bad_input(tmp_path, saved):
+    """A `.doorstep-demo.json` that is no JSON object is bad input (one line, exit 2), not a traceback."""
+    path = tmp_path / ".doorstep-demo.json"
+    path.write_text(saved)
+    with pytest.raises(BadInput, match="not the JSON object"):
+        resolve_password("organizer@cambridge.example", None, saved=path)
