@@ -1,10 +1,15 @@
 """The database helpers the hot paths share: raw reads and writes stay inside the session's transaction."""
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import pytest
 from sqlalchemy import bindparam, func, insert, select
 
+from app.campaigns import service as campaign_service
 from app.campaigns.models import Campaign
-from app.db import fetch_rows, make_engine, make_sessionmaker, utcnow
+from app.db import begin_write, fetch_rows, make_engine, make_sessionmaker, utcnow
 
 CORE_INSERT = (insert(Campaign).values(slug=bindparam("slug"), name="Raw", created_at=bindparam("at"))
                .returning(Campaign.__table__.c.id))
@@ -13,6 +18,39 @@ PG_INSERT = "INSERT INTO campaign (slug, name, created_at) VALUES (:slug, 'Raw',
 
 async def campaigns(session, slug: str) -> int:
     return await session.scalar(select(func.count()).select_from(Campaign).where(Campaign.slug == slug)) or 0
+
+
+async def behind_another_writer(sessions: Any, work: Callable[[], Awaitable[Any]]) -> Any:
+    """`work`, started while another session holds the write lock and committed under it.
+
+    On SQLite a transaction that has read can't start writing once another writer has committed since ("database
+    is locked" at once, busy_timeout or not): work that reads before it writes must queue as a writer from its
+    first statement, and here it must wait and then succeed.
+    """
+    async with sessions() as other:
+        await begin_write(other)
+        other.add(Campaign(slug="other-writer", name="Another writer"))
+        await other.flush()
+        task = asyncio.create_task(work())
+        await asyncio.sleep(0.5)  # long enough for `work` to read and reach its first write
+        await other.commit()
+    return await task
+
+
+class TestWriters:
+    async def test_creating_a_campaign_waits_behind_another_writer(self, empty_db_url):
+        engine = make_engine(empty_db_url)
+        sessions = make_sessionmaker(engine)
+        try:
+            async def create() -> Campaign:
+                async with sessions() as session:
+                    return await campaign_service.create_campaign(session, "queued", "Queued")
+
+            assert (await behind_another_writer(sessions, create)).slug == "queued"
+            async with sessions() as session:
+                assert await campaigns(session, "queued") == await campaigns(session, "other-writer") == 1
+        finally:
+            await engine.dispose()
 
 
 class TestFetchRows:

@@ -26,6 +26,7 @@ async def create_campaign(session: AsyncSession, slug: str, name: str) -> Campai
         raise Invalid(f"slug {slug!r}: use lower-case letters, digits and dashes (at most 64)", field="slug")
     if not name.strip():
         raise Invalid("a campaign needs a name", field="name")
+    await begin_write(session)
     if await find_campaign(session, slug) is not None:
         raise Conflict(f"A campaign {slug!r} exists already.")
     campaign = Campaign(slug=slug, name=name.strip())

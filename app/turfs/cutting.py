@@ -75,6 +75,7 @@ async def start_cut(session: AsyncSession, campaign_id: int, *, codes: Sequence[
 async def run_cut(maker: async_sessionmaker[AsyncSession], cut_id: int, *, progress: Progress = no_progress) -> None:
     """Do a recorded cut, keeping its state and counts up to date; all its turfs are written at once."""
     async with maker() as session:
+        await begin_write(session)
         job = await session.get(TurfCut, cut_id)
         assert job is not None
         job.state = "running"
@@ -83,6 +84,7 @@ async def run_cut(maker: async_sessionmaker[AsyncSession], cut_id: int, *, progr
 
         async def step(code: str, done: int, total: int) -> None:
             async with maker() as tick:
+                await begin_write(tick)
                 await tick.execute(update(TurfCut).where(TurfCut.id == cut_id).values(precincts_done=done))
                 await tick.commit()
             progress(code, done, total)
@@ -92,6 +94,7 @@ async def run_cut(maker: async_sessionmaker[AsyncSession], cut_id: int, *, progr
                             step=step)
         except Exception as exc:
             await session.rollback()
+            await begin_write(session)
             await session.execute(update(TurfCut).where(TurfCut.id == cut_id).values(
                 state="failed", error=str(exc) or type(exc).__name__, finished_at=utcnow()))
             await session.commit()

@@ -18,9 +18,11 @@ from app.campaigns.models import Campaign
 from app.db import make_engine, make_sessionmaker, utcnow
 from app.geo.shapes import Projection
 from app.precincts.models import Precinct
+from app.turfs.cutting import run_cut, start_cut
 from app.turfs.models import Turf, TurfCut
 from tests.conftest import SECRET
 from tests.factories import stale_shapes
+from tests.test_db import behind_another_writer
 from tests.test_errors import assert_problem
 
 HOME = "/v1/campaigns/cambridge"
@@ -206,6 +208,18 @@ class TestCutJobs:
         await wait_for(client, r.headers["location"], world)
         await session.refresh(running)
         assert running.state == "failed" and "nothing was written" in running.error
+
+    async def test_a_cut_waits_its_turn_behind_another_writer(self, db_url):
+        engine = make_engine(db_url)
+        maker = make_sessionmaker(engine)
+        async with maker() as session:
+            cid = await session.scalar(select(Campaign.id).where(Campaign.slug == "cambridge"))
+            job = await start_cut(session, cid, codes=["5-2"], target=50, created_by=None)
+        await behind_another_writer(maker, lambda: run_cut(maker, job.id))
+        async with maker() as session:
+            done = await session.get(TurfCut, job.id)
+            assert (done.state, done.error, done.precincts_done) == ("done", None, 1) and done.turfs_made > 0
+        await engine.dispose()
 
 
 class TestCli:
