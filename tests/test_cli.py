@@ -1,19 +1,13 @@
-"""The `doorstep` command line, run as a real subprocess against the test's database.
-
-Each call starts a Python process (a second or two), so the tests make few: one end-to-end flow, the bad inputs
-(run a few at a time), and `db upgrade` on a database nothing has touched.
+"""The `doorstep` command line against the test's database: one end-to-end flow and `db upgrade` on a database
+nothing has touched, each command a process of its own as a user runs it; the bad inputs in this process
+(tests/cli.py), through the same entry point.
 """
 
-import asyncio
-import json
 import os
 import re
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -27,50 +21,15 @@ from app.db import make_engine, make_sessionmaker
 from app.main import create_app
 from app.migrations import alembic_config
 from app.models import metadata
+from tests.cli import Ran, doorstep, ok, one_json_object
 from tests.conftest import Databases
 from tests.factories import DATA, SECRET
 
-DOORSTEP = Path(sys.executable).parent / "doorstep"
 PRECINCTS = DATA / "precincts.geojson"
 ADDRESSES = DATA / "addresses.csv"
 ADDRESS_ROWS = 25336
 # Addresses just outside every precinct (the city line, slivers between precincts): placed in the nearest.
 SNAPPED = 33
-
-
-@dataclass(frozen=True)
-class Ran:
-    args: tuple[str, ...]
-    code: int
-    out: str
-    err: str
-
-    def __str__(self) -> str:
-        return f"`doorstep {' '.join(self.args)}`: exit {self.code}, stdout {self.out[:300]!r}, stderr {self.err!r}"
-
-
-async def doorstep(url: str, cwd: Path, *args: str | Path, stdin: str = "") -> Ran:
-    """Run the console script on the database at `url`, in `cwd` (which has no `.env` to read)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOORSTEP_")}
-    env |= {"DOORSTEP_DATABASE_URL": url, "DOORSTEP_JWT_SECRET": SECRET}
-    proc = await asyncio.create_subprocess_exec(
-        DOORSTEP, *map(str, args), cwd=cwd, env=env, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout=300)
-    assert proc.returncode is not None
-    return Ran(tuple(map(str, args)), proc.returncode, out.decode(), err.decode())
-
-
-def ok(ran: Ran) -> Ran:
-    assert ran.code == 0 and "Traceback" not in ran.err, ran
-    return ran
-
-
-def one_json_object(ran: Ran) -> dict[str, Any]:
-    ok(ran)
-    report = json.loads(ran.out)  # the whole of stdout: one object, nothing around it
-    assert isinstance(report, dict), ran
-    return report
 
 
 async def row_counts(url: str) -> dict[str, int]:
@@ -93,30 +52,35 @@ async def api(url: str) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def test_a_campaign_from_nothing(empty_db_url: str, tmp_path: Path) -> None:
-    """Create a campaign, import Cambridge twice, make up people, add a user who then logs in over HTTP."""
-    ok(await doorstep(empty_db_url, tmp_path, "campaign", "create", "cam", "--name", "Cambridge"))
+    """Create a campaign, import Cambridge twice, make up people, add a user who then logs in over HTTP: each
+    command the console script in a process of its own, as a user runs it."""
 
-    report = one_json_object(await doorstep(empty_db_url, tmp_path, "import", "precincts", PRECINCTS,
-                                            "--name-field", "name", "--campaign", "cam", "--json"))
+    async def run(*args: str | Path, stdin: str = "") -> Ran:
+        return await doorstep(empty_db_url, tmp_path, *args, stdin=stdin, process=True)
+
+    ok(await run("campaign", "create", "cam", "--name", "Cambridge"))
+
+    report = one_json_object(await run("import", "precincts", PRECINCTS, "--name-field", "name", "--campaign", "cam",
+                                       "--json"))
     assert (report["kind"], report["read"], report["created"], report["updated"], report["rejected"]) == (
         "precincts", 33, 33, 0, 0), report
 
     addresses = ("import", "addresses", ADDRESSES, "--campaign", "cam", "--json")
-    first = one_json_object(await doorstep(empty_db_url, tmp_path, *addresses))
+    first = one_json_object(await run(*addresses))
     assert {k: first[k] for k in ("read", "created", "updated", "snapped", "rejected")} == {
         "read": ADDRESS_ROWS, "created": ADDRESS_ROWS, "updated": 0, "snapped": SNAPPED, "rejected": 0}, first
-    again = one_json_object(await doorstep(empty_db_url, tmp_path, *addresses))
+    again = one_json_object(await run(*addresses))
     assert {k: again[k] for k in ("read", "created", "updated", "unchanged", "rejected")} == {
         "read": ADDRESS_ROWS, "created": 0, "updated": 0, "unchanged": ADDRESS_ROWS, "rejected": 0}, again
 
-    demo = ok(await doorstep(empty_db_url, tmp_path, "demo-data", "--campaign", "cam"))
+    demo = ok(await run("demo-data", "--campaign", "cam"))
     assert "SYNTHETIC" in demo.out and "not a voter file" in demo.out, demo
     made = re.search(r"created (\d+)", demo.out)
     assert made and int(made[1]) > ADDRESS_ROWS, demo  # one to four people a household
 
     password = "a long enough password"
-    added = ok(await doorstep(empty_db_url, tmp_path, "user", "add", "Pat@Example.org", "--role", "canvasser",
-                              "--campaign", "cam", "--password-stdin", stdin=password + "\n"))
+    added = ok(await run("user", "add", "Pat@Example.org", "--role", "canvasser", "--campaign", "cam",
+                         "--password-stdin", stdin=password + "\n"))
     assert "pat@example.org is canvasser in cam" in added.out, added
 
     async with api(empty_db_url) as client:
@@ -179,14 +143,8 @@ async def test_bad_input_gets_one_line_and_exit_code_2(db_url: str, tmp_path: Pa
     """Each: exit code 2, one line on stderr naming the fault, no traceback, nothing on stdout, no row written."""
     bad_files(tmp_path)
     before = await row_counts(db_url)
-    # A few at a time: the processes are independent and, when right, write nothing.
-    slots = asyncio.Semaphore(max(2, min(4, os.cpu_count() or 1)))
-
-    async def run(args: tuple[str, ...]) -> Ran:
-        async with slots:
-            return await doorstep(db_url, tmp_path, *args, stdin="a long enough password\n")
-
-    runs = await asyncio.gather(*(run(args) for args, _ in BAD_INPUT.values()))
+    runs = [await doorstep(db_url, tmp_path, *args, stdin="a long enough password\n")
+            for args, _ in BAD_INPUT.values()]
     failures = []
     for (name, (_, words)), ran in zip(BAD_INPUT.items(), runs, strict=True):
         wrong = []
@@ -214,7 +172,7 @@ async def test_db_upgrade_on_a_fresh_database(databases: Databases, tmp_path: Pa
     try:
         # The plain scheme, as an operator would write it; the settings pick the async driver.
         plain = make_url(url).set(drivername=make_url(url).get_backend_name()).render_as_string(hide_password=False)
-        ran = ok(await doorstep(plain, tmp_path, "db", "upgrade"))
+        ran = ok(await doorstep(plain, tmp_path, "db", "upgrade", process=True))
         assert "Database at head." in ran.out, ran
         head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
         engine = make_engine(url)

@@ -22,8 +22,8 @@ from sqlalchemy import func, select
 
 from app.addresses.models import Household
 from app.precincts.models import Precinct
+from tests.cli import doorstep, one_json_object
 from tests.factories import DATA
-from tests.test_cli import doorstep, one_json_object
 from tests.test_errors import assert_problem
 
 BASE = "/v1/campaigns/cambridge"

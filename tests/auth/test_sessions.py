@@ -11,8 +11,8 @@ from app.auth.models import LoginSession
 from app.campaigns.models import Membership, User
 from app.organizing.models import TurfHistory, TurfHolding
 from app.turfs.models import Turf
+from tests.cli import doorstep
 from tests.factories import PASSWORD, SECRET
-from tests.test_cli import doorstep
 from tests.test_errors import assert_problem
 
 HOME = "/v1/campaigns/cambridge"

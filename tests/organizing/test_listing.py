@@ -6,8 +6,8 @@ from app.campaigns import service as campaign_service
 from app.campaigns.models import User
 from app.organizing import launches
 from app.organizing.listing import list_event_summaries
+from tests.cli import doorstep, ok
 from tests.organizing.test_organizing import HERE, HOME, later
-from tests.test_cli import doorstep, ok
 
 
 async def make_event(client, world, *, turfs: int) -> dict:

@@ -1,11 +1,7 @@
 """Volunteers organize themselves: assignment, self-claim under concurrency, lapses, join codes, canvass launches."""
 
 import asyncio
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, insert, select, update
@@ -15,6 +11,7 @@ from app.campaigns.models import Campaign, Membership, User
 from app.db import begin_write
 from app.organizing.models import EventAttendee, JoinCode, TurfHistory, TurfHolding
 from app.turfs.models import Turf
+from tests.cli import doorstep, ok
 from tests.conftest import SECRET
 from tests.factories import PASSWORD
 from tests.test_errors import assert_problem
@@ -283,21 +280,17 @@ class TestEvents:
         assert assert_problem(r, 422)["errors"][0]["field"] == "ends_at"
 
 
-@pytest.mark.own_database  # the CLI runs in a process of its own
+@pytest.mark.own_database  # the CLI connects on its own
 class TestCli:
-    def test_assign_and_list_events(self, cut_db_url, world):
-        env = {**os.environ, "DOORSTEP_DATABASE_URL": cut_db_url, "DOORSTEP_JWT_SECRET": SECRET}
-        doorstep = str(Path(sys.executable).parent / "doorstep")
-        done = subprocess.run([doorstep, "turfs", "assign", "9-1-T01", world.emails["canvasser"], "--campaign",
-                               "cambridge"], capture_output=True, text=True, env=env, timeout=60)
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.strip().startswith("9-1-T01 (turf ") and world.emails["canvasser"] in done.stdout
-        bad = subprocess.run([doorstep, "turfs", "assign", "9-1-T01", "nobody@example.org", "--campaign",
-                              "cambridge"], capture_output=True, text=True, env=env, timeout=60)
-        assert bad.returncode == 2 and bad.stderr.strip() == "doorstep: no user nobody@example.org"
-        listed = subprocess.run([doorstep, "events", "list", "--campaign", "cambridge"], capture_output=True,
-                                text=True, env=env, timeout=60)
-        assert listed.returncode == 0 and "Events of cambridge" in listed.stdout
+    async def test_assign_and_list_events(self, cut_db_url, world, tmp_path):
+        done = ok(await doorstep(cut_db_url, tmp_path, "turfs", "assign", "9-1-T01", world.emails["canvasser"],
+                                 "--campaign", "cambridge"))
+        assert done.out.strip().startswith("9-1-T01 (turf ") and world.emails["canvasser"] in done.out
+        bad = await doorstep(cut_db_url, tmp_path, "turfs", "assign", "9-1-T01", "nobody@example.org", "--campaign",
+                             "cambridge")
+        assert bad.code == 2 and bad.err.strip() == "doorstep: no user nobody@example.org", bad
+        listed = ok(await doorstep(cut_db_url, tmp_path, "events", "list", "--campaign", "cambridge"))
+        assert "Events of cambridge" in listed.out
 
 
 class TestSettings:

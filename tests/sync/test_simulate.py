@@ -1,12 +1,12 @@
 """`doorstep simulate`: phones played against a real server on the test database; what they sent, what the
 server answered and what it counted agree, and the rows behind it are there.
 
-The server is uvicorn in a subprocess (the simulator is an HTTP client, like the phones it plays).
+The server is uvicorn in a subprocess (the simulator is an HTTP client, like the phones it plays); the simulator
+runs in this process (tests/cli.py), but where its exit code is the point, as the console script in a process.
 """
 
 import asyncio
 import json
-import os
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -24,9 +24,9 @@ from app.sync.models import DoorKnock
 from app.turfs.models import Turf
 from simulator.run import resolve_password
 from simulator.wire import BadInput
-from tests.conftest import SECRET, db_session
+from tests.cli import DOORSTEP, doorstep, environment, ok, one_json_object
+from tests.conftest import db_session
 from tests.factories import PASSWORD
-from tests.test_cli import DOORSTEP, doorstep, ok, one_json_object
 
 HOME = "/v1/campaigns/cambridge"
 
@@ -41,8 +41,7 @@ def free_port() -> int:
 async def serving(url: str, cwd: Path) -> AsyncIterator[str]:
     """`doorstep serve` on the database at `url`; its base URL once it answers."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOORSTEP_")}
-    env |= {"DOORSTEP_DATABASE_URL": url, "DOORSTEP_JWT_SECRET": SECRET}
+    env = environment(url)
     log = cwd / "server.log"
     with log.open("wb") as sink:
         proc = await asyncio.create_subprocess_exec(DOORSTEP, "serve", "--port", str(port), cwd=cwd, env=env,
@@ -154,6 +153,7 @@ class TestSimulate:
 
     async def test_giving_up_exits_1(self, cut_db_url, world, tmp_path):
         # One turf left for two phones: the second phone's claim is refused, and no phone can go on from that.
+        # The console script's exit code, so a process of its own.
         async with db_session(cut_db_url) as session:
             kept = await session.scalar(select(func.min(Turf.id)).where(Turf.status == "active", Turf.holders == 0))
             await session.execute(update(Turf).where(Turf.id != kept).values(status="archived"))
@@ -161,7 +161,7 @@ class TestSimulate:
         async with serving(cut_db_url, tmp_path) as base:
             ran = await doorstep(cut_db_url, tmp_path, "simulate", "--url", base, "--organizer",
                                  world.emails["organizer"], "--password", PASSWORD, "--canvassers", "2",
-                                 "--minutes", "5", "--seed", "3")
+                                 "--minutes", "5", "--seed", "3", process=True)
         line = one_line_error(ran, code=1)
         assert line.startswith("doorstep: simulate: POST ") and "turfs:claim: 409" in line, ran
         assert ran.out == "", ran
@@ -181,7 +181,7 @@ class TestVerdict:
         assert json.loads(capsys.readouterr().out)["agree"] is False
 
 
-# A database of its own: phones and a server in processes of their own.
+# A database of its own: a server in a process of its own.
 pytestmark = pytest.mark.own_database
 
 

@@ -12,8 +12,8 @@ from app.sync import service as sync_service
 from app.sync.models import ResultTally
 from app.turfs.models import Turf
 from app.walklists.models import WalkStop
+from tests.cli import doorstep, one_json_object
 from tests.sync.helpers import HOME, batch, counters, doors, hold, knock, knock_count, later, now, send, stored
-from tests.test_cli import doorstep, one_json_object
 from tests.test_errors import assert_problem
 
 

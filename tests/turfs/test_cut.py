@@ -1,12 +1,7 @@
 """Cutting all of Cambridge into turfs: coverage, shape, balance, determinism, re-cuts."""
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +15,7 @@ from app.geo.shapes import Projection
 from app.precincts.models import Precinct
 from app.turfs.cutting import run_cut, start_cut
 from app.turfs.models import Turf, TurfCut
-from tests.conftest import SECRET
+from tests.cli import doorstep, one_json_object
 from tests.factories import stale_shapes
 from tests.test_db import behind_another_writer
 from tests.test_errors import assert_problem
@@ -223,18 +218,12 @@ class TestCutJobs:
 
 
 class TestCli:
-    def test_turfs_cut_prints_the_report_and_refuses_bad_input(self, db_url):
-        env = {**os.environ, "DOORSTEP_DATABASE_URL": db_url, "DOORSTEP_JWT_SECRET": SECRET}
-        doorstep = str(Path(sys.executable).parent / "doorstep")
-        done = subprocess.run([doorstep, "turfs", "cut", "--campaign", "cambridge", "--precinct", "9-1",
-                               "--target", "50", "--json"], capture_output=True, text=True, env=env, timeout=120)
-        assert done.returncode == 0, done.stderr
-        report = json.loads(done.stdout)
+    async def test_turfs_cut_prints_the_report_and_refuses_bad_input(self, db_url, tmp_path):
+        report = one_json_object(await doorstep(db_url, tmp_path, "turfs", "cut", "--campaign", "cambridge",
+                                                "--precinct", "9-1", "--target", "50", "--json"))
         assert report["overall"]["doors"] == 1402 and report["overall"]["turfs"] == 28
-        bad = subprocess.run([doorstep, "turfs", "cut", "--campaign", "cambridge", "--precinct", "99-9"],
-                             capture_output=True, text=True, env=env, timeout=120)
-        assert bad.returncode == 2 and bad.stderr.strip() == "doorstep: no precinct 99-9 in this campaign"
-        assert "Traceback" not in bad.stderr
+        bad = await doorstep(db_url, tmp_path, "turfs", "cut", "--campaign", "cambridge", "--precinct", "99-9")
+        assert bad.code == 2 and bad.err.strip() == "doorstep: no precinct 99-9 in this campaign", bad
 
 
 # A database of its own: cuts run as background jobs.
