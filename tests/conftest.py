@@ -107,16 +107,17 @@ async def upgrade(url: str, revision: str = "head") -> None:
 @pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under xdist (`--dist loadgroup`, as make test runs), each backend's tests go to one worker, which builds
-    that backend's templates; but the access matrix, a third of a leg, runs on the other backend's worker, so
-    the two finish together."""
+    that backend's templates; but the access matrix, a third of a leg, runs on the other backend's worker (where
+    its marker doesn't keep it on its own), so the two finish together."""
     other = {"sqlite": "postgresql", "postgresql": "sqlite"}
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is None or "backend" not in callspec.params:
             continue
         backend = callspec.params["backend"]
-        matrix = item.get_closest_marker("access_matrix") is not None
-        item.add_marker(pytest.mark.xdist_group(other[backend] if matrix else backend))
+        matrix = item.get_closest_marker("access_matrix")
+        moves = matrix is not None and backend not in matrix.kwargs.get("stays_on", ())
+        item.add_marker(pytest.mark.xdist_group(other[backend] if moves else backend))
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
