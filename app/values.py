@@ -40,7 +40,9 @@ Count = Annotated[int, Interval(ge=0, le=MAX_ID)]
 # orjson alone stops at 1024, deep enough for recursive code downstream to overflow the stack.
 MAX_DEPTH = 64
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# A JSON string, its escapes inside; unrolled (runs of plain bytes, then an escape) rather than an alternation
+# tried at every byte, which took three times as long on a sync batch's many short strings.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 

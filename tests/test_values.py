@@ -8,12 +8,15 @@ import time
 import numpy as np
 import pytest
 import shapely
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from app.organizing.models import Event, JoinCode
 from app.pagination import encode_cursor
 from app.precincts.models import Precinct
 from app.turfs.models import Turf
+from app.values import json_depth
 from tests.conftest import app_client
 from tests.factories import DATA
 from tests.test_errors import assert_problem
@@ -104,6 +107,26 @@ class TestIntegers:
         r = await client.get(f"{HOME}/turfs", params={"cursor": cursor}, headers=organizer)
         assert fields(assert_problem(r, 422) and r) == ["cursor"]
         assert await count(session, Turf) == turfs
+
+
+def nesting(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(nesting, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(nesting, value), default=0)
+    return 0
+
+
+# Strings of the characters that could fool a scan for brackets: brackets, quotes, backslashes, escapes.
+TRICKY = st.text(alphabet='[]{}"\\/ab\n\u00e9\U0001f6aa', max_size=8)
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | TRICKY,
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TRICKY, inner, max_size=4),
+                    max_leaves=30)
+
+
+@given(JSON, st.booleans())
+def test_json_depth_is_the_nesting_whatever_the_strings_hold(value: object, ascii_only: bool) -> None:
+    assert json_depth(json.dumps(value, ensure_ascii=ascii_only).encode()) == nesting(value)
 
 
 class TestDepth:
