@@ -54,7 +54,9 @@ STANDARD_TRIGGER = re.compile(r"rtree_.+_(insert|update[1-7]?|delete)|gpkg_(tile
                               r"|trigger_(insert|delete)_feature_count_.+", re.S)
 # A virtual table a GeoPackage may hold: its spatial index, `CREATE VIRTUAL TABLE name USING rtree(...)`.
 # Read token by token from the start, comments only where SQL allows blanks (so none can hide another module).
-_GAP = r"(?:\s|/\*.*?\*/|--[^\n]*\n)+"
+# A comment ends at its first `*/`, as in SQL: one that could run on to a later one made every run of comments
+# readable in exponentially many ways, and a crafted file's schema held a thread for ever.
+_GAP = r"(?:\s|/\*(?:[^*]|\*(?!/))*\*/|--[^\n]*\n)+"
 RTREE_TABLE = re.compile(rf"(?:{_GAP})?CREATE{_GAP}VIRTUAL{_GAP}TABLE{_GAP}(?:IF{_GAP}NOT{_GAP}EXISTS{_GAP})?"
                          rf"(?:\w+|\"[^\"]+\"|`[^`]+`|\[[^\]]+\]){_GAP}USING{_GAP}rtree(?:{_GAP})?\(", re.I | re.S)
 # Absolute paths in GDAL's messages (the upload's temporary folder): a caller is told about their file, not ours.

@@ -126,6 +126,8 @@ BAD_INPUT: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "random bytes named .gpkg": (("import", "addresses", "junk.gpkg", "--campaign", "cambridge"),
                                  ("junk.gpkg", "no format an import reads", "accepted: CSV, GeoJSON")),
     "an unknown campaign": (("import", "addresses", "good.csv", "--campaign", "nowhere"), ("nowhere",)),
+    "an email of a million dots": (("user", "add", "a@" + "." * 1_000_000, "--role", "canvasser", "--campaign",
+                                     "cambridge", "--password-stdin"), ("email", "at most 320 characters")),
     "an unknown role": (("user", "add", "new@example.org", "--role", "overlord", "--campaign", "cambridge",
                          "--password-stdin"), ("--role", "overlord")),
     "a --map item without =": (("import", "addresses", "good.csv", "--campaign", "cambridge", "--map", "lon"),

@@ -191,6 +191,8 @@ class TestAttacksAreRefused:
                           # A comment or a quoted name must not pass another module off as the rtree index.
                           ("disguised", "CREATE VIRTUAL TABLE hid USING fts5(x /* USING rtree( */)"),
                           ("quoted", """CREATE VIRTUAL TABLE "q/*" USING fts5('*/" USING rtree(')"""),
+                          # Each comment read once: as one comment running on to the next, forty took for ever.
+                          ("comments", "CREATE VIRTUAL TABLE c " + "/**/ " * 40 + "USING fts5(x)"),
                           ("generated", "CREATE TABLE g (x INTEGER, y AS (x * 2))")):
             path = tmp_path / f"{case}.gpkg"
             pyogrio.write_dataframe(frame, path, layer="a")
@@ -199,7 +201,8 @@ class TestAttacksAreRefused:
             cases[case] = path.read_bytes()
         for case, word in (("view", "a view ('people_view')"), ("trigger", "a trigger ('wipe')"),
                            ("virtual", "a virtual table ('fts')"), ("disguised", "a virtual table ('hid')"),
-                           ("quoted", "a virtual table ('q/*')"), ("generated", "generated columns")):
+                           ("quoted", "a virtual table ('q/*')"), ("comments", "a virtual table ('c')"),
+                           ("generated", "generated columns")):
             r = await client.post(f"{BASE}/addresses", files={"file": (f"{case}.gpkg", cases[case], "x")},
                                   headers=world.headers("organizer"))
             body = assert_problem(r, 422)

@@ -149,6 +149,17 @@ class TestDepth:
         assert fields(assert_problem(r, 422) and r) == ["body.expires_at"]
         assert [await count(session, m) for m in (Turf, Precinct, JoinCode)] == counts
 
+    async def test_a_body_of_escaped_quotes_is_read_once(self, client, world, session):
+        # One quote, then escaped quotes and no end: scanned from each quote again, 200 KB of it held the event
+        # loop for two minutes before it was read in one pass.
+        codes = await count(session, JoinCode)
+        for body in ('{"role": "' + '\\"' * 100_000, '{"role": "' + '\\"' * 100_000 + "\\"):
+            r = await client.post(f"{HOME}/join-codes", content=body, headers={
+                **world.headers("organizer"), "content-type": "application/json"})
+            # Unreadable JSON, named by where it broke off (`body.9`, the string's first character).
+            assert fields(assert_problem(r, 422) and r) == ["body.9"]
+        assert await count(session, JoinCode) == codes
+
     async def test_a_lone_surrogate_is_422_and_a_pair_is_text(self, client, world, session):
         # Python's json reads "\ud800" into a str no database stores (a 500 on SQLite, found by a red-team run).
         name = (await client.get(HOME, headers=world.headers("admin"))).json()["name"]
