@@ -7,15 +7,20 @@ export DOORSTEP_DATABASE_URL ?= sqlite+aiosqlite:///./doorstep.db
 # make test always runs the PostgreSQL leg: an unreachable server fails the run, it never skips.
 DOORSTEP_TEST_PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-.PHONY: demo serve test bench openapi lint clean
+.PHONY: demo test bench openapi lint clean
 
-$(VENV)/.installed: pyproject.toml
+# What serving needs (make demo); the test and bench extras on top of it (make test, bench, lint).
+$(VENV)/.serving: pyproject.toml
 	test -x $(PY) || python3 scripts/make_venv.py $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.serving pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.serving
 	$(DOORSTEP) init
 	$(DOORSTEP) db upgrade
 	$(DOORSTEP) demo
@@ -31,7 +36,7 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	DOORSTEP_TEST_PG_URL=$(DOORSTEP_TEST_PG_URL) $(PY) -m bench
 
-openapi: $(VENV)/.installed
+openapi: $(VENV)/.serving
 	$(PY) -m app.openapi openapi
 
 lint: $(VENV)/.installed

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.addresses import service as address_service
 from app.auth import passwords
 from app.campaigns import service as campaign_service
-from app.campaigns.models import Role
+from app.campaigns.roles import Role
 from app.ingest import Progress, no_progress, parse_map
 from app.precincts import service as precinct_service
 from app.scripts import service as script_service
@@ -35,7 +35,8 @@ DEMO_SCRIPT = ScriptIn.model_validate({
     ],
     "result_codes": [{"code": "wrong_address", "label": "Nobody by that name", "contacted": True}],
 })
-USERS = (("organizer@cambridge.example", "Demo Organizer", Role.organizer),
+USERS = (("admin@cambridge.example", "Demo Admin", Role.admin),
+         ("organizer@cambridge.example", "Demo Organizer", Role.organizer),
          ("canvasser@cambridge.example", "Demo Canvasser", Role.canvasser))
 
 

@@ -2,8 +2,10 @@
 
 from app.addresses.models import Building, Household, Person
 from app.audit.models import AuditEvent
-from app.auth.models import ApiKey, LoginSession, Scope
-from app.campaigns.models import Campaign, Membership, Role, User
+from app.auth.models import ApiKey, LoginSession
+from app.auth.scopes import Scope
+from app.campaigns.models import Campaign, Membership, User
+from app.campaigns.roles import Role
 from app.db import metadata
 from app.organizing.models import Event, EventAttendee, EventTurf, JoinCode, TurfHistory, TurfHolding
 from app.precincts.models import Precinct

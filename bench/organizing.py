@@ -23,7 +23,8 @@ import asyncpg
 import numpy as np
 
 from app.auth.passwords import hash_password
-from app.campaigns.models import Campaign, Membership, Role, User
+from app.campaigns.models import Campaign, Membership, User
+from app.campaigns.roles import Role
 from app.db import make_engine, make_sessionmaker, utcnow
 from app.organizing.holdings import claim, release
 from app.turfs import cutting as cut_service

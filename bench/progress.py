@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 
 from app.auth.service import issue_token
 from app.campaigns import service as campaign_service
-from app.campaigns.models import Role
+from app.campaigns.roles import Role
 from app.config import Settings
 from app.db import bulk_insert, make_engine, make_sessionmaker
 from app.main import create_app

@@ -26,7 +26,7 @@ from sqlalchemy import select, text
 
 from app.auth.service import issue_token
 from app.campaigns import service as campaign_service
-from app.campaigns.models import Role
+from app.campaigns.roles import Role
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.main import create_app

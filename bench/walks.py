@@ -36,7 +36,7 @@ from sqlalchemy import func, select
 
 from app.addresses.service import make_demo_people
 from app.auth.service import issue_token
-from app.campaigns.models import Role
+from app.campaigns.roles import Role
 from app.campaigns.service import add_member, get_campaign
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker

@@ -40,20 +40,23 @@ class Ran:
         return f"`doorstep {' '.join(self.args)}`: exit {self.code}, stdout {self.out[:300]!r}, stderr {self.err!r}"
 
 
-def environment(url: str) -> dict[str, str]:
-    """This process's environment with the test's database and secret, and no other DOORSTEP_ setting."""
+def environment(url: str, *, secret: bool = True) -> dict[str, str]:
+    """This process's environment with the test's database and (unless not `secret`) its token secret, and no
+    other DOORSTEP_ setting."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOORSTEP_")}
-    return env | {"DOORSTEP_DATABASE_URL": url, "DOORSTEP_JWT_SECRET": SECRET}
+    return env | {"DOORSTEP_DATABASE_URL": url} | ({"DOORSTEP_JWT_SECRET": SECRET} if secret else {})
 
 
-async def doorstep(url: str, cwd: Path, *args: str | Path, stdin: str = "", process: bool = False) -> Ran:
+async def doorstep(url: str, cwd: Path, *args: str | Path, stdin: str = "", process: bool = False,
+                   secret: bool = True) -> Ran:
     """Run a command on the database at `url`, in `cwd` (which has no `.env` to read): in this process unless
-    `process` asks for the console script in a process of its own."""
+    `process` asks for the console script in a process of its own; with the token secret unless not `secret`."""
     words = tuple(map(str, args))
+    env = environment(url, secret=secret)
     if not process:
-        return await asyncio.to_thread(_in_process, words, cwd, environment(url), stdin)
+        return await asyncio.to_thread(_in_process, words, cwd, env, stdin)
     proc = await asyncio.create_subprocess_exec(
-        DOORSTEP, *words, cwd=cwd, env=environment(url), stdin=asyncio.subprocess.PIPE,
+        DOORSTEP, *words, cwd=cwd, env=env, stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout=300)
     assert proc.returncode is not None

@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses import service as address_service
 from app.auth import service as auth_service
-from app.auth.models import Scope
+from app.auth.scopes import Scope
 from app.campaigns import service as campaign_service
-from app.campaigns.models import Role
+from app.campaigns.roles import Role
 from app.geo.geojson import geometries
 from app.ingest import parse_map
 from app.precincts import service as precinct_service

@@ -37,9 +37,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.addresses.models import Building, Household, Person
 from app.auth import service as auth_service
-from app.auth.models import ApiKey, Scope
+from app.auth.models import ApiKey
+from app.auth.scopes import Scope
 from app.campaigns import service as campaign_service
-from app.campaigns.models import Campaign, Membership, Role, User
+from app.campaigns.models import Campaign, Membership, User
+from app.campaigns.roles import Role
 from app.config import Settings
 from app.db import utcnow
 from app.main import create_app

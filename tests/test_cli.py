@@ -3,11 +3,15 @@ nothing has touched, each command a process of its own as a user runs it; the ba
 (tests/cli.py), through the same entry point.
 """
 
+import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -166,6 +170,83 @@ async def test_bad_input_gets_one_line_and_exit_code_2(db_url: str, tmp_path: Pa
         failures.append(f"rows left behind: {({t: after[t] - before[t] for t in after if after[t] != before[t]})}")
     if failures:
         pytest.fail(f"{len(failures)} of {len(BAD_INPUT)} bad inputs handled wrongly:\n" + "\n".join(failures))
+
+
+async def test_demo_makes_an_admin_and_prints_every_login(cut_db_url: str, tmp_path: Path) -> None:
+    """On the loaded city `doorstep demo` adds what is missing and three users, prints each login and saves the
+    passwords; a second run keeps them. The admin's login opens the campaign as its admin."""
+    first = ok(await doorstep(cut_db_url, tmp_path, "demo", "--credentials", "logins.json"))
+    logins = re.findall(r"^  (\w+) +(\S+@cambridge\.example)  password: (\S+)$", first.out, re.M)
+    printed = {role: (email, password) for role, email, password in logins}
+    assert sorted(printed) == ["admin", "canvasser", "organizer"], first
+    saved = json.loads((tmp_path / "logins.json").read_text())
+    assert saved == {email: password for email, password in printed.values()}
+    again = ok(await doorstep(cut_db_url, tmp_path, "demo", "--credentials", "logins.json"))
+    assert "Reusing campaign cambridge" in again.out and json.loads((tmp_path / "logins.json").read_text()) == saved
+    email, password = printed["admin"]
+    async with api(cut_db_url) as client:
+        r = await client.post("/v1/auth/token", data={"username": email, "password": password})
+        assert r.status_code == 200, r.text
+        me = (await client.get("/v1/me", headers={"Authorization": f"Bearer {r.json()['access_token']}"})).json()
+        assert [(m["campaign_id"], m["role"]) for m in me["memberships"]] == [("cambridge", "admin")], me
+
+
+async def test_serving_without_a_secret_is_one_line_and_exit_2(empty_db_url: str, tmp_path: Path) -> None:
+    # An address no interface has: were the secret not checked first, uvicorn would fail to bind, not serve.
+    ran = await doorstep(empty_db_url, tmp_path, "serve", "--host", "192.0.2.1", "--port", "1", secret=False)
+    assert ran.code == 2 and ran.out == "", ran
+    assert ran.err == "doorstep: DOORSTEP_JWT_SECRET is not set: run `doorstep init` to write one into .env\n", ran
+
+
+# The database's, the server's and the geometry's libraries (pydantic is typer's own: its help of a command uses it).
+HEAVY = ("sqlalchemy", "sqlmodel", "alembic", "pandas", "geopandas", "numpy", "shapely", "fastapi", "httpx")
+
+
+@pytest.mark.parametrize("args", [("--help",), ("import", "addresses", "--help"), ("user", "add", "--help")])
+def test_help_imports_nothing_of_the_database_or_the_server(args: tuple[str, ...]) -> None:
+    """`--help` answers at once: each command imports what it runs when it runs, so help loads none of it."""
+    probe = ("import sys\nfrom app.cli import main\n"
+             f"sys.argv = ['doorstep', *{list(args)!r}]\n"
+             "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
+             f"print(code, sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.stderr.strip() == "0 []", done.stderr
+    assert done.stdout.startswith("Usage: doorstep"), done.stdout
+
+
+def command_paths(command: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and group of the CLI, as the words that name it."""
+    paths = [path]
+    for name, sub in getattr(command, "commands", {}).items():
+        paths += command_paths(sub, (*path, name))
+    return paths
+
+
+async def test_every_help_shows_placeholders_and_whole_summaries(tmp_path: Path) -> None:
+    """`--help` of every command: its options' values have names (SLUG, FILE, FIELD=COLUMN), not types (`<str>`),
+    and no summary in a list of commands is cut short with "..."."""
+    import typer
+
+    from app.cli import cli
+
+    paths = command_paths(typer.main.get_command(cli))
+    assert len(paths) > 20, paths
+    for path in paths:
+        ran = ok(await doorstep("sqlite+aiosqlite:///unused.db", tmp_path, *path, "--help"))
+        options = ran.out.partition("Options:")[2].partition("Commands:")
+        assert not re.search(r"<(str|int|float|path|list\[.*?\]|int range)>", options[0]), ran
+        assert "..." not in options[2], ran
+
+
+def test_make_demo_installs_only_what_serving_needs() -> None:
+    """`make demo` installs the package alone; the test and bench extras come with `make test` (dry runs)."""
+    def installs(target: str) -> list[str]:
+        done = subprocess.run(["make", "-n", "-B", target], capture_output=True, text=True, timeout=60,
+                              cwd=Path(__file__).parents[1], check=True)
+        return [line.split(" install ", 1)[1] for line in done.stdout.splitlines() if " -m pip install " in line]
+
+    assert installs("demo") == ["--quiet --upgrade pip", "--quiet -e ."]
+    assert installs("test") == ["--quiet --upgrade pip", "--quiet -e .", "--quiet -e '.[dev]'"]
 
 
 async def test_db_upgrade_on_a_fresh_database(databases: Databases, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 
 from app.addresses.models import Household
 from app.auth import service as auth_service
-from app.auth.models import Scope
+from app.auth.scopes import Scope
 from app.campaigns import service as campaign_service
 from app.config import Settings
 from app.db import make_engine

@@ -160,6 +160,18 @@ class TestDepth:
             assert fields(assert_problem(r, 422) and r) == ["body.9"]
         assert await count(session, JoinCode) == codes
 
+    async def test_an_integer_past_64_bits_in_a_precinct_file_is_422(self, client, world, session):
+        # Found by the contract fuzz: JSON holds any integer, the GeoJSON written for the import 64 bits.
+        precincts = await count(session, Precinct)
+        square = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}
+        for feature in ({"properties": {"precinct_id": "big", "voters": 2**64}},
+                        {"properties": {"precinct_id": "big"}, "id": -(2**70)}):
+            body = {"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": square, **feature}]}
+            r = await client.post(f"{HOME}/precincts", content=json.dumps(body), headers={
+                **world.headers("admin"), "content-type": "application/json"})
+            assert fields(assert_problem(r, 422) and r) == ["body"] and "64 bits" in r.json()["detail"]
+        assert await count(session, Precinct) == precincts
+
     async def test_a_lone_surrogate_is_422_and_a_pair_is_text(self, client, world, session):
         # Python's json reads "\ud800" into a str no database stores (a 500 on SQLite, found by a red-team run).
         name = (await client.get(HOME, headers=world.headers("admin"))).json()["name"]

@@ -2,19 +2,10 @@
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 
 from sqlmodel import Field, SQLModel
 
 from app.db import UTCDateTime, utcnow
-
-
-class Scope(StrEnum):
-    progress_read = "progress:read"
-    turfs_read = "turfs:read"
-    results_read = "results:read"
-    people_read = "people:read"
-    webhooks_write = "webhooks:write"
 
 
 class ApiKey(SQLModel, table=True):

@@ -3,7 +3,7 @@ from uuid import UUID
 
 from sqlmodel import Field, SQLModel
 
-from app.auth.models import Scope
+from app.auth.scopes import Scope
 from app.text import Text
 
 

@@ -12,10 +12,12 @@ import jwt
 from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.models import ApiKey, LoginSession, Scope
+from app.auth.models import ApiKey, LoginSession
 from app.auth.passwords import check_password, hash_password, password_matches
+from app.auth.scopes import Scope
 from app.auth.sessions import end_sessions
-from app.campaigns.models import Campaign, Membership, Role, User
+from app.campaigns.models import Campaign, Membership, User
+from app.campaigns.roles import Role
 from app.campaigns.service import find_user
 from app.db import begin_write, utcnow
 from app.errors import Forbidden, Invalid, NotFound, Unauthenticated

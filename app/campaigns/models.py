@@ -2,19 +2,11 @@
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import CheckConstraint, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from app.db import UTCDateTime, utcnow
-
-
-class Role(StrEnum):
-    admin = "admin"
-    organizer = "organizer"
-    host = "host"
-    canvasser = "canvasser"
 
 
 class Campaign(SQLModel, table=True):

@@ -3,7 +3,7 @@ from uuid import UUID
 
 from sqlmodel import Field, SQLModel
 
-from app.campaigns.models import Role
+from app.campaigns.roles import Role
 from app.text import Text
 
 

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.passwords import check_password, hash_password
 from app.auth.sessions import end_sessions
-from app.campaigns.models import Campaign, Membership, Role, User
+from app.campaigns.models import Campaign, Membership, User
+from app.campaigns.roles import Role
 from app.db import begin_write, utcnow
 from app.errors import Conflict, Invalid, NotFound
 from app.partial import set_given

@@ -6,8 +6,6 @@ A module per area; each defines its command group, and this one puts them togeth
 import sys
 
 import typer
-from pydantic import ValidationError
-from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from app.cli.campaigns import campaign_cli, key_cli, user_cli
 from app.cli.common import err
@@ -43,19 +41,35 @@ def main() -> None:
                   markup=False)
         sys.exit(2)
     except AppError as exc:
-        err.print(f"doorstep: {exc}", highlight=False, markup=False)
+        say(str(exc))
         sys.exit(2)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        err.print(f"doorstep: settings: {first['msg']}", highlight=False, markup=False)
-        sys.exit(2)
-    except (OperationalError, ProgrammingError) as exc:
-        reason = str(exc.orig).splitlines()[0] if exc.orig else str(exc).splitlines()[0]
-        err.print(f"doorstep: database error: {reason} (is the database migrated? `doorstep db upgrade`)",
-                  highlight=False, markup=False)
-        sys.exit(1)
-    except OSError as exc:
-        # Most often the database can't be reached: say so in a line; it is no bad input, so not 2.
-        err.print(f"doorstep: {exc}", highlight=False, markup=False)
-        sys.exit(1)
+    except Exception as exc:
+        code = _failure(exc)
+        if code is None:
+            raise
+        sys.exit(code)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def say(line: str) -> None:
+    err.print(f"doorstep: {line}", highlight=False, markup=False)
+
+
+def _failure(exc: Exception) -> int | None:
+    """Say in a line what stopped a command that is no bug of ours, and its exit code; None for anything else.
+    The classes are imported here: `--help` shouldn't pay for pydantic's and SQLAlchemy's."""
+    from pydantic import ValidationError
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    if isinstance(exc, ValidationError):
+        say(f"settings: {exc.errors()[0]['msg']}")
+        return 2
+    if isinstance(exc, OperationalError | ProgrammingError):
+        reason = str(exc.orig).splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+        say(f"database error: {reason} (is the database migrated? `doorstep db upgrade`)")
+        return 1
+    if isinstance(exc, OSError):
+        # Most often the database can't be reached: say so in a line; it is no bad input, so not 2.
+        say(str(exc))
+        return 1
+    return None

@@ -1,5 +1,7 @@
 """What every `doorstep` command shares: the consoles, the common options, and running a service on the database."""
 
+from __future__ import annotations
+
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -8,23 +10,28 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from app.campaigns import service as campaign_service
-from app.campaigns.models import Campaign
 
 if TYPE_CHECKING:
+    # Only for annotations: the database's modules cost ~0.3 s, which `--help` or a bad option shouldn't pay;
+    # each command imports the services it runs.
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from app.campaigns.models import Campaign
     from app.config import Settings
 
 T = TypeVar("T")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-CampaignOpt = Annotated[str, typer.Option("--campaign", "-c", help="The campaign's slug.")]
+CampaignOpt = Annotated[str, typer.Option("--campaign", "-c", metavar="SLUG", help="The campaign's slug.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")]
-MapOpt = Annotated[list[str] | None, typer.Option("--map", help="FIELD=COLUMN[+COLUMN...]; repeat per field.")]
-RejectionsOpt = Annotated[Path | None, typer.Option("--rejections", help=(
+MapOpt = Annotated[list[str] | None, typer.Option("--map", metavar="FIELD=COLUMN[+COLUMN...]",
+                                                  help="Which column holds a field; repeat per field.")]
+RejectionsOpt = Annotated[Path | None, typer.Option("--rejections", metavar="FILE", help=(
     "Write every rejected row to this CSV (--json and the HTTP answer list the first 1,000)."))]
+
+FileArg = Annotated[Path, typer.Argument(metavar="FILE", help="CSV, GeoJSON, GeoPackage or zipped Shapefile.")]
+EmailArg = Annotated[str, typer.Argument(metavar="EMAIL", help="The user's email.")]
 
 
 def group(help: str) -> typer.Typer:
@@ -32,7 +39,7 @@ def group(help: str) -> typer.Typer:
     return typer.Typer(help=help, no_args_is_help=True)
 
 
-def run(work: Callable[[AsyncSession], Awaitable[T]], settings: "Settings | None" = None) -> T:
+def run(work: Callable[[AsyncSession], Awaitable[T]], settings: Settings | None = None) -> T:
     """Run `work` with a session on the configured database."""
     # Imported here: settings and every table cost ~0.3 s, which `--help` or a bad option shouldn't pay.
     import app.models  # noqa: F401  every table, so foreign keys across domains resolve whatever a command loads
@@ -51,6 +58,8 @@ def run(work: Callable[[AsyncSession], Awaitable[T]], settings: "Settings | None
 
 async def get_campaign(session: AsyncSession, slug: str) -> Campaign:
     """The campaign a command's `--campaign` names. Raises NotFound."""
+    from app.campaigns import service as campaign_service
+
     return await campaign_service.get_campaign(session, slug)
 
 

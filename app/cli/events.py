@@ -1,15 +1,23 @@
 """`doorstep events`: canvass launches."""
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from app.cli.common import CampaignOpt, get_campaign, group, out, run
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 event_cli = group("Canvass launches.")
 
 
 @event_cli.command("list")
 def events_list(campaign: CampaignOpt) -> None:
-    """List a campaign's canvass launches: when, where, host, and turfs out of the pool."""
+    """List a campaign's canvass launches.
+
+    When and where, the host, and the turfs out of the pool.
+    """
     from rich.table import Table
 
     from app.organizing.listing import EventSummary, list_event_summaries

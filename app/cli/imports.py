@@ -1,24 +1,39 @@
 """`doorstep import`: precincts, addresses, people and streets from files, with a report of what each row became."""
 
+from __future__ import annotations
+
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import csvsafe
-from app.cli.common import CampaignOpt, JsonOpt, MapOpt, RejectionsOpt, err, get_campaign, group, out, progress_bar, run
+from app.cli.common import (
+    CampaignOpt,
+    FileArg,
+    JsonOpt,
+    MapOpt,
+    RejectionsOpt,
+    err,
+    get_campaign,
+    group,
+    out,
+    progress_bar,
+    run,
+)
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     # Only for annotations: app.ingest brings pandas and pyogrio, ~0.5 s at every start.
     from app.ingest import FieldSpec, ImportReport
 
 import_cli = group("Load precincts, addresses, people and streets.")
 
 
-def write_rejections(report: "ImportReport", path: Path) -> None:
+def write_rejections(report: ImportReport, path: Path) -> None:
     """Every rejected row as CSV, formula-safe (a row's id or reason may come from anyone's file)."""
     from app.ingest import REJECTION_COLUMNS
 
@@ -28,7 +43,7 @@ def write_rejections(report: "ImportReport", path: Path) -> None:
         writer.writerows(r.__dict__ for r in report.rejected)
 
 
-def show_report(report: "ImportReport", as_json: bool, rejections: Path | None = None) -> None:
+def show_report(report: ImportReport, as_json: bool, rejections: Path | None = None) -> None:
     if rejections is not None:
         write_rejections(report, rejections)
     if as_json:
@@ -46,10 +61,10 @@ def show_report(report: "ImportReport", as_json: bool, rejections: Path | None =
         out.print(f"  ... and {len(report.rejected) - len(shown)} more (--rejections FILE.csv writes them all)")
 
 
-def _import(campaign: str, as_json: bool, work: Callable[[AsyncSession, int, Any], Awaitable["ImportReport"]],
+def _import(campaign: str, as_json: bool, work: Callable[[AsyncSession, int, Any], Awaitable[ImportReport]],
             rejections: Path | None = None) -> None:
     with progress_bar(enabled=err.is_terminal) as progress:
-        async def go(session: AsyncSession) -> "ImportReport":
+        async def go(session: AsyncSession) -> ImportReport:
             c = await get_campaign(session, campaign)
             return await work(session, c.id or 0, progress)
         report = run(go)
@@ -57,7 +72,7 @@ def _import(campaign: str, as_json: bool, work: Callable[[AsyncSession, int, Any
 
 
 def _import_mapped(file: Path, campaign: str, mapping: list[str] | None, as_json: bool, rejections: Path | None,
-                   spec: "FieldSpec", service: Callable[..., Awaitable["ImportReport"]]) -> None:
+                   spec: FieldSpec, service: Callable[..., Awaitable[ImportReport]]) -> None:
     """An import whose columns `--map` may rename (addresses, people, streets); a bad `--map` fails first."""
     from app.ingest import parse_map
 
@@ -67,12 +82,17 @@ def _import_mapped(file: Path, campaign: str, mapping: list[str] | None, as_json
 
 
 @import_cli.command("precincts")
-def import_precincts(file: Path, campaign: CampaignOpt, as_json: JsonOpt = False,
-                     id_field: Annotated[str, typer.Option(help="The field holding the precinct id.")] = "precinct_id",
+def import_precincts(file: FileArg, campaign: CampaignOpt, as_json: JsonOpt = False,
+                     id_field: Annotated[str, typer.Option(metavar="FIELD",
+                                                           help="The field holding the precinct id.")] = "precinct_id",
                      name_field: Annotated[str | None, typer.Option(
+                         metavar="FIELD",
                          help="The field holding its name; without it the id is the name.")] = None,
                      rejections: RejectionsOpt = None) -> None:
-    """Import precincts from GeoJSON, GeoPackage or a Shapefile, zipped or not (any CRS; reprojected to EPSG:4326)."""
+    """Import precincts and their shapes.
+
+    From GeoJSON, GeoPackage or a Shapefile, zipped or not, in any CRS (reprojected to EPSG:4326).
+    """
     from app.precincts.service import import_precincts as service
 
     _import(campaign, as_json, lambda s, cid, p: service(s, cid, file, label=file.name, id_field=id_field,
@@ -80,10 +100,12 @@ def import_precincts(file: Path, campaign: CampaignOpt, as_json: JsonOpt = False
 
 
 @import_cli.command("addresses")
-def import_addresses(file: Path, campaign: CampaignOpt, mapping: MapOpt = None, as_json: JsonOpt = False,
+def import_addresses(file: FileArg, campaign: CampaignOpt, mapping: MapOpt = None, as_json: JsonOpt = False,
                      rejections: RejectionsOpt = None) -> None:
-    """Import an address file (CSV, GeoJSON, GeoPackage or zipped Shapefile): units become households, grouped
-    into buildings."""
+    """Import addresses: units become households in buildings.
+
+    From CSV, GeoJSON, GeoPackage or a zipped Shapefile.
+    """
     from app.addresses.service import ADDRESS_FIELDS
     from app.addresses.service import import_addresses as service
 
@@ -91,9 +113,12 @@ def import_addresses(file: Path, campaign: CampaignOpt, mapping: MapOpt = None, 
 
 
 @import_cli.command("people")
-def import_people(file: Path, campaign: CampaignOpt, mapping: MapOpt = None, as_json: JsonOpt = False,
+def import_people(file: FileArg, campaign: CampaignOpt, mapping: MapOpt = None, as_json: JsonOpt = False,
                   rejections: RejectionsOpt = None) -> None:
-    """Import a voter file, linked to households by the address file's id."""
+    """Import a voter file into the households.
+
+    Each person is linked to a household by the address file's id.
+    """
     from app.addresses.service import PEOPLE_FIELDS
     from app.addresses.service import import_people as service
 
@@ -101,9 +126,12 @@ def import_people(file: Path, campaign: CampaignOpt, mapping: MapOpt = None, as_
 
 
 @import_cli.command("streets")
-def import_streets(file: Path, campaign: CampaignOpt, mapping: MapOpt = None, as_json: JsonOpt = False,
+def import_streets(file: FileArg, campaign: CampaignOpt, mapping: MapOpt = None, as_json: JsonOpt = False,
                    rejections: RejectionsOpt = None) -> None:
-    """Import street centrelines (segments with node ids and address ranges); buildings are matched to them."""
+    """Import street centrelines for the walking order.
+
+    Segments with node ids and address ranges; buildings are matched to the street they front.
+    """
     from app.streets.service import STREET_FIELDS
     from app.streets.service import import_streets as service
 

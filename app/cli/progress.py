@@ -1,17 +1,24 @@
 """`doorstep progress`: the door-knock counters sync keeps."""
 
-import json
+from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
+import json
+from typing import TYPE_CHECKING
 
 from app.cli.common import CampaignOpt, JsonOpt, get_campaign, group, out, run
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 progress_cli = group("Door-knock progress: the counters sync keeps.")
 
 
 @progress_cli.command("rebuild")
 def progress_rebuild(campaign: CampaignOpt, as_json: JsonOpt = False) -> None:
-    """Recompute every progress counter of a campaign from its stored knocks, in one transaction."""
+    """Recompute a campaign's progress counters from its knocks.
+
+    Every counter, from the stored knocks, in one transaction.
+    """
     from app.sync import service as sync_service
 
     async def go(session: AsyncSession) -> dict[str, int]:

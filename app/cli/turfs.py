@@ -1,25 +1,31 @@
 """`doorstep turfs`: cutting precincts into turfs, and giving a turf to a member."""
 
+from __future__ import annotations
+
 import json
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.campaigns import service as campaign_service
 from app.cli.common import CampaignOpt, JsonOpt, err, get_campaign, group, out, progress_bar, run
 from app.errors import NotFound
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 turf_cli = group("Turfs.")
 
 
 @turf_cli.command("cut")
-def turfs_cut(campaign: CampaignOpt, target: Annotated[int, typer.Option(help="Doors a turf.")] = 50,
-              precinct: Annotated[list[str] | None, typer.Option(help="A precinct id; repeat for several. "
-                                                                      "All precincts when absent.")] = None,
+def turfs_cut(campaign: CampaignOpt, target: Annotated[int, typer.Option(metavar="DOORS", help="Doors a turf.")] = 50,
+              precinct: Annotated[list[str] | None, typer.Option(metavar="CODE", help=(
+                  "A precinct id; repeat for several. All precincts when absent."))] = None,
               as_json: JsonOpt = False) -> None:
-    """Cut precincts into turfs of about TARGET doors; held, worked and drawn turfs stay."""
+    """Cut precincts into turfs of about DOORS doors.
+
+    Held, worked and drawn turfs stay as they are.
+    """
     from app.turfs import cutting as cut_service
 
     async def go(session: AsyncSession, progress: Callable[[str, int, int], None]) -> dict[str, Any]:
@@ -58,10 +64,11 @@ def show_quality(report: dict[str, Any]) -> None:
 
 
 @turf_cli.command("assign")
-def turfs_assign(turf: Annotated[str, typer.Argument(help="The turf's id or name.")],
-                 email: Annotated[str, typer.Argument(help="The member to give it to.")],
+def turfs_assign(turf: Annotated[str, typer.Argument(metavar="TURF", help="The turf's id or name.")],
+                 email: Annotated[str, typer.Argument(metavar="EMAIL", help="The member to give it to.")],
                  campaign: CampaignOpt) -> None:
     """Give a turf to a member of the campaign."""
+    from app.campaigns import service as campaign_service
     from app.organizing import holdings
     from app.turfs.lookup import find_active_turf
 

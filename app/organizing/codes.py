@@ -7,7 +7,7 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.campaigns.models import Role
+from app.campaigns.roles import Role
 from app.db import begin_write, utcnow
 from app.errors import AppError, Conflict, Forbidden, Invalid, NotFound
 from app.organizing.launches import get_event

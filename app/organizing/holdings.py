@@ -10,7 +10,8 @@ from uuid import UUID
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.campaigns.models import Campaign, Membership, Role, User
+from app.campaigns.models import Campaign, Membership, User
+from app.campaigns.roles import Role
 from app.db import begin_write, skip_locked, utcnow
 from app.errors import Conflict, Invalid, NotFound
 from app.organizing.models import Event, EventTurf, TurfHistory, TurfHolding

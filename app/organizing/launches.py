@@ -8,7 +8,8 @@ from uuid import UUID
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.campaigns.models import Campaign, Role, User
+from app.campaigns.models import Campaign, User
+from app.campaigns.roles import Role
 from app.db import begin_write, skip_locked, utcnow
 from app.errors import Conflict, Invalid, NotFound
 from app.events import EventPoolChanged, publish

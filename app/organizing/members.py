@@ -9,7 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.passwords import check_password, hash_password, password_matches
 from app.auth.service import open_session
 from app.auth.sessions import end_sessions
-from app.campaigns.models import Campaign, Membership, Role
+from app.campaigns.models import Campaign, Membership
+from app.campaigns.roles import Role
 from app.campaigns.service import add_member, find_user, normal_email
 from app.db import begin_write, utcnow
 from app.errors import Conflict, NotFound, Unauthenticated

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from app.audit import service as audit_service
 from app.audit.schemas import AuditEventRead, AuditPage
 from app.auth.service import Access
-from app.campaigns.models import Role
+from app.campaigns.roles import Role
 from app.errors import Invalid
 from app.routers.deps import Allow, SessionDep
 from app.routers.responses import link_next

@@ -4,11 +4,11 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from app.auth import service as auth_service
-from app.auth.models import Scope
 from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
+from app.auth.scopes import Scope
 from app.auth.service import Access
 from app.campaigns import service as campaign_service
-from app.campaigns.models import Role
+from app.campaigns.roles import Role
 from app.campaigns.schemas import CampaignRead, CampaignSummary, CampaignUpdate, MemberPage, MemberRead
 from app.organizing import members
 from app.pagination import int_cursor, page

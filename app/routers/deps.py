@@ -10,9 +10,9 @@ from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import service as auth_service
-from app.auth.models import Scope
+from app.auth.scopes import Scope
 from app.auth.service import Access, Caller
-from app.campaigns.models import Role
+from app.campaigns.roles import Role
 from app.config import Settings
 
 

@@ -3,9 +3,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
-from app.auth.models import Scope
+from app.auth.scopes import Scope
 from app.auth.service import Access
-from app.campaigns.models import Role
+from app.campaigns.roles import Role
 from app.errors import Forbidden
 from app.organizing import codes, holdings, launches, members
 from app.organizing.schemas import (

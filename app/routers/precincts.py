@@ -7,7 +7,7 @@ import orjson
 import shapely
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from app.auth.models import Scope
+from app.auth.scopes import Scope
 from app.auth.service import Access
 from app.errors import Invalid
 from app.precincts import service as precinct_service
@@ -66,7 +66,17 @@ async def import_precincts(body: FeatureCollectionIn, access: Annotated[Access, 
     with tempfile.TemporaryDirectory(prefix="doorstep-precincts-") as folder:
         path = Path(folder) / "precincts.geojson"
         # Off the event loop: a state's precincts take a while to encode.
-        await anyio.to_thread.run_sync(lambda: path.write_bytes(orjson.dumps(body.model_dump(exclude_unset=True))))
+        await anyio.to_thread.run_sync(lambda: path.write_bytes(_encoded(body)))
         report = await precinct_service.import_precincts(session, access.campaign_id, path, label="request body",
                                                          id_field=id_field, name_field=name_field)
     return ImportReportRead(**report.as_dict())
+
+
+def _encoded(body: FeatureCollectionIn) -> bytes:
+    """The collection as the GeoJSON file the import reads. Raises Invalid for an integer past 64 bits (JSON
+    allows any; orjson, like the GIS readers, holds 64): the only value read from JSON it can't write."""
+    try:
+        return orjson.dumps(body.model_dump(exclude_unset=True))
+    except orjson.JSONEncodeError as exc:
+        raise Invalid("a number in the body is an integer past 64 bits, which no GeoJSON reader holds",
+                      field="body") from exc

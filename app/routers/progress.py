@@ -7,9 +7,9 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from app.auth.models import Scope
+from app.auth.scopes import Scope
 from app.auth.service import Access
-from app.campaigns.models import Role
+from app.campaigns.roles import Role
 from app.errors import Forbidden
 from app.organizing import launches
 from app.progress import live

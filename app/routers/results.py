@@ -5,7 +5,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from app.auth.models import Scope
+from app.auth.scopes import Scope
 from app.auth.service import Access
 from app.errors import Invalid
 from app.pagination import encode_cursor, int_cursor

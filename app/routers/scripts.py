@@ -3,7 +3,7 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Depends, status
 
-from app.auth.models import Scope
+from app.auth.scopes import Scope
 from app.auth.service import Access
 from app.routers.deps import FIELD_ROLES, Allow, SessionDep
 from app.scripts import service as scripts

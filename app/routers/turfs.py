@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from shapely.geometry import shape as geojson_shape
 
 from app.addresses.schemas import HouseholdBrief
-from app.auth.models import Scope
+from app.auth.scopes import Scope
 from app.auth.service import Access
 from app.config import Settings
 from app.errors import Invalid

@@ -5,9 +5,9 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Response, status
 from pydantic import BaseModel, Field
 
-from app.auth.models import Scope
+from app.auth.scopes import Scope
 from app.auth.service import Access
-from app.campaigns.models import Role
+from app.campaigns.roles import Role
 from app.routers.deps import Allow, SessionDep, SettingsDep
 from app.webhooks import service as webhooks
 from app.webhooks import targets

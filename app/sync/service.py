@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import Access
-from app.campaigns.models import Role
+from app.campaigns.roles import Role
 from app.db import begin_write, utcnow
 from app.events import CountersRebuilt, KnocksAccepted, publish
 from app.sync import checks, counters

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from app.audit.models import AuditEvent
 from app.auth import service as auth_service
-from app.auth.models import Scope
+from app.auth.scopes import Scope
 from app.campaigns import service as campaign_service
 from app.db import utcnow
 from app.turfs.models import Turf

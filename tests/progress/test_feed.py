@@ -6,7 +6,7 @@ import io
 from sqlalchemy import func, select
 
 from app.auth import service as auth_service
-from app.auth.models import Scope
+from app.auth.scopes import Scope
 from app.precincts.models import Precinct
 from app.sync.models import DoorKnock
 from tests.sync.helpers import HOME, batch, doors, hold, knock, later, send

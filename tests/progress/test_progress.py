@@ -7,7 +7,7 @@ import shapely
 from sqlalchemy import func, select
 
 from app.auth import service as auth_service
-from app.auth.models import Scope
+from app.auth.scopes import Scope
 from app.campaigns.models import Campaign
 from app.precincts.models import Precinct
 from app.sync.models import DoorKnock
