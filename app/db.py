@@ -2,12 +2,15 @@
 
 import functools
 import re
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import asyncpg
 from sqlalchemy import DateTime, MetaData, Select, Table, TypeDecorator, event, func
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
 
@@ -90,6 +93,40 @@ def hide_row_values(exc: BaseException | None) -> None:
         if getattr(exc, "detail", None) and hasattr(exc, "sqlstate"):
             exc.detail = None  # type: ignore[attr-defined]
         exc = exc.__cause__ or exc.__context__
+
+
+# SQLSTATEs of a database shutting down, crashed, starting up or out of connections (class 08 is the
+# connection's own failures): nothing wrong with the request, and worth trying again shortly.
+_UNAVAILABLE_STATES = {"57P01", "57P02", "57P03", "53300"}
+# SQLite's: a writer held the file past busy_timeout, or the file can't be opened.
+_UNAVAILABLE_SQLITE = {"database is locked", "unable to open database file"}
+# What reaches a request unwrapped when the database can't be reached: the socket's errors, and asyncpg's own
+# on the hot paths that take it straight (SQLAlchemy wraps the rest in DBAPIError).
+UNREACHABLE: tuple[type[Exception], ...] = (ConnectionError, TimeoutError, asyncpg.PostgresConnectionError,
+                                             asyncpg.InterfaceError)
+
+
+def unavailable(exc: BaseException | None) -> bool:
+    """Whether `exc` (or what caused it) says the database can't be reached now (down, restarting, out of
+    connections, or on SQLite busy past its timeout) rather than that a statement was wrong: the caller may
+    try again. The hot paths' errors come straight from asyncpg, the others wrapped by SQLAlchemy."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ConnectionError | TimeoutError):  # refused, reset, aborted on the way
+            return True
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+        state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+        if isinstance(state, str) and (state.startswith("08") or state in _UNAVAILABLE_STATES):
+            return True
+        if isinstance(exc, sqlite3.OperationalError) and str(exc) in _UNAVAILABLE_SQLITE:
+            return True
+        if isinstance(exc, asyncpg.PostgresConnectionError) or (
+                isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _sqlite_begin(conn: Any) -> None:

@@ -1,5 +1,12 @@
 """Every error is an RFC 9457 problem naming what is at fault."""
 
+import uuid
+
+import pytest
+
+from app.auth.service import issue_token
+from tests.conftest import SECRET, app_client
+
 PROBLEM = "application/problem+json"
 
 
@@ -59,3 +66,23 @@ class TestProblems:
         body = assert_problem(r, 422)
         assert body["errors"][0]["field"] == "body.password"
         assert "a@b.test" not in r.text
+
+
+class TestUnavailable:
+    @pytest.mark.parametrize("url", ["postgresql+asyncpg://postgres@127.0.0.1:1/doorstep",
+                                     "sqlite+aiosqlite:////nonexistent-folder/doorstep.db"], ids=["down", "unopenable"])
+    async def test_a_database_out_of_reach_is_503_with_retry_after(self, url, caplog):
+        """Clients tell an outage from a bug: 503 and when to try again, and the log says so in a line."""
+        bearer = {"Authorization": f"Bearer {issue_token(uuid.uuid4(), secret=SECRET, minutes=10)}"}
+        async with app_client(url) as client:
+            for r in (await client.get("/v1/me", headers=bearer),
+                      await client.post("/v1/auth/token", data={"username": "a@example.org", "password": "x" * 12}),
+                      await client.get("/v1/campaigns/cambridge/progress", headers=bearer)):
+                body = assert_problem(r, 503)
+                assert body["type"] == "/problems/unavailable" and "try again" in body["detail"], body
+                assert r.headers["retry-after"] == "5"
+        said = [r for r in caplog.records if r.name == "doorstep" and "database unavailable" in r.getMessage()]
+        assert len(said) == 3 and not any(r.exc_info for r in said)
+        # Neither the requests nor the workers beside them (webhooks, the audit) log a traceback for an outage.
+        assert not any(r.exc_info for r in caplog.records if r.name == "doorstep"), [
+            r.getMessage() for r in caplog.records if r.exc_info]

@@ -17,7 +17,7 @@ from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit.models import AuditEvent
-from app.db import begin_write, utcnow
+from app.db import begin_write, unavailable, utcnow
 from app.errors import Invalid
 from app.pagination import decode_cursor, encode_cursor
 
@@ -77,8 +77,12 @@ class AuditLog:
                 await asyncio.wait_for(stop.wait(), interval)
             try:
                 await self.flush()
-            except Exception:
-                log.exception("writing the audit failed; its %d reads stay buffered", len(self._buffer))
+            except Exception as exc:
+                if unavailable(exc):
+                    log.warning("the audit waits: the database can't be reached; its %d reads stay buffered",
+                                len(self._buffer))
+                else:
+                    log.exception("writing the audit failed; its %d reads stay buffered", len(self._buffer))
 
 
 def _cursor(cursor: str | None) -> tuple[datetime, int] | None:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.db import hide_row_values
+from app.db import UNREACHABLE, hide_row_values, unavailable
 from app.errors import AppError, problem_body
 from app.routers import headers as security
 
@@ -115,10 +115,22 @@ class RefuseNul:
         await self.app(scope, receive, send)
 
 
+# How long a client should wait before trying again when the database can't be reached.
+RETRY_AFTER_S = 5
+
+
 async def unhandled(request: Request, exc: Exception) -> JSONResponse:
     hide_row_values(exc)  # a driver error straight from asyncpg (the hot paths) carries the row's values too
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    response = problem(request, 500, "Internal error", "internal", "Something went wrong on our side; it is logged.")
+    if unavailable(exc):
+        # An outage, not a bug: a line in the log (no traceback, no values), and an answer clients can retry on.
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        response = problem(request, 503, "Service unavailable", "unavailable",
+                           "The database can't be reached just now; try again shortly.")
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    else:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        response = problem(request, 500, "Internal error", "internal",
+                           "Something went wrong on our side; it is logged.")
     # Starlette sends this answer outside the app's middleware, so it gets the security headers here.
     response.headers.update(security.headers_for(request.url.path, request.app.state.settings))
     return response
@@ -136,15 +148,17 @@ PROBLEM_SCHEMA = {
     },
 }
 ERRORS = {"401": "Not authenticated", "403": "Not allowed for this role or API key",
-          "404": "Not found, or not in a campaign the caller belongs to", "422": "Invalid input"}
+          "404": "Not found, or not in a campaign the caller belongs to", "422": "Invalid input",
+          "503": "The database can't be reached just now: try again after the seconds `Retry-After` gives"}
 
 
+RETRY_AFTER_HEADER = {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}
 # Routes that take a password or a refresh token, limited per account and per client address.
 RATE_LIMITED = {"/v1/auth/token", "/v1/auth/refresh", "/v1/join", "/v1/me/password"}
 
 
 def document(app: FastAPI) -> None:
-    """Make the spec say what errors look like: every operation's 4xx answers are Problems."""
+    """Make the spec say what errors look like: every operation's 4xx and 503 answers are Problems."""
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
@@ -156,12 +170,14 @@ def document(app: FastAPI) -> None:
             for path, operations in schema["paths"].items():
                 for operation in operations.values():
                     codes = (ERRORS if path != "/v1/auth/token"
-                             else {"401": "Wrong email or password", "422": ERRORS["422"]})
+                             else {"401": "Wrong email or password", "422": ERRORS["422"], "503": ERRORS["503"]})
                     if path in RATE_LIMITED:
                         codes = codes | {"429": "Too many attempts: wait the seconds `Retry-After` gives"}
                     for code, description in codes.items():
                         operation["responses"][code] = {"description": description,
                                                         "content": {PROBLEM: {"schema": ref}}}
+                        if code in ("429", "503"):
+                            operation["responses"][code]["headers"] = {"Retry-After": RETRY_AFTER_HEADER}
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -173,5 +189,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(DBAPIError, database_error)
+    # Handled here, not by the catch-all below (which Starlette re-raises to the server as a crash).
+    for kind in UNREACHABLE:
+        app.add_exception_handler(kind, unhandled)
     app.add_exception_handler(Exception, unhandled)
     app.add_middleware(RefuseNul)

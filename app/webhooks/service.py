@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, case, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.db import UTCDateTime, begin_write, fetch_rows, skip_locked, utcnow
+from app.db import UTCDateTime, begin_write, fetch_rows, skip_locked, unavailable, utcnow
 from app.errors import Invalid, NotFound
 from app.webhooks import targets
 from app.webhooks.models import EVENTS, URL_MAX, Webhook, WebhookDelivery
@@ -200,8 +200,11 @@ async def run(maker: async_sessionmaker[AsyncSession], settings: Settings, stop:
         while not stop.is_set():
             try:
                 sent = await deliver_due(maker, client, settings)
-            except Exception:  # a worker that dies delivers nothing more: log, and go on
-                log.exception("webhook deliveries failed")
+            except Exception as exc:  # a worker that dies delivers nothing more: log, and go on
+                if unavailable(exc):  # an outage: a line a poll, not a traceback
+                    log.warning("webhook deliveries wait: the database can't be reached (%s)", type(exc).__name__)
+                else:
+                    log.exception("webhook deliveries failed")
                 sent = 0
             if not sent:
                 with contextlib.suppress(TimeoutError):
