@@ -1,8 +1,11 @@
 """Settings, read from the environment (prefix DOORSTEP_) and a local `.env` file."""
 
+from typing import Annotated
+from urllib.parse import urlsplit
+
 from limits import parse as parse_rate
 from pydantic import SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -54,6 +57,9 @@ class Settings(BaseSettings):
     # The audit of voter-data reads is written in batches this often; a fuller buffer is written at once.
     audit_flush_s: float = 1.0
     audit_buffer_max: int = 10_000
+    # Web pages on other origins that may call the API from a browser (CORS): none by default. Comma-separated
+    # origins (`https://dashboard.example.org,http://localhost:5173`), or `*` for any.
+    cors_origins: Annotated[list[str], NoDecode] = []
 
     @field_validator("database_url")
     @classmethod
@@ -77,3 +83,18 @@ class Settings(BaseSettings):
         if secret is not None and len(secret.get_secret_value()) < 32:
             raise ValueError("DOORSTEP_JWT_SECRET must be at least 32 characters; `doorstep init` makes one")
         return secret
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def origins(cls, value: str | list[str]) -> list[str]:
+        """Origins as a browser sends them: a scheme, a host and maybe a port; nothing after."""
+        items = [o.strip() for o in value.split(",")] if isinstance(value, str) else value
+        origins = [o for o in items if o]
+        for origin in origins:
+            if origin == "*":
+                continue
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query \
+                    or parts.fragment or parts.username or origin.endswith("/"):
+                raise ValueError(f"DOORSTEP_CORS_ORIGINS: {origin!r} is no origin (scheme://host[:port], no path)")
+        return origins

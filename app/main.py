@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -40,6 +41,12 @@ offline sync and live progress. Every error is an RFC 9457 `application/problem+
 
 Log in at `POST /v1/auth/token`, or send a campaign's API key as `Authorization: Bearer dsk_...` or `X-API-Key`.
 Each operation lists who may call it: `x-roles` (a member's role in the campaign) and `x-scopes` (an API key's)."""
+
+# What a page on another origin may send and read (CORS): every method the API has; the headers its clients
+# send (credentials, bodies, conditional GETs, a stream's resume point); the headers its answers carry.
+CORS_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+CORS_HEADERS = ["Authorization", "X-API-Key", "Content-Type", "If-None-Match", "Last-Event-ID"]
+CORS_EXPOSED = ["ETag", "Link", "Location", "Retry-After"]
 
 
 def create_app(settings: Settings | None = None, *, connection: AsyncConnection | None = None) -> FastAPI:
@@ -94,6 +101,11 @@ def create_app(settings: Settings | None = None, *, connection: AsyncConnection 
     app.add_middleware(GZipMiddleware, minimum_size=1000)
     # Outermost, so errors, streamed and gzipped answers get them too (500s get them in problems.unhandled).
     app.add_middleware(SecurityHeaders, settings=settings)
+    if settings.cors_origins:
+        # Outside the rest, so a browser's preflight is answered before any route or limit sees it. Tokens go in
+        # headers, never cookies: no credentials mode.
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=CORS_METHODS,
+                           allow_headers=CORS_HEADERS, expose_headers=CORS_EXPOSED, max_age=600)
     # Organizing first: its /turfs:claim must not be taken for a turf id.
     for module in (auth, campaigns, precincts, addresses, organizing, turfs, walklists, scripts, sync, progress,
                    results, webhook_routes, audit_routes):

@@ -43,8 +43,24 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                message["headers"] = [*message.get("headers", []), *(h for h in extra if h[0] not in present)]
+                headers = _one_vary(message.get("headers", []), accept=scope.get("state", {}).get(
+                    "varies_on_accept", False))
+                present = {name.lower() for name, _ in headers}
+                message["headers"] = [*headers, *(h for h in extra if h[0] not in present)]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _one_vary(headers: list[tuple[bytes, bytes]], *, accept: bool) -> list[tuple[bytes, bytes]]:
+    """`headers` with one `Vary` naming each header once: compression (the route's own, GZipMiddleware's) adds
+    Accept-Encoding, content negotiation Accept (`accept`)."""
+    names: dict[bytes, bytes] = {}
+    for name, value in headers:
+        if name.lower() == b"vary":
+            names |= {v.strip().lower(): v.strip() for v in value.split(b",") if v.strip()}
+    if accept:
+        names.setdefault(b"accept", b"Accept")
+    if not names:
+        return headers
+    return [*((n, v) for n, v in headers if n.lower() != b"vary"), (b"vary", b", ".join(names.values()))]

@@ -18,7 +18,9 @@ GEOJSON = "application/geo+json"
 
 
 def wants_geojson(request: Request) -> bool:
-    """True when the caller asks for GeoJSON, by Accept header or `?format=geojson`."""
+    """True when the caller asks for GeoJSON, by Accept header or `?format=geojson`. Either way the answer now
+    depends on Accept, which its `Vary` says (app/routers/headers.py)."""
+    request.state.varies_on_accept = True
     return request.query_params.get("format") == "geojson" or GEOJSON in request.headers.get("accept", "")
 
 
