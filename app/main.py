@@ -33,6 +33,7 @@ from app.routers import (
 from app.routers import audit as audit_routes
 from app.routers import webhooks as webhook_routes
 from app.routers.bodies import BoundBodies
+from app.routers.head import HeadAsGet
 from app.routers.headers import SecurityHeaders
 from app.webhooks import service as webhooks
 
@@ -99,6 +100,8 @@ def create_app(settings: Settings | None = None, *, connection: AsyncConnection 
     app.add_middleware(BoundBodies, settings=settings)
     # Walk lists go to phones on weak signal: anything over 1 KB goes gzipped to clients that accept it.
     app.add_middleware(GZipMiddleware, minimum_size=1000)
+    # Outside the compression, so a HEAD's headers are the gzipped GET's.
+    app.add_middleware(HeadAsGet)
     # Outermost, so errors, streamed and gzipped answers get them too (500s get them in problems.unhandled).
     app.add_middleware(SecurityHeaders, settings=settings)
     if settings.cors_origins:

@@ -71,3 +71,32 @@ class TestVary:
         assert r.status_code == 200 and vary(r) == ["accept-encoding"], r.headers.get_list("vary")
         r = await cut_client.get("/v1/me", headers=organizer)
         assert "accept" not in vary(r)
+
+
+class TestHead:
+    async def test_every_get_answers_head_with_its_headers_and_no_body(self, cut_client, world):
+        organizer = {**world.headers("organizer"), "Accept-Encoding": "gzip"}
+        turf = (await cut_client.get(f"/v1/campaigns/{HOME}/turfs", params={"limit": 1}, headers=organizer)
+                ).json()["items"][0]["id"]
+        for path, accept in (("/v1/me", "application/json"), (f"/v1/campaigns/{HOME}/precincts", "application/json"),
+                             (f"/v1/campaigns/{HOME}/precincts", "application/geo+json"),
+                             (f"/v1/campaigns/{HOME}/progress", "application/json"),
+                             (f"/v1/campaigns/{HOME}/progress/turfs", "application/geo+json"),
+                             (f"/v1/campaigns/{HOME}/turfs/{turf}/walklist", "application/json"),
+                             (f"/v1/campaigns/{HOME}/door-knocks.csv", "text/csv"),
+                             (f"/v1/campaigns/{HOME}/turfs/999999", "application/json")):
+            headers = {**organizer, "Accept": accept}
+            got, head = await cut_client.get(path, headers=headers), await cut_client.head(path, headers=headers)
+            assert (head.status_code, head.content) == (got.status_code, b""), path
+            for name in ("content-type", "content-encoding", "etag", "vary", "content-security-policy"):
+                assert head.headers.get(name) == got.headers.get(name), (path, name)
+            if "content-length" in got.headers:
+                assert head.headers["content-length"] == got.headers["content-length"], path
+
+    async def test_head_of_the_live_stream_ends_at_its_headers(self, cut_client, world):
+        r = await cut_client.head(f"/v1/campaigns/{HOME}/progress/stream", headers=world.headers("organizer"))
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream") and not r.content
+
+    async def test_head_of_a_route_with_no_get_is_405(self, cut_client, world):
+        r = await cut_client.head(f"/v1/campaigns/{HOME}/sync", headers=world.headers("organizer"))
+        assert r.status_code == 405 and not r.content
