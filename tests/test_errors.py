@@ -1,11 +1,14 @@
 """Every error is an RFC 9457 problem naming what is at fault."""
 
+import re
 import uuid
+from pathlib import Path
 
 import pytest
 
 from app.auth.service import issue_token
 from tests.conftest import SECRET, app_client
+from tests.factories import HOME
 
 PROBLEM = "application/problem+json"
 
@@ -86,3 +89,38 @@ class TestUnavailable:
         # Neither the requests nor the workers beside them (webhooks, the audit) log a traceback for an outage.
         assert not any(r.exc_info for r in caplog.records if r.name == "doorstep"), [
             r.getMessage() for r in caplog.records if r.exc_info]
+
+
+def subclasses(kind: type) -> list[type]:
+    return [kind, *(sub for direct in kind.__subclasses__() for sub in subclasses(direct))]
+
+
+class TestProblemTypes:
+    def test_every_type_the_code_answers_with_is_documented_once(self):
+        """One type a kind of error, each in the registry: the errors' classes and every literal type a problem
+        is built with in app/ (no second type for 422 any more)."""
+        import app.models  # noqa: F401  every domain, so every error class is defined
+        from app.errors import PROBLEM_TYPES, AppError
+
+        used = {cls.slug for cls in subclasses(AppError)}
+        for path in Path(__file__).parents[1].joinpath("app").rglob("*.py"):
+            used |= set(re.findall(r'problem(?:_body)?\([^()]*?\b\d{3}, "[^"]+", "([a-z-]+)"', path.read_text()))
+        assert used - set(PROBLEM_TYPES) == set(), used
+        assert "validation" not in used and {"invalid", "unavailable", "internal", "gone"} <= used
+        for slug, (status, title, _) in PROBLEM_TYPES.items():
+            assert [c.status for c in subclasses(AppError) if c.slug == slug] in ([], [status]), slug
+            assert [c.title for c in subclasses(AppError) if c.slug == slug] in ([], [title]), slug
+
+    async def test_every_type_uri_resolves_to_a_page(self, client, world):
+        from app.errors import PROBLEM_TYPES
+
+        for slug, (status, title, _) in PROBLEM_TYPES.items():
+            r = await client.get(f"/problems/{slug}")
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), slug
+            assert f"<h1>{title}</h1>" in r.text and f"HTTP status {status}." in r.text
+        # The type of a real answer is such a page.
+        r = await client.post(f"/v1/campaigns/{HOME}/turfs", json={"geometry": 1}, headers=world.headers("organizer"))
+        body = assert_problem(r, 422)
+        assert body["type"] == "/problems/invalid" and body["title"] == "Invalid input"
+        assert (await client.get(body["type"])).status_code == 200
+        assert_problem(await client.get("/problems/no-such-thing"), 404)

@@ -80,7 +80,7 @@ class BoundBodies:
         if fault is not None:
             detail, message, kind_of = fault
             # The shape of a validation error (problems.validation_error), for the one field "body".
-            response = problem(Request(scope), 422, "Invalid request", "validation", f"body: {detail}",
+            response = problem(Request(scope), 422, "Invalid input", "invalid", f"body: {detail}",
                                errors=[{"field": "body", "message": message, "type": kind_of}])
             await response(scope, receive, send)
             return

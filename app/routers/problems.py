@@ -1,5 +1,6 @@
 """Every error as RFC 9457 `application/problem+json`."""
 
+import html
 import logging
 import os
 import re
@@ -11,13 +12,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.db import UNREACHABLE, hide_row_values, unavailable
-from app.errors import AppError, problem_body
+from app.errors import PROBLEM_TYPES, AppError, NotFound, problem_body
 from app.routers import headers as security
 
 log = logging.getLogger("doorstep")
@@ -69,7 +70,7 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     # No input value is echoed back: it may be a password or a voter's name.
     errors = [{"field": _field(e["loc"]), "message": e["msg"], "type": e["type"]} for e in exc.errors()]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-    return problem(request, 422, "Invalid request", "validation", detail, errors=errors)
+    return problem(request, 422, "Invalid input", "invalid", detail, errors=errors)
 
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -184,7 +185,24 @@ def document(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
+<body><h1>{title}</h1><p>HTTP status {status}. {text}</p>
+<p>An answer of this type is an RFC 9457 <code>application/problem+json</code> whose <code>detail</code> says what
+happened.</p></body></html>
+"""
+
+
+async def problem_page(slug: str) -> HTMLResponse:
+    """What a problem type means, at its type URI."""
+    if slug not in PROBLEM_TYPES:
+        raise NotFound("No such problem type.")
+    status, title, text = PROBLEM_TYPES[slug]
+    return HTMLResponse(PAGE.format(title=html.escape(title), status=status, text=html.escape(text)))
+
+
 def install(app: FastAPI) -> None:
+    app.add_api_route("/problems/{slug}", problem_page, methods=["GET"], include_in_schema=False)
     app.add_exception_handler(AppError, app_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)

@@ -77,14 +77,14 @@ def outcome(knock_id: str, status: str, problem: dict[str, Any] | None = None) -
 
 
 def _invalid(index: int, field: str, detail: str) -> dict[str, Any]:
-    return problem_body(422, "Invalid knock", "invalid", detail,
+    return problem_body(422, "Invalid input", "invalid", detail,
                         errors=[{"field": f"knocks[{index}].{field}", "message": detail}])
 
 
 def _validation(index: int, exc: ValidationError) -> dict[str, Any]:
     errors = [{"field": f"knocks[{index}]" + "".join(f".{p}" for p in e["loc"]), "message": e["msg"]}
               for e in exc.errors(include_input=False)]
-    return problem_body(422, "Invalid knock", "validation", "; ".join(f"{e['field']}: {e['message']}"
+    return problem_body(422, "Invalid input", "invalid", "; ".join(f"{e['field']}: {e['message']}"
                                                                      for e in errors), errors=errors)
 
 
