@@ -76,6 +76,8 @@ async def campaign_progress(request: Request, access: Annotated[Access, Depends(
 
 # A comment line this often keeps proxies from closing a quiet stream.
 KEEP_ALIVE_S = 15.0
+# How long a browser's EventSource waits before it reconnects to a stream that ended (sent as `retry:`).
+RECONNECT_MS = 5000
 
 
 @router.get("/stream", openapi_extra=readers.openapi, responses={200: {"content": {"text/event-stream": {}},
@@ -85,13 +87,15 @@ async def progress_stream(request: Request, access: Annotated[Access, Depends(re
                           chosen: FiltersDep) -> StreamingResponse:
     """Server-Sent Events: a `progress` event now and within a second of every change to the campaign's progress
     (a sync, a cut, an assignment), from whichever server process made it. Its data holds the change counter
-    (`changes`, also the event id): read `/progress...` again, sending your ETag, to get the new figures."""
+    (`changes`, also the event id): read `/progress...` again, sending your ETag, to get the new figures. It
+    starts with `retry:`, how long a client waits before reconnecting to a stream that ended."""
     campaign_id = access.campaign_id
     queue = live.HUB.subscribe(campaign_id)
     await session.close()  # a stream can last hours: hold no connection between events
 
     async def events() -> AsyncIterator[bytes]:
         maker = request.app.state.sessionmaker
+        yield f"retry: {RECONNECT_MS}\n\n".encode()
         try:
             while True:
                 async with maker() as reader:

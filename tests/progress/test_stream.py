@@ -47,6 +47,8 @@ class TestStream:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
             lines = response.aiter_lines()
+            # First how long to wait before reconnecting, should the stream end (a restart, a lost network).
+            assert await asyncio.wait_for(anext(lines), 5) == "retry: 5000"
             first = await next_event(lines)
 
             walk = await hold(sender, world)  # an assignment: progress changes (who holds what)
