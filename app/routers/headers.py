@@ -6,14 +6,13 @@ from app.config import Settings
 
 # API answers are data, never a page: nothing in one may load, run or be framed.
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"
-# FastAPI's Swagger UI and ReDoc pages load their script and styles from jsDelivr, ReDoc its fonts from Google,
-# both a favicon, and Swagger UI starts from an inline script; ReDoc runs its search in a blob: worker. Allowed
-# here until the docs' assets are served by the app itself (another issue vendors them), then 'self' only.
-DOCS_POLICY = ("default-src 'none'; script-src 'self' https://cdn.jsdelivr.net 'unsafe-inline'; "
-               "style-src 'self' https://cdn.jsdelivr.net https://fonts.googleapis.com 'unsafe-inline'; "
-               "font-src https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
-               "https://cdn.redoc.ly; connect-src 'self'; worker-src blob:; frame-ancestors 'none'")
-DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+# The docs pages (app/routers/docs.py) load only what the app serves, and start from files, not inline scripts.
+# Styles may be inline: ReDoc's styled components write <style> elements as it runs (and FastAPI's ReDoc page
+# holds one), and a style can't run code. ReDoc runs its search in a blob: worker.
+DOCS_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+               "connect-src 'self'; worker-src blob:; frame-ancestors 'none'")
+# Their assets (/docs/assets/...) are no page: the API's policy does for them.
+DOCS_PATHS = frozenset({"/docs", "/redoc"})
 
 
 def headers_for(path: str, settings: Settings) -> dict[str, str]:
