@@ -4,7 +4,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 from limits import parse as parse_rate
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     turf_max_vertices: int = 10_000
     precinct_max_vertices: int = 100_000
     page_max: int = 1000
+    # A GeoJSON collection asked for whole (no `limit`) is read and streamed this many features a query.
+    geojson_page: int = Field(default=1000, ge=1)
     # A canvass launch lasts hours, and is planned weeks ahead at most: its pool is reserved from its creation to
     # its end, so a longer or further event would keep turfs from self-claims that long.
     event_max_hours: int = 24

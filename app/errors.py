@@ -73,6 +73,16 @@ class TooManyRequests(AppError):
         self.headers = {"Retry-After": str(retry_after)}
 
 
+class RangeNotSatisfiable(AppError):
+    """A `Range` header this answer can't serve; `length`, when known, is the whole answer's in bytes."""
+
+    status, title, slug = 416, "Range not satisfiable", "range-not-satisfiable"
+
+    def __init__(self, detail: str, *, length: int | None = None) -> None:
+        super().__init__(detail, **({"length": length} if length is not None else {}))
+        self.headers = {"Content-Range": f"bytes */{length}"} if length is not None else {}
+
+
 class Unauthenticated(AppError):
     status, title, slug = 401, "Not authenticated", "unauthenticated"
 

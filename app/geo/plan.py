@@ -14,13 +14,18 @@ import shapely
 from numpy.typing import NDArray
 from shapely.geometry.base import BaseGeometry
 
+from app.geo.coverage import snap_coverage
 from app.geo.cut import cut_precinct, cut_quality
-from app.geo.geojson import snapped
+from app.geo.geojson import DIGITS, texts
 from app.geo.order import WALK_COLUMNS, Streets, TurfWalk, order_turfs
 from app.geo.shapes import Projection
 from app.text import natural_key
 
-__all__ = ["Measure", "PrecinctPlan", "cut_report", "plan_precinct", "plan_turfs"]
+__all__ = ["Measure", "PrecinctPlan", "StrayDoors", "cut_report", "plan_precinct", "plan_turfs", "snap_plans"]
+
+
+class StrayDoors(ValueError):
+    """A precinct can't be cut: some of its free doors lie inside a turf that doesn't hold them."""
 
 
 @dataclass(frozen=True)
@@ -46,13 +51,13 @@ class PrecinctPlan:
 
     precinct_id: int
     code: str
-    shapes: list[BaseGeometry]  # EPSG:4326
+    shapes: list[BaseGeometry]  # EPSG:4326; snapped to the stored grid by `snap_plans`
     households: list[list[int]]  # per turf
     buildings: list[int]  # per turf
     expected: float  # doors / k
     quality: dict[str, Any] = field(default_factory=dict)
     walks: list[TurfWalk] = field(default_factory=list)  # per turf
-    geojson: list[str] = field(default_factory=list)  # per turf: its shape's stored GeoJSON text
+    geojson: list[str] = field(default_factory=list)  # per turf: its shape's stored GeoJSON text (`snap_plans`)
     measure: Measure | None = None  # None when the precinct had no free door
 
 
@@ -78,10 +83,15 @@ def plan_precinct(precinct_id: int, code: str, region_m: BaseGeometry, household
         else:
             members[int(cut.labels[site])] += group["id"].tolist()
     building_of = dict(zip(households["id"], households["building_id"], strict=True))
-    shapes = list(projection.to_degrees(np.array(cut.polygons, dtype=object)))
     keep = [i for i in range(cut.k) if members[i]]
+    if any(cut.polygons[i].is_empty for i in keep):
+        # Doors whose cell the region leaves nothing of: they stand where a drawn turf lies without taking them.
+        raise StrayDoors(f"Precinct {code}: some free doors stand inside a turf that doesn't hold them; redraw that "
+                         "turf around them (or with take_over) and cut again.")
+    polygons = list(cut.polygons)
+    shapes = list(projection.to_degrees(np.array(polygons, dtype=object)))
     # Numbered in reading order: north to south in 200 m bands, west to east within a band.
-    centroids = [cut.polygons[i].centroid for i in keep]
+    centroids = [polygons[i].centroid for i in keep]
     keep = [i for _, i in sorted(zip([(-round(c.y / 200), c.x) for c in centroids], keep, strict=True))]
     plan = PrecinctPlan(precinct_id, code, [shapes[i] for i in keep], [sorted(members[i]) for i in keep],
                         [len({building_of[h] for h in members[i]}) for i in keep],
@@ -90,7 +100,7 @@ def plan_precinct(precinct_id: int, code: str, region_m: BaseGeometry, household
     ordered = households.sort_values("id")
     plan.measure = Measure(
         np.array([len(h) for h in plan.households]), np.full(len(keep), plan.expected),
-        np.array([cut.polygons[i] for i in keep], dtype=object),
+        np.array([polygons[i] for i in keep], dtype=object),
         ordered["street_id"].fillna(-1).astype(np.int64).to_numpy(), ordered["building_id"].to_numpy(),
         np.array([turf_of[h] for h in ordered["id"]]))
     plan.quality = plan.measure.quality()
@@ -112,8 +122,23 @@ def plan_turfs(precinct_id: int, code: str, region_m: BaseGeometry, kept_m: NDAr
         turf=lambda d: d["household_id"].map(turf_of))
     walks = order_turfs(streets, projection, members[WALK_COLUMNS])
     plan.walks = [walks[n] for n in range(len(plan.households))]
-    plan.geojson = snapped(plan.shapes)
     return plan
+
+
+def snap_plans(plans: list[PrecinctPlan], kept: NDArray[np.object_]) -> NDArray[np.object_]:
+    """Snap the new turfs of every plan, with the turfs kept beside them (`kept`, EPSG:4326), to the stored grid
+    as one coverage (app.geo.coverage), and give each plan its shapes' GeoJSON text. Returns the kept turfs
+    snapped: where a new turf's corner lies on a kept turf's edge, that edge now bends through it (by less than
+    the grid), so the turfs go on tiling each precinct, and the city.
+    """
+    new = [shape for plan in plans for shape in plan.shapes]
+    snapped = snap_coverage([*new, *kept], DIGITS)
+    start = 0
+    for plan in plans:
+        plan.shapes = list(snapped[start:start + len(plan.shapes)])
+        plan.geojson = texts(plan.shapes)
+        start += len(plan.shapes)
+    return snapped[len(new):]
 
 
 def _overall(measures: list[Measure]) -> Measure:

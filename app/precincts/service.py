@@ -19,7 +19,8 @@ from app.db import begin_write, utcnow
 from app.errors import BadFile, Invalid, NotFound
 from app.events import PrecinctsChanged, publish
 from app.geo.assign import assign_points
-from app.geo.geojson import snapped
+from app.geo.coverage import snap_coverage
+from app.geo.geojson import DIGITS, texts
 from app.geo.repair import polygonal
 from app.geo.shapes import Projection
 from app.ingest import ImportReport, Progress, Rejection, no_progress, read_in_thread, read_source
@@ -115,9 +116,19 @@ async def import_precincts(session: AsyncSession, campaign_id: int, path: Path, 
     new, changed = [], []
     reshaped = False
 
+    codes = {row.code for row in rows}
+    others = [r.geometry for r in existing.values() if r.code not in codes]
+
     def columns() -> list[dict[str, Any]]:
-        texts = snapped([row.geometry for row in rows])
-        return [shape_columns(row.geometry, text) for row, text in zip(rows, texts, strict=True)]
+        # Snapped with the campaign's other precincts beside them as one coverage, so neighbours keep their shared
+        # borders (an overlap the file has stays: precincts are as the file draws them).
+        shapes = np.array([row.geometry for row in rows], dtype=object)
+        beside = np.array(shapely.from_wkb(others), dtype=object)
+        if len(beside) and len(shapes):
+            near = shapely.STRtree(beside).query(shapes, predicate="dwithin", distance=10.0 ** -DIGITS)[1]
+            beside = beside[np.unique(near)]
+        shapes = snap_coverage([*shapes, *beside], DIGITS, partition=False)[:len(rows)]
+        return [shape_columns(shape, text) for shape, text in zip(shapes, texts(shapes), strict=True)]
 
     # Off the event loop, as the reading was: a state's precincts take seconds to snap and encode.
     shapes = await anyio.to_thread.run_sync(columns)
@@ -199,9 +210,10 @@ async def refresh_counts(session: AsyncSession, campaign_id: int) -> None:
 
 async def list_precincts(session: AsyncSession, campaign_id: int, *, cursor: str | None, limit: int,
                          geometry: bool = False) -> tuple[Sequence[Precinct], str | None]:
-    """A page of the campaign's precincts in import order, and the cursor of the next page."""
+    """A page of the campaign's precincts in import order, and the cursor of the next page; with `geometry`, each
+    with its stored GeoJSON text (`geojson`)."""
     after = int_cursor(cursor)
-    columns = [c for c in Precinct.__table__.columns if (geometry or c.name != "geometry") and c.name != "geojson"]
+    columns = [c for c in Precinct.__table__.columns if (geometry or c.name != "geojson") and c.name != "geometry"]
     rows = (await session.execute(select(*columns).where(Precinct.campaign_id == campaign_id, Precinct.id > after)
                                   .order_by(Precinct.id).limit(limit + 1))).all()
     return page(rows, limit)
@@ -226,11 +238,11 @@ async def precinct_id_for(session: AsyncSession, campaign_id: int, code: str) ->
 
 
 def shape_columns(shape: BaseGeometry, geojson: str | None = None) -> dict[str, Any]:
-    """The columns a precinct and a turf keep of their shape: the WKB, its bounding box and its GeoJSON text
-    (`geojson` when the caller made it already, for many shapes at once)."""
+    """The columns a precinct and a turf keep of their shape, snapped already (app.geo.coverage): the WKB, its
+    bounding box and its GeoJSON text (`geojson` when the caller made it already, for many shapes at once)."""
     minx, miny, maxx, maxy = shape.bounds
     return {"geometry": shapely.to_wkb(shape), "min_lon": minx, "min_lat": miny, "max_lon": maxx, "max_lat": maxy,
-            "geojson": geojson if geojson is not None else snapped([shape])[0]}
+            "geojson": geojson if geojson is not None else texts([shape])[0]}
 
 
 async def projection(session: AsyncSession, campaign_id: int) -> Projection:

@@ -6,6 +6,7 @@ that window, through the window index (campaign, corrected time and the columns 
 """
 
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -161,6 +162,14 @@ def _read_figures(doors: int, attempted: int | None, contacted: Any, knocks: Any
                     orjson.loads(results) if results else {}, last)
 
 
+async def _prepared(session: AsyncSession, campaign_id: int, filters: Filters) -> tuple[list[int] | None, Filters]:
+    """The precinct ids the filters name (checked, as `_check` does) and the filters to read with."""
+    precinct_ids = await _check(session, campaign_id, filters)
+    if filters.windowed and await _whole(session, campaign_id, filters):
+        filters = Filters(filters.precincts, filters.event_id)
+    return precinct_ids, filters
+
+
 async def turf_progress(session: AsyncSession, campaign_id: int, filters: Filters, *,
                         shapes: bool = False) -> list[dict[str, Any]]:
     """Each active turf's progress (in id order), with its precinct's code; with `shapes`, `geometry` holds its
@@ -169,18 +178,28 @@ async def turf_progress(session: AsyncSession, campaign_id: int, filters: Filter
     One read, as Core rows: the turfs with their figures (sync's counters, or a window's) and their knocks by
     result folded into one JSON object each (this answer is polled live, for every turf of a city).
     """
-    precinct_ids = await _check(session, campaign_id, filters)
-    if filters.windowed and await _whole(session, campaign_id, filters):
-        filters = Filters(filters.precincts, filters.event_id)
+    precinct_ids, filters = await _prepared(session, campaign_id, filters)
+    return await _turf_rows(session, campaign_id, precinct_ids, filters, shapes=shapes)
+
+
+async def _turf_rows(session: AsyncSession, campaign_id: int, precinct_ids: list[int] | None, filters: Filters, *,
+                     shapes: bool, after: int | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """`turf_progress` of filters `_prepared` already, or of a page: the first `limit` turfs after id `after`."""
     where = _turf_where(campaign_id, precinct_ids, filters)
+    if after is not None:
+        where.append(_turf.id > after)
     connection = await session.connection()
     knock = DoorKnock.__table__.c
-    narrowed = precinct_ids is not None or filters.event_id is not None
+    # A page after the first reads the tallies and knocks of its own turfs only; the first reads as the whole
+    # list does, so a city's map, one page, is one query planned as before.
+    narrowed = precinct_ids is not None or filters.event_id is not None or after is not None
+    turfs = select(Turf.id).where(*where)
+    if after is not None:
+        turfs = turfs.order_by(Turf.id).limit(limit)
     figures, joins = _figure_columns(
         connection, campaign_id, filters, key=knock.turf_id, tally_key=_tally.turf_id,
         counters=[_turf.doors_attempted, _turf.doors_contacted, _turf.knocks, _turf.last_knock_at],
-        narrow=[(knock.turf_id if filters.windowed else _tally.turf_id).in_(select(Turf.id).where(*where))]
-        if narrowed else [])
+        narrow=[(knock.turf_id if filters.windowed else _tally.turf_id).in_(turfs)] if narrowed else [])
     query = (select(_turf.id, _turf.name, _precinct.code, _turf.holders, _turf.doors, *figures,
                     *([_turf.geojson] if shapes else []))
              .select_from(Turf.__table__).join(Precinct.__table__, _precinct.id == _turf.precinct_id).where(*where))
@@ -189,7 +208,7 @@ async def turf_progress(session: AsyncSession, campaign_id: int, filters: Filter
     out = []
     # Rows unpacked by position: a Row's attribute look-ups cost more than the rest of this loop.
     for turf_id, name, code, holders, doors, attempted, contacted, knocks, last, results, *shape in (
-            await connection.execute(query.order_by(_turf.id))).all():
+            await connection.execute(query.order_by(_turf.id).limit(limit))).all():
         row = {"id": turf_id, "name": name, "precinct": code, "holders": holders,
                **_read_figures(doors, attempted, contacted, knocks, last, results)}
         if shapes:
@@ -202,9 +221,14 @@ async def precinct_progress(session: AsyncSession, campaign_id: int, filters: Fi
                             shapes: bool = False) -> list[dict[str, Any]]:
     """Each precinct's progress (by code); with an event, the sum of the event's turfs in it. With `shapes`,
     `geometry` holds the precinct's stored GeoJSON text."""
-    precinct_ids = await _check(session, campaign_id, filters)
-    if filters.windowed and await _whole(session, campaign_id, filters):
-        filters = Filters(filters.precincts, filters.event_id)
+    precinct_ids, filters = await _prepared(session, campaign_id, filters)
+    return await _precinct_rows(session, campaign_id, precinct_ids, filters, shapes=shapes)
+
+
+async def _precinct_rows(session: AsyncSession, campaign_id: int, precinct_ids: list[int] | None, filters: Filters,
+                         *, shapes: bool, after: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """`precinct_progress` of filters `_prepared` already, or of a page: the first `limit` precincts after code
+    `after` (an event's few precincts come in one page)."""
     where: list[Any] = [_precinct.campaign_id == campaign_id]
     if precinct_ids is not None:
         where.append(_precinct.id.in_(precinct_ids))
@@ -213,13 +237,20 @@ async def precinct_progress(session: AsyncSession, campaign_id: int, filters: Fi
             *_turf_where(campaign_id, precinct_ids, filters))))
     connection = await session.connection()
     if filters.event_id is not None:
-        return await _event_precincts(session, campaign_id, filters, where, shapes=shapes)
+        return [] if after is not None else await _event_precincts(session, campaign_id, filters, where,
+                                                                   shapes=shapes)
+    if after is not None:
+        where.append(_precinct.code > after)
     knock = DoorKnock.__table__.c
+    narrow: Any = precinct_ids
+    if after is not None:
+        # A page after the first reads the tallies and knocks of its own precincts only (as turfs do).
+        narrow = select(_precinct.id).where(*where).order_by(_precinct.code).limit(limit)
     figures, joins = _figure_columns(
         connection, campaign_id, filters, key=knock.precinct_id, tally_key=_tally.precinct_id,
         counters=[_precinct.doors_attempted, _precinct.doors_contacted, _precinct.knocks, _precinct.last_knock_at],
-        narrow=[(knock.precinct_id if filters.windowed else _tally.precinct_id).in_(precinct_ids)]
-        if precinct_ids is not None else [])
+        narrow=[(knock.precinct_id if filters.windowed else _tally.precinct_id).in_(narrow)]
+        if narrow is not None else [])
     query = (select(_precinct.code, _precinct.name, _precinct.household_count, *figures,
                     *([_precinct.geojson] if shapes else []))
              .select_from(Precinct.__table__).where(*where))
@@ -227,7 +258,7 @@ async def precinct_progress(session: AsyncSession, campaign_id: int, filters: Fi
         query = query.outerjoin(subquery, on == _precinct.id)
     out = []
     for code, name, doors, attempted, contacted, knocks, last, results, *shape in (
-            await connection.execute(query.order_by(_precinct.code))).all():
+            await connection.execute(query.order_by(_precinct.code).limit(limit))).all():
         row = {"code": code, "name": name, **_read_figures(doors, attempted, contacted, knocks, last, results)}
         if shapes:
             row["geometry"] = shape[0]
@@ -281,9 +312,27 @@ def as_json(rows: list[dict[str, Any]]) -> bytes:
     return orjson.dumps(rows)
 
 
-def as_geojson(rows: list[dict[str, Any]], key: str) -> bytes:
-    """A FeatureCollection of the rows' polygons (their `geometry`, stored GeoJSON text, taken out of each row
-    and embedded as it is), the rest of each row as its properties, `key` as each feature's id."""
-    return orjson.dumps({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "id": row[key], "geometry": orjson.Fragment(row.pop("geometry")), "properties": row}
-        for row in rows]})
+def as_features(rows: list[dict[str, Any]], key: str) -> bytes:
+    """The rows as GeoJSON Features, commas between: each its polygon (`geometry`, stored GeoJSON text, taken out
+    of the row and embedded as it is), the rest of the row as its properties, `key` as its id."""
+    return orjson.dumps([{"type": "Feature", "id": row[key], "geometry": orjson.Fragment(row.pop("geometry")),
+                          "properties": row} for row in rows])[1:-1]
+
+
+# Features, commas between, and the key of the page after them (None on the last).
+Page = tuple[bytes, Any]
+
+
+async def feature_pages(session: AsyncSession, campaign_id: int, filters: Filters, *, turfs: bool,
+                        limit: int) -> tuple[Page, Callable[[AsyncSession, Any], Awaitable[Page]]]:
+    """The turfs' (or precincts') progress as GeoJSON Features a page of `limit` at a time, in id (code) order:
+    the first page with the key after it (None when it is the last), and how to read the page after a key, in
+    a session of the caller's. Raises as `turf_progress` does, for the first page only."""
+    precinct_ids, filters = await _prepared(session, campaign_id, filters)
+    rows_of, key = (_turf_rows, "id") if turfs else (_precinct_rows, "code")
+
+    async def read(reader: AsyncSession, after: Any) -> Page:
+        rows = await rows_of(reader, campaign_id, precinct_ids, filters, shapes=True, after=after, limit=limit)
+        return as_features(rows, key), rows[-1][key] if len(rows) == limit else None
+
+    return await read(session, None), read

@@ -5,6 +5,7 @@ transaction, refused if the turfs changed meanwhile.
 """
 
 import json
+import logging
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -13,14 +14,15 @@ import anyio
 import numpy as np
 import pandas as pd
 import shapely
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.addresses.models import Building, Household
 from app.db import begin_write, bulk_set, utcnow
 from app.errors import Conflict, Invalid, NotFound
 from app.events import TurfsCut, TurfShapeChanged, publish
-from app.geo.plan import PrecinctPlan, cut_report, plan_turfs
+from app.geo.geojson import DIGITS
+from app.geo.plan import PrecinctPlan, StrayDoors, cut_report, plan_turfs, snap_plans
 from app.ingest import Progress, no_progress
 from app.precincts.models import Precinct
 from app.precincts.service import projection, shape_columns
@@ -29,6 +31,8 @@ from app.streets.service import load_streets
 from app.text import natural_key
 from app.turfs.models import Turf, TurfCut
 from app.turfs.service import ACTIVE, ARCHIVED, has_history
+
+log = logging.getLogger("doorstep")
 
 DEFAULT_TARGET = 50
 STALE = timedelta(minutes=10)
@@ -98,6 +102,10 @@ async def run_cut(maker: async_sessionmaker[AsyncSession], cut_id: int, *, progr
             await session.execute(update(TurfCut).where(TurfCut.id == cut_id).values(
                 state="failed", error=str(exc) or type(exc).__name__, finished_at=utcnow()))
             await session.commit()
+            if isinstance(exc, Conflict | StrayDoors):
+                # What the campaign must change before cutting again, said in the job's error: not a bug.
+                log.warning("turf cut %s failed: %s", cut_id, exc)
+                return
             raise
 
 
@@ -119,7 +127,8 @@ async def cut_turfs(session: AsyncSession, campaign_id: int, *, codes: Sequence[
                 and t.precinct_id in selected]
     kept = [t for t in active if t.id not in set(replaced)]
     kept_ids = {t.id for t in kept}
-    kept_shapes = proj.to_metres(shapely.from_wkb([t.geometry for t in kept])) if kept else np.array([])
+    kept_degrees = shapely.from_wkb([t.geometry for t in kept]) if kept else np.array([], dtype=object)
+    kept_shapes = proj.to_metres(kept_degrees) if kept else np.array([])
     households = pd.DataFrame((await session.execute(
         select(Household.id, Household.building_id, Household.unit, Household.precinct_id, Household.turf_id,
                Building.lon, Building.lat, Building.street_id, Building.street_side, Building.street_pos_m)
@@ -138,6 +147,7 @@ async def cut_turfs(session: AsyncSession, campaign_id: int, *, codes: Sequence[
         plans.append(await anyio.to_thread.run_sync(plan_one))
         if step is not None:
             await step(precinct.code, done, len(precincts))
+    bent = await anyio.to_thread.run_sync(_snap, plans, precincts, kept, kept_degrees)
 
     # Write everything in one transaction, as the writer (the reads above may be long out of date by now).
     await begin_write(session)
@@ -168,6 +178,14 @@ async def cut_turfs(session: AsyncSession, campaign_id: int, *, codes: Sequence[
     household_ids = [h for doors in members for h in doors]
     turf_ids = [turf_id for turf_id, doors in zip(ids, members, strict=True) for _ in doors]
     await bulk_set(session, Household.__table__, "turf_id", household_ids, turf_ids)
+    if bent:
+        # Their polygons changed by less than the grid, their doors not at all: a new version tells the phones
+        # holding their walk lists, nothing is walked again.
+        table = Turf.__table__
+        columns = [k for k in bent[0] if k != "turf"]
+        await session.execute(update(table).where(table.c.id == bindparam("turf")).values(
+            version=table.c.version + 1, updated_at=now, **{k: bindparam(f"new_{k}") for k in columns}),
+            [{"turf": b["turf"], **{f"new_{k}": b[k] for k in columns}} for b in bent])
     walks = [walk for plan in plans for walk in plan.walks]
     await publish(session, TurfsCut(campaign_id, walks=dict(zip(ids, walks, strict=True))))
     await resolve_turf_scripts(session, campaign_id, ids)
@@ -177,6 +195,18 @@ async def cut_turfs(session: AsyncSession, campaign_id: int, *, codes: Sequence[
         finished_at=utcnow()))
     await session.commit()
     return report
+
+
+def _snap(plans: list[PrecinctPlan], precincts: list[Any], kept: list[Any],
+          kept_degrees: np.ndarray) -> list[dict[str, Any]]:
+    """Snap the new turfs with the kept turfs touching the cut precincts as one coverage (app.geo.plan); returns
+    the columns of the kept turfs whose polygon that bent (`turf` their id)."""
+    near = np.unique(shapely.STRtree(kept_degrees).query(
+        shapely.from_wkb([p.geometry for p in precincts]), predicate="dwithin", distance=10.0 ** -DIGITS)[1]
+    ) if kept else np.array([], int)
+    snapped = snap_plans(plans, kept_degrees[near])
+    moved = ~shapely.equals(snapped, kept_degrees[near])
+    return [{"turf": kept[i].id, **shape_columns(shape)} for i, shape in zip(near[moved], snapped[moved], strict=True)]
 
 
 async def _turf_state(session: AsyncSession, campaign_id: int) -> list[tuple[Any, ...]]:

@@ -16,6 +16,8 @@ from app.addresses.models import Building, Household
 from app.db import begin_write, bulk_set, utcnow
 from app.errors import Conflict, Invalid, NotFound
 from app.events import TurfShapeChanged, publish
+from app.geo.coverage import snap_coverage
+from app.geo.geojson import DIGITS
 from app.geo.shapes import Projection, invalid_reason
 from app.organizing.models import TurfHistory
 from app.pagination import int_cursor, page
@@ -57,12 +59,13 @@ async def get_turf(session: AsyncSession, campaign_id: int, turf_id: int, *, onl
 async def list_turfs(session: AsyncSession, campaign_id: int, *, precinct_id: int | None, status: str | None,
                      cursor: str | None, limit: int, geometry: bool = False,
                      only: Any = None) -> tuple[list[Any], str | None]:
-    """A page of the campaign's turfs in id order, with their precinct's code, and the next cursor.
+    """A page of the campaign's turfs in id order, with their precinct's code, and the next cursor; with
+    `geometry`, each with its stored GeoJSON text (`geojson`).
 
     `only`, a select of turf ids, limits the list to them (a canvasser's own turfs).
     """
-    columns = [c for c in Turf.__table__.columns if (geometry or c.name != "geometry")
-               and c.name not in ("route", "geojson")]
+    columns = [c for c in Turf.__table__.columns if (geometry or c.name != "geojson")
+               and c.name not in ("route", "geometry")]
     query = (select(*columns, Precinct.code.label("precinct_code")).join(Precinct, Precinct.id == Turf.precinct_id)
              .where(Turf.campaign_id == campaign_id, Turf.id > int_cursor(cursor)).order_by(Turf.id).limit(limit + 1))
     if precinct_id is not None:
@@ -90,7 +93,8 @@ async def turf_detail(session: AsyncSession, turf: Turf) -> dict[str, Any]:
 # Drawing
 
 def check_drawn(shape: BaseGeometry, projection: Projection) -> Polygon | MultiPolygon:
-    """A drawn shape fit to be a turf. Raises Invalid naming what is wrong with it."""
+    """A drawn shape fit to be a turf, snapped to the stored grid (app.geo.coverage). Raises Invalid naming what
+    is wrong with it."""
     if shape.geom_type not in ("Polygon", "MultiPolygon"):
         raise Invalid(f"a turf is a Polygon or MultiPolygon, not a {shape.geom_type}", field="geometry.type")
     if shape.is_empty:
@@ -109,7 +113,7 @@ def check_drawn(shape: BaseGeometry, projection: Projection) -> Polygon | MultiP
     if area < MIN_AREA_M2:
         raise Invalid(f"the polygon covers {area:.0f} m², too small for a turf (at least {MIN_AREA_M2:.0f} m²)",
                       field="geometry.coordinates")
-    return shape
+    return snap_coverage([shape], DIGITS)[0]
 
 
 async def _doors_inside(session: AsyncSession, campaign_id: int, shape: BaseGeometry) -> list[Any]:
@@ -188,32 +192,58 @@ async def _release(session: AsyncSession, turf: Turf) -> str:
     return "deleted"
 
 
-def _cut_out(wkb: bytes, shape: BaseGeometry) -> dict[str, Any] | None:
-    """The columns of a turf's shape less `shape`, or None when no area is left."""
+def _cut_out(wkb: bytes, shape: BaseGeometry) -> BaseGeometry | None:
+    """A turf's shape less `shape`, or None when no area is left."""
     rest = shapely.from_wkb(wkb).difference(shape)
     rest = shapely.make_valid(rest) if not rest.is_valid else rest
     polygons = [g for g in shapely.get_parts(rest) if g.geom_type == "Polygon" and g.area > 0]
     if not polygons:
         return None
-    return shape_columns(polygons[0] if len(polygons) == 1 else MultiPolygon(polygons))
+    return polygons[0] if len(polygons) == 1 else MultiPolygon(polygons)
 
 
-async def _take_over(session: AsyncSession, campaign_id: int, shape: BaseGeometry, overlapped: list[Any],
-                     projection: Projection) -> tuple[list[int], list[int]]:
-    """Cut `shape` out of the overlapped turfs; turfs left with no area go. Returns the ids still standing, and
-    those archived."""
-    standing, archived = [], []
+async def _take_over(session: AsyncSession, campaign_id: int, shape: BaseGeometry, overlapped: list[Any], *,
+                     exclude: int | None = None) -> tuple[list[int], list[int], BaseGeometry]:
+    """Cut `shape` out of the overlapped turfs; turfs left with no area go. Returns the ids still standing, those
+    archived, and `shape` snapped with what is left of them and the turfs it touches (but `exclude`), so that it
+    shares its edges with them (app.geo.coverage)."""
+    standing, archived, rests = [], [], []
     for row in overlapped:
         turf = await get_turf(session, campaign_id, row.id)
-        columns = await anyio.to_thread.run_sync(_cut_out, turf.geometry, shape)
-        if columns is None:
+        rest = await anyio.to_thread.run_sync(_cut_out, turf.geometry, shape)
+        if rest is None:
             if await _release(session, turf) == ARCHIVED:
                 archived.append(turf.id)
             continue
-        for key, value in columns.items():
+        standing.append(turf)
+        rests.append(rest)
+    touching = await _touching(session, campaign_id, shape, exclude={r.id for r in overlapped} | {exclude})
+    before = shapely.from_wkb([t.geometry for t in touching])
+    snapped = await anyio.to_thread.run_sync(lambda: snap_coverage([shape, *rests, *before], DIGITS))
+    for turf, rest in zip(standing, snapped[1:len(rests) + 1], strict=True):
+        for key, value in shape_columns(rest).items():
             setattr(turf, key, value)
-        standing.append(turf.id)
-    return standing, archived
+    for turf, was, now in zip(touching, before, snapped[len(rests) + 1:], strict=True):
+        # Its edge bends through a corner of the new shape, by less than the grid; its doors stay. Its walk list
+        # shows the polygon: a new version.
+        if not now.equals(was):
+            for key, value in shape_columns(now).items():
+                setattr(turf, key, value)
+            turf.version += 1
+    return [t.id for t in standing], archived, snapped[0]
+
+
+async def _touching(session: AsyncSession, campaign_id: int, shape: BaseGeometry, *,
+                    exclude: set[int | None]) -> list[Turf]:
+    """The active turfs whose polygon meets `shape` (or comes within the grid of it), but those in `exclude`."""
+    grid = 10.0 ** -DIGITS
+    minx, miny, maxx, maxy = shape.bounds
+    near = (await session.execute(select(Turf).where(
+        Turf.campaign_id == campaign_id, Turf.status == ACTIVE, Turf.min_lon <= maxx + grid,
+        Turf.max_lon >= minx - grid, Turf.min_lat <= maxy + grid, Turf.max_lat >= miny - grid,
+        Turf.id.not_in([i for i in exclude if i is not None])))).scalars().all()
+    meets = shapely.dwithin(shapely.from_wkb([t.geometry for t in near]), shape, grid) if near else []
+    return [t for t, hit in zip(near, meets, strict=True) if hit]
 
 
 async def draw_turf(session: AsyncSession, campaign_id: int, *, name: str | None, shape: BaseGeometry,
@@ -236,12 +266,12 @@ async def draw_turf(session: AsyncSession, campaign_id: int, *, name: str | None
         raise Invalid("the polygon holds no door", field="geometry")
     precincts = pd.Series([d.precinct_id for d in doors]).value_counts()
     main = int(precincts[precincts == precincts.max()].index.min())
+    standing, archived, shape = await _take_over(session, campaign_id, shape, overlapped)
     columns = await anyio.to_thread.run_sync(shape_columns, shape)
     turf = Turf(campaign_id=campaign_id, precinct_id=main, source="drawn",
                 name=(name or "").strip() or await _drawn_name(session, main), **columns)
     session.add(turf)
     await session.flush()
-    standing, archived = await _take_over(session, campaign_id, shape, overlapped, proj) if overlapped else ([], [])
     # Doors held by turfs that weren't overlapped (their polygons only touch) stay where they are.
     taken = {r.id for r in overlapped}
     ids = [d.id for d in doors if d.turf_id is None or d.turf_id in taken]
@@ -319,8 +349,7 @@ async def update_turf(session: AsyncSession, campaign_id: int, turf_id: int, *, 
         ids = [d.id for d in doors if d.turf_id is None or d.turf_id in taken]
         if not ids:
             raise Invalid("the polygon holds no door", field="geometry")
-        standing, archived = (await _take_over(session, campaign_id, shape, overlapped, proj) if overlapped
-                              else ([], []))
+        standing, archived, shape = await _take_over(session, campaign_id, shape, overlapped, exclude=turf.id)
         await session.execute(update(Household).where(Household.turf_id == turf.id).values(turf_id=None)
                               .execution_options(synchronize_session=False))
         await bulk_set(session, Household.__table__, "turf_id", ids, [turf.id] * len(ids))

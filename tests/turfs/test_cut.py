@@ -21,7 +21,9 @@ from tests.test_db import behind_another_writer
 from tests.test_errors import assert_problem
 
 HOME = "/v1/campaigns/cambridge"
-TOLERANCE_M = 0.05
+# Shapes are stored on a grid of 1e-6 degrees (8 cm of longitude by 11 of latitude here): a snapped vertex or edge
+# is at most half a cell's diagonal from where the cut put it.
+TOLERANCE_M = 0.07
 
 
 async def read_cut(url: str) -> dict:
@@ -76,7 +78,7 @@ class TestCityCut:
         for precinct_id, members in by_precinct.items():
             precinct = projection.to_metres(cut["precincts"][precinct_id])
             mine = shapes[members]
-            # Turfs are joined on a centimetre grid: nothing of them lies more than 5 cm outside the precinct.
+            # Nothing of them lies further outside the precinct than the grid moved it.
             assert shapely.area(shapely.difference(mine, precinct.buffer(TOLERANCE_M))).max() == 0
             covered = shapely.union_all(mine)
             assert precinct.buffer(-TOLERANCE_M).difference(covered).area < 0.01  # square metres: no real gap
@@ -136,7 +138,7 @@ class TestRecut:
         await cut_session.execute(update(Turf).where(Turf.id == worked).values(knocks=3))
         await cut_session.commit()
         before = await read_cut(cut_db_url)
-        kept = {t.id: (t.geometry, sorted(h.id for h in before["households"] if h.turf_id == t.id))
+        kept = {t.id: (t.geometry, t.version, sorted(h.id for h in before["households"] if h.turf_id == t.id))
                 for t in before["turfs"] if t.id in (held, worked)}
 
         r = await cut_client.post(f"{HOME}/turf-cuts", json={"precincts": ["9-1"], "target_doors": 40},
@@ -144,15 +146,20 @@ class TestRecut:
         job = await wait_for(cut_client, r.headers["location"], world)
         assert job["report"]["turfs_kept"] >= 2 and job["turfs_made"] > 0
         after = await read_cut(cut_db_url)
-        for turf_id, (geometry, members) in kept.items():
+        for turf_id, (geometry, version, members) in kept.items():
             turf = next(t for t in after["turfs"] if t.id == turf_id)
-            assert turf.geometry == geometry
+            # Where a new turf's corner lies on its edge, the edge bends through it, within the grid; its walk
+            # list shows the polygon, so its version moves.
+            was, now = shapely.from_wkb(geometry), shapely.from_wkb(turf.geometry)
+            assert shapely.hausdorff_distance(was, now) < 1e-6
+            assert turf.version == version + (0 if was.equals(now) else 1)
             assert sorted(h.id for h in after["households"] if h.turf_id == turf_id) == members
         assert all(h.turf_id is not None for h in after["households"])
         new = [shapely.from_wkb(t.geometry) for t in after["turfs"] if t.precinct_id == precinct
                and t.id not in kept]
-        old = [shapely.from_wkb(g) for g, _ in kept.values()]
-        assert max(a.intersection(b).area for a in new for b in old) < 1e-9  # square degrees, ~1 m²
+        old = [shapely.from_wkb(t.geometry) for t in after["turfs"] if t.id in kept]
+        # They tile still: no overlap beyond float noise (1e-15 square degrees is about 10 square micrometres).
+        assert max(a.intersection(b).area for a in new for b in old) < 1e-15
         # Other precincts' turfs are untouched.
         untouched = {t.id for t in before["turfs"] if t.precinct_id != precinct}
         assert untouched <= {t.id for t in after["turfs"]}

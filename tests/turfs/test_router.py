@@ -58,7 +58,8 @@ class TestDrawTurf:
                                                                                       "active")
         assert turf["doors"] == inside(rows, polygon) == len(turf["households"]) > 0
         assert turf["buildings"] == len({h["building_id"] for h in turf["households"]})
-        assert shape(turf["geometry"]).equals(polygon)
+        # As drawn, snapped to the stored grid of 6 decimals.
+        assert shapely.hausdorff_distance(shape(turf["geometry"]), polygon) < 1e-6
         await session.rollback()  # a new snapshot: SQLite reads see the database as their transaction began
         stored = await session.scalar(select(func.count()).select_from(Household)
                                       .where(Household.turf_id == turf["id"]))
@@ -108,7 +109,8 @@ class TestDrawTurf:
         assert r.status_code == 201 and b["doors"] == inside(rows, second)
         shrunk = (await client.get(f"{HOME}/turfs/{a['id']}", headers=world.headers("organizer"))).json()
         assert shrunk["doors"] == inside(rows, first) - inside(rows, first.intersection(second))
-        assert shape(shrunk["geometry"]).intersection(second).area < 1e-12
+        # What is left of A and the new B share their edge: no overlap, beyond float noise.
+        assert shape(shrunk["geometry"]).intersection(shape(b["geometry"])).area < 1e-15
         assert not {h["id"] for h in shrunk["households"]} & {h["id"] for h in b["households"]}
         # Both shapes changed; their GeoJSON text (maps, walk lists) followed.
         assert await stale_shapes(session) == []
