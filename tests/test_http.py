@@ -1,9 +1,12 @@
-"""HTTP conventions a browser or a generic client relies on: cross-origin calls (CORS), off unless configured."""
+"""HTTP conventions a browser or a generic client relies on: cross-origin calls (CORS), off unless configured;
+one Vary; HEAD; ETags and 304s on every GET."""
 
 import pytest
 from pydantic import ValidationError
+from starlette.requests import Request
 
 from app.config import Settings
+from app.routers.etags import ETags, tag_streamed
 from tests.conftest import SECRET, app_client
 from tests.factories import HOME
 
@@ -100,3 +103,96 @@ class TestHead:
     async def test_head_of_a_route_with_no_get_is_405(self, cut_client, world):
         r = await cut_client.head(f"/v1/campaigns/{HOME}/sync", headers=world.headers("organizer"))
         assert r.status_code == 405 and not r.content
+
+
+class TestETags:
+    async def test_one_weak_etag_whatever_the_encoding_and_a_304_that_says_what_the_200_says(self, cut_client, world):
+        organizer = world.headers("organizer")
+        path = f"/v1/campaigns/{HOME}/precincts"
+        zipped = await cut_client.get(path, headers={**organizer, "Accept-Encoding": "gzip"})
+        plain = await cut_client.get(path, headers={**organizer, "Accept-Encoding": "identity"})
+        assert zipped.headers["content-encoding"] == "gzip" and "content-encoding" not in plain.headers
+        etag = zipped.headers["etag"]
+        assert etag == plain.headers["etag"] and etag.startswith('W/"')
+        assert zipped.headers["cache-control"] == "private, no-cache"
+        for method in ("GET", "HEAD"):
+            r = await cut_client.request(method, path, headers={**organizer, "Accept-Encoding": "gzip",
+                                                                "If-None-Match": f'W/"other", {etag}'})
+            assert (r.status_code, r.content, r.headers["etag"]) == (304, b"", etag), method
+            assert sorted(vary(r)) == sorted(vary(zipped)) == ["accept", "accept-encoding"]
+            assert "content-type" not in r.headers and r.headers["x-content-type-options"] == "nosniff"
+        # The comparison is weak: the tag without its W/ matches too.
+        r = await cut_client.get(path, headers={**organizer, "If-None-Match": etag.removeprefix("W/")})
+        assert r.status_code == 304
+        # A tag of another body gets the body; an error gets no tag.
+        r = await cut_client.get(path, headers={**organizer, "If-None-Match": 'W/"other"'})
+        assert r.status_code == 200 and r.json()["items"] and r.headers["etag"] == etag
+        r = await cut_client.get(f"{path}/nowhere", headers={**organizer, "If-None-Match": "*"})
+        assert r.status_code == 404 and "etag" not in r.headers
+
+
+def route(*bodies: bytes, media: bytes = b"text/csv", status: int = 200, extra: tuple = (), held: bool = False):
+    """A stand-in route, raw ASGI: answers `bodies` as that many body messages (`held`: asking to be tagged)."""
+    async def app(scope, receive, send):
+        if held:
+            tag_streamed(Request(scope))
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", media), *extra]})
+        for i, body in enumerate(bodies):
+            await send({"type": "http.response.body", "body": body, "more_body": i < len(bodies) - 1})
+    return app
+
+
+async def answered(app, method: str = "GET", if_none_match: str | None = None) -> list[dict]:
+    """The ASGI messages `app` sends for a request."""
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+    headers = [(b"if-none-match", if_none_match.encode())] if if_none_match else []
+    await app({"type": "http", "method": method, "path": "/", "headers": headers, "query_string": b"", "state": {}},
+              receive, send)
+    return sent
+
+
+def head_of(messages: list[dict]) -> dict[bytes, bytes]:
+    return dict(messages[0]["headers"])
+
+
+class TestETagBuffering:
+    async def test_a_stream_that_asks_is_held_tagged_and_answers_304(self):
+        app = ETags(route(b"seq,id\n", b"1,a\n", b"2,b\n", held=True), buffer_max=100)
+        whole = await answered(app)
+        assert [m.get("body") for m in whole[1:]] == [b"seq,id\n1,a\n2,b\n"]
+        head = head_of(whole)
+        assert head[b"etag"].startswith(b'W/"') and head[b"content-length"] == b"15"
+        assert head[b"cache-control"] == b"private, no-cache"
+        again = await answered(app, if_none_match=head[b"etag"].decode())
+        assert again[0]["status"] == 304 and head_of(again) == {b"etag": head[b"etag"],
+                                                                b"cache-control": b"private, no-cache"}
+        assert [m.get("body") for m in again[1:]] == [b""]
+        # Another body, another tag.
+        other = await answered(ETags(route(b"seq,id\n", b"1,a\n", held=True), buffer_max=100))
+        assert head_of(other)[b"etag"] != head[b"etag"]
+
+    async def test_a_stream_past_the_bound_goes_on_untagged_with_every_byte(self):
+        chunks = [bytes([65 + i]) * 60 for i in range(5)]
+        sent = await answered(ETags(route(*chunks, held=True), buffer_max=100))
+        assert sent[0]["status"] == 200 and b"etag" not in head_of(sent) and b"content-length" not in head_of(sent)
+        assert b"".join(m["body"] for m in sent[1:]) == b"".join(chunks)
+        assert [m["more_body"] for m in sent[1:]] == [True] * (len(sent) - 2) + [False]
+        assert max(len(m["body"]) for m in sent[1:]) <= 100  # never more than the bound held
+
+    @pytest.mark.parametrize(("app", "method"), [
+        (route(b"data: 1\n\n", media=b"text/event-stream"), "GET"),  # an event stream, even in one message
+        (route(b"a", b"b"), "GET"),  # a stream that didn't ask: as it comes
+        (route(b"{}", extra=((b"etag", b'"mine"'),), media=b"application/json"), "GET"),  # the route's own ETag
+        (route(b"{}", status=404, media=b"application/problem+json"), "GET"),
+        (route(b"{}", status=201, media=b"application/json"), "POST"),
+    ], ids=["event-stream", "unasked-stream", "own-etag", "error", "post"])
+    async def test_what_passes_untouched(self, app, method):
+        for if_none_match in (None, "*", '"mine"'):
+            assert await answered(ETags(app), method, if_none_match) == await answered(app, method, if_none_match)

@@ -3,13 +3,15 @@
 A change is announced when its transaction commits (app/progress/handlers.py): on PostgreSQL by NOTIFY (sent by
 the writing transaction, delivered by the server only at commit, to every process LISTENing, whichever worker
 wrote); on SQLite, where one process serves, straight to this process's hub after the commit. Streams subscribe
-to the hub.
+to the hub. A stream outlives a database that goes away and comes back (`watch`), and the listener, reconnected,
+has every stream read its counter again, so a change made meanwhile is not lost.
 """
 
 import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -19,9 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from app.campaigns.models import Campaign
-from app.db import pg_fetch
+from app.db import UNREACHABLE, pg_fetch, unavailable
 
 CHANNEL = "doorstep_progress"
+# How the listening connection shows in pg_stat_activity.
+LISTENER_NAME = "doorstep progress listener"
 log = logging.getLogger("doorstep")
 
 
@@ -45,8 +49,61 @@ class Hub:
             if queue.empty():
                 queue.put_nowait(campaign_id)
 
+    def publish_all(self) -> None:
+        """Tell every subscriber to read its counter again: after the listener was away, changes may have gone
+        by unheard (a NOTIFY reaches only who listens when it is sent)."""
+        for campaign_id in list(self.queues):
+            self.publish(campaign_id)
+
 
 HUB = Hub()
+
+# After a failed read a stream reads the counter again this soon, twice as late each time up to the most: a
+# restarted database is back within seconds, and a try costs one query.
+RETRY_FIRST_S, RETRY_MOST_S = 0.5, 5.0
+
+
+async def watch(read: Callable[[], Awaitable[int]], queue: asyncio.Queue[int], *,
+                keep_alive_s: float) -> AsyncIterator[int | None]:
+    """A stream's life: the change counter `read` gives, now and whenever it moves on (`queue`, the stream's
+    hub subscription, says when to look); None after each `keep_alive_s` of quiet. While the database can't
+    be reached the stream goes on: keep-alives as usual, the counter read again with backoff, one line in the
+    log, and the counter as soon as it reads again if it moved meanwhile. Other errors end it."""
+    loop = asyncio.get_running_loop()
+    sent: int | None = None
+    pause, retry_at = RETRY_FIRST_S, None
+    keep_alive_at = loop.time() + keep_alive_s  # kept across retries: an outage's stream stays alive too
+    while True:
+        try:
+            changes = await read()
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            if retry_at is None:
+                log.warning("a progress stream waits: the database can't be reached (%s)", type(exc).__name__)
+            retry_at, pause = loop.time() + pause, min(pause * 2, RETRY_MOST_S)
+        else:
+            pause, retry_at = RETRY_FIRST_S, None
+            # A reconnected listener wakes every stream (publish_all): only a counter that moved is news.
+            if changes != sent:
+                sent = changes
+                yield changes
+                keep_alive_at = loop.time() + keep_alive_s
+        while True:
+            retrying = retry_at is not None and retry_at < keep_alive_at
+            if await _heard(queue, (retry_at if retrying else keep_alive_at) - loop.time()) or retrying:
+                break
+            yield None
+            keep_alive_at = loop.time() + keep_alive_s
+
+
+async def _heard(queue: asyncio.Queue[int], seconds: float) -> bool:
+    """Whether `queue` told of a change within `seconds`."""
+    try:
+        await asyncio.wait_for(queue.get(), max(seconds, 0.0))
+    except TimeoutError:
+        return False
+    return True
 
 
 # The counter moved on and every process told in one round trip (a sync batch makes a handful).
@@ -84,16 +141,26 @@ async def listen(database_url: str, stop: asyncio.Event) -> None:
         with contextlib.suppress(ValueError):
             HUB.publish(int(payload))
 
+    pause, failing = RETRY_FIRST_S, False
     while not stop.is_set():
         lost = asyncio.Event()
+        connection = None
         try:
-            connection = await asyncpg.connect(dsn)
-        except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("progress listener can't connect (%s); retrying", exc)
-            await _wait(stop, 1.0)
+            connection = await asyncpg.connect(dsn, server_settings={"application_name": LISTENER_NAME})
+            connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
+            await connection.add_listener(CHANNEL, heard)
+        except (*UNREACHABLE, OSError, asyncpg.PostgresError) as exc:
+            if connection is not None:
+                connection.terminate()
+            if not failing:  # one line an outage
+                log.warning("the progress listener can't connect (%s); retrying", exc)
+            failing = True
+            await _wait(stop, pause)
+            pause = min(pause * 2, RETRY_MOST_S)
             continue
-        connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
-        await connection.add_listener(CHANNEL, heard)
+        pause, failing = RETRY_FIRST_S, False
+        # What changed while nobody listened was announced to nobody: every stream reads its counter again.
+        HUB.publish_all()
         try:
             done = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())}
             _, pending = await asyncio.wait(done, return_when=asyncio.FIRST_COMPLETED)

@@ -1,18 +1,59 @@
 """Live progress over Server-Sent Events, from real uvicorn processes: on PostgreSQL a sync through one process
-reaches a stream served by another within a second (LISTEN/NOTIFY); on SQLite, within the one process."""
+reaches a stream served by another within a second (LISTEN/NOTIFY); on SQLite, within the one process. A stream
+outlives the database connections going away, and misses no change made meanwhile."""
 
 import asyncio
+import contextlib
 import time
 from contextlib import AsyncExitStack
 
+import asyncpg
 import httpx
 import orjson
 import pytest
+from sqlalchemy.engine import make_url
 
+from app.progress import live
+from app.progress.live import CHANNEL, LISTENER_NAME
 from tests.sync.helpers import HOME, batch, hold, knock
 from tests.sync.test_durability import serving
 
 STREAM = f"{HOME}/progress/stream"
+
+
+@pytest.fixture(scope="session")
+def postgresql_only(backend: str) -> None:
+    # Session-scoped and used first, so the SQLite leg skips before it loads the city for nothing.
+    if backend == "sqlite":
+        pytest.skip("a database that drops its connections is PostgreSQL's case: SQLite is a file in the process")
+
+
+# Ends the server's connections to the test's database (`$1`: only those of that application name), sparing the
+# test's own and backend `$2`; answers the application names of those ended, once each is gone. As a restart
+# does to the app, while the shared PostgreSQL runs on for the other tests.
+END_CONNECTIONS = """
+WITH them AS MATERIALIZED (
+  SELECT pid, application_name FROM pg_stat_activity
+  WHERE datname = current_database() AND pid NOT IN (pg_backend_pid(), $2)
+    AND ($1::text IS NULL OR application_name = $1))
+SELECT application_name FROM them WHERE pg_terminate_backend(pid, 5000)"""
+# A change as the app announces it (app/progress/live.py): the counter moved on, and NOTIFY at commit.
+CHANGE = """
+WITH moved AS (UPDATE campaign SET changes = changes + 1 WHERE slug = $1 RETURNING id, changes)
+SELECT id, changes, pg_notify($2, CAST(id AS text)) FROM moved"""
+
+
+async def until(check, what: str, within: float = 5.0) -> None:
+    """Wait until `check()` is true; fails naming `what` after `within` seconds."""
+    for _ in range(int(within / 0.05)):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"{what} within {within} s")
+
+
+async def logged(server, line: str) -> bool:
+    return line in server.log.read_text()
 
 
 async def next_event(lines, within: float = 5.0) -> dict:
@@ -70,6 +111,63 @@ class TestStream:
                 quiet = None
             assert quiet is None
 
+    @pytest.mark.usefixtures("postgresql_only")
+    async def test_a_stream_outlives_its_database_connections_and_misses_no_change(self, cut_db_url, world,
+                                                                                   tmp_path):
+        dsn = make_url(cut_db_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(asyncio.timeout(60))
+            server = await stack.enter_async_context(serving(cut_db_url, tmp_path))
+            client = await stack.enter_async_context(httpx.AsyncClient(base_url=server.base, timeout=10))
+            walk = await hold(client, world)  # before the stream: its assignment is not news to it
+            response = await stack.enter_async_context(client.stream("GET", STREAM,
+                                                                     headers=world.headers("organizer")))
+            lines = response.aiter_lines()
+            assert await asyncio.wait_for(anext(lines), 5) == "retry: 5000"
+            first = await next_event(lines)
+            watcher, locker = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+            stack.push_async_callback(watcher.close)
+            stack.push_async_callback(locker.close)
+            spare = locker.get_server_pid()
+
+            # The listener's connection ends and it can't connect again (the database takes no new connections)
+            # while a change commits: its NOTIFY reaches nobody. Back, the listener has the stream look again.
+            database = make_url(cut_db_url).database
+            gate = await asyncpg.connect(make_url(dsn).set(database="postgres").render_as_string(hide_password=False))
+            stack.push_async_callback(gate.close)
+            await gate.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+            try:
+                assert await watcher.fetch(END_CONNECTIONS, LISTENER_NAME, spare)
+                await until(lambda: logged(server, "the progress listener can't connect"), "the listener never left")
+                unheard = await watcher.fetchrow(CHANGE, "cambridge", CHANNEL)
+            finally:
+                await gate.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+            assert (await next_event(lines))["changes"] == unheard["changes"] > first["changes"]
+
+            # Every connection of the server ends (its pool's, the listener's) while the stream reads the counter
+            # (held up by a lock, to be sure of it), as in a restart: the stream says so in a line and reads again
+            # once it can; then a sync reaches it.
+            async with locker.transaction():
+                await locker.execute("LOCK TABLE campaign IN ACCESS EXCLUSIVE MODE")
+                await watcher.execute("SELECT pg_notify($1, $2)", CHANNEL, str(unheard["id"]))
+                await until(lambda: watcher.fetchval(
+                    "SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"), "the stream never read the counter")
+                ended = [r["application_name"] for r in await watcher.fetch(END_CONNECTIONS, None, spare)]
+                assert LISTENER_NAME in ended and len(ended) >= 2, ended
+                await until(lambda: logged(server, "a progress stream waits: the database can't be reached"),
+                            "the stream logged no outage")
+            body = batch([knock(walk, 0, "contacted")])
+            for _ in range(20):  # a phone retries a 503 (a dead pooled connection), as told
+                answer = await client.post(f"{HOME}/sync", json=body, headers=world.headers("canvasser"))
+                if answer.status_code != 503:
+                    break
+                await asyncio.sleep(0.25)
+            assert answer.status_code == 200 and answer.json()["accepted"] == 1, answer.text
+            assert (await next_event(lines))["changes"] > unheard["changes"]
+            log = server.log.read_text()
+        assert "Traceback" not in log, log
+
     async def test_who_may_stream(self, cut_client, world):
         # Refusals answer before any stream starts (in process: the ASGI transport can't hold a stream open; the
         # organizer's stream above is the success).
@@ -79,6 +177,46 @@ class TestStream:
         assert (await cut_client.get(STREAM, headers=world.headers("host"))).status_code == 403
         assert (await cut_client.get(STREAM, headers=world.headers("foreign_key"))).status_code == 404
         assert (await cut_client.get(STREAM)).status_code == 401
+
+
+class TestWatch:
+    """A stream's loop (live.watch) against a reader that fails as a database out of reach does."""
+
+    async def test_an_outage_keeps_the_keep_alives_and_the_counter_comes_once_it_reads(self, caplog):
+        db = {"changes": 1, "down": False, "reads": 0}
+
+        async def read() -> int:
+            db["reads"] += 1
+            if db["down"]:
+                raise ConnectionResetError("Connection reset by peer")
+            return db["changes"]
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        # A beat longer than the first retries, so reads come between keep-alives.
+        async with contextlib.aclosing(live.watch(read, queue, keep_alive_s=0.7)) as stream:
+            assert await anext(stream) == 1
+            began = loop.time()
+            db["down"] = True
+            queue.put_nowait(1)  # a change heard, and the read fails
+            assert await anext(stream) is None
+            assert loop.time() - began < 1.0, "the keep-alive on its beat, whatever the retries"
+            db.update(changes=2, down=False)
+            seen = []
+            while not seen or seen[-1] is None:
+                seen.append(await asyncio.wait_for(anext(stream), 6))
+            assert seen[-1] == 2
+            assert db["reads"] <= 5, "read again with backoff, not in a loop"
+            # Woken with nothing new (a reconnected listener wakes every stream): no event, only the beat.
+            queue.put_nowait(1)
+            assert await anext(stream) is None
+        assert [r.getMessage() for r in caplog.records if r.name == "doorstep"] == [
+            "a progress stream waits: the database can't be reached (ConnectionResetError)"]
+
+    async def test_an_error_that_is_no_outage_ends_it(self):
+        async def read() -> int:
+            raise ValueError("a bug")
+        with pytest.raises(ValueError, match="a bug"):
+            await anext(live.watch(read, asyncio.Queue(), keep_alive_s=0.1))
 
 
 # A database of its own: streams hear of commits (LISTEN/NOTIFY) from real servers.
