@@ -30,7 +30,19 @@ demo: $(VENV)/.serving
 # Two workers: the SQLite leg on one, the PostgreSQL leg on the other (tests/conftest.py groups them).
 PYTEST_ARGS ?= -n 2 --dist loadgroup
 
-test: $(VENV)/.installed
+# tests/test_clients.py's TypeScript generator and compiler, pinned in clients/package-lock.json. Without npm
+# (.ci/run installs it) those tests skip, saying so.
+clients/node_modules/.package-lock.json: clients/package.json clients/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix clients --no-audit --no-fund --silent; fi
+
+# tests/test_clients.py's Python client generator, in a venv of its own: it pins typer below the CLI's.
+GENERATOR := $(VENV)/generator/bin/openapi-python-client
+$(GENERATOR): clients/generator.txt | $(VENV)/.serving
+	test -x $(VENV)/generator/bin/python || $(PY) scripts/make_venv.py $(VENV)/generator
+	$(VENV)/generator/bin/python -m pip install --quiet -r clients/generator.txt
+	touch $@
+
+test: $(VENV)/.installed clients/node_modules/.package-lock.json $(GENERATOR)
 	DOORSTEP_TEST_PG_URL=$(DOORSTEP_TEST_PG_URL) $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.audit.service import AuditLog
@@ -20,6 +21,8 @@ from app.routers import (
     addresses,
     auth,
     campaigns,
+    contract,
+    docs,
     organizing,
     precincts,
     problems,
@@ -33,8 +36,12 @@ from app.routers import (
 from app.routers import audit as audit_routes
 from app.routers import webhooks as webhook_routes
 from app.routers.bodies import BoundBodies
+from app.routers.etags import ETags
 from app.routers.head import HeadAsGet
 from app.routers.headers import SecurityHeaders
+from app.routers.responses import COMPRESS_MIN
+from app.schemas import FeatureCollection
+from app.sync.schemas import SyncBatch
 from app.webhooks import service as webhooks
 
 DESCRIPTION = """The REST API behind door-to-door canvassing: precincts, addresses and people, turfs, walk lists,
@@ -48,6 +55,12 @@ Each operation lists who may call it: `x-roles` (a member's role in the campaign
 CORS_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 CORS_HEADERS = ["Authorization", "X-API-Key", "Content-Type", "If-None-Match", "Last-Event-ID"]
 CORS_EXPOSED = ["ETag", "Link", "Location", "Retry-After"]
+
+
+def operation_id(route: APIRoute) -> str:
+    """An operation's id in the contract: its function's name (`get_walklist`, `sync_knocks`), short and stable,
+    which generated clients name their calls after. A duplicate fails `app.openapi` (tests/test_openapi.py)."""
+    return route.name
 
 
 def create_app(settings: Settings | None = None, *, connection: AsyncConnection | None = None) -> FastAPI:
@@ -93,13 +106,18 @@ def create_app(settings: Settings | None = None, *, connection: AsyncConnection 
         if engine is not None:
             await engine.dispose()
 
-    app = FastAPI(title="Doorstep", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    # The docs pages are app/routers/docs.py's, which serve their own assets, not a CDN's.
+    app = FastAPI(title="Doorstep", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  generate_unique_id_function=operation_id, docs_url=None, redoc_url=None)
     app.state.settings = settings
     problems.install(app)
     # Bodies are bounded (bytes per route, JSON depth) before any route reads them.
     app.add_middleware(BoundBodies, settings=settings)
+    # Every GET's 200 gets an ETag (of its body, unless the route made one) and If-None-Match a 304. Inside the
+    # compression, so the tag is the identity body's, and a 304 is never compressed.
+    app.add_middleware(ETags, compress_min=COMPRESS_MIN)
     # Walk lists go to phones on weak signal: anything over 1 KB goes gzipped to clients that accept it.
-    app.add_middleware(GZipMiddleware, minimum_size=1000)
+    app.add_middleware(GZipMiddleware, minimum_size=COMPRESS_MIN)
     # Outside the compression, so a HEAD's headers are the gzipped GET's.
     app.add_middleware(HeadAsGet)
     # Outermost, so errors, streamed and gzipped answers get them too (500s get them in problems.unhandled).
@@ -115,7 +133,8 @@ def create_app(settings: Settings | None = None, *, connection: AsyncConnection 
         app.include_router(module.router)
     app.include_router(organizing.public)
     app.include_router(campaigns.index)
-    problems.document(app)
+    app.include_router(docs.router)
+    contract.document(app, SyncBatch, FeatureCollection)
     return app
 
 

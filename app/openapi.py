@@ -15,11 +15,11 @@ def spec() -> dict:
 
 
 def document() -> str:
-    return json.dumps(spec(), indent=2, sort_keys=True) + "\n"
+    return json.dumps(spec(), indent=2) + "\n"
 
 
 def yaml_document() -> str:
-    return yaml.safe_dump(spec(), sort_keys=True, allow_unicode=True)
+    return yaml.safe_dump(spec(), sort_keys=False, allow_unicode=True)
 
 
 def write(folder: Path) -> None:

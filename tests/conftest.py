@@ -13,12 +13,13 @@ import os
 import shutil
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
 
 import asyncpg
 import pytest
+from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -30,7 +31,7 @@ from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.main import create_app
 from app.migrations import alembic_config
-from tests import factories
+from tests import contract, factories
 
 SECRET = factories.SECRET
 PG_URL = os.environ.get("DOORSTEP_TEST_PG_URL")
@@ -119,6 +120,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         moves = matrix is not None and backend not in matrix.kwargs.get("stays_on", ())
         item.add_marker(pytest.mark.xdist_group(other[backend] if moves else backend))
 
+
+
+@pytest.fixture(autouse=True, scope="session")
+def answers_held_to_the_contract() -> Iterator[None]:
+    """Every answer the app gives through httpx's ASGI transport is checked against the committed contract."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ASGITransport, "handle_async_request", contract.checked(ASGITransport.handle_async_request))
+        yield
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest) -> str:
@@ -283,13 +292,20 @@ async def db_session(url: str) -> AsyncIterator[AsyncSession]:
 
 
 @asynccontextmanager
-async def app_client(url: str, **settings: object) -> AsyncIterator[AsyncClient]:
-    """An HTTP client on the app, served from the database at `url` (on the test's rolled-back transaction, if
-    the URL is a shared database's)."""
+async def running_app(url: str, **settings: object) -> AsyncIterator[FastAPI]:
+    """The app, started, served from the database at `url` (on the test's rolled-back transaction, if the URL is
+    a shared database's)."""
     app = create_app(Settings(database_url=url, jwt_secret=SECRET, _env_file=None, **settings),
                      connection=BOUND.get(url))
-    async with app.router.lifespan_context(app), AsyncClient(transport=ASGITransport(app=app),
-                                                             base_url="http://test") as c:
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@asynccontextmanager
+async def app_client(url: str, **settings: object) -> AsyncIterator[AsyncClient]:
+    """An HTTP client on the app (`running_app`)."""
+    async with running_app(url, **settings) as app, AsyncClient(transport=ASGITransport(app=app),
+                                                                 base_url="http://test") as c:
         yield c
 
 

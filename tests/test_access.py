@@ -618,6 +618,12 @@ async def check_precinct_list(case: Case, r: httpx.Response) -> None:
     assert sum(p["households"] for p in items) == case.facts.households[campaign]
 
 
+async def check_precinct_geojson(case: Case, r: httpx.Response) -> None:
+    features, campaign = r.json()["features"], case.campaign or ""
+    assert len(features) == case.facts.precincts[campaign] and "next_cursor" not in r.json()
+    assert sum(f["properties"]["households"] for f in features) == case.facts.households[campaign]
+
+
 async def check_precinct(case: Case, r: httpx.Response) -> None:
     body = r.json()
     assert body["id"] == PRECINCT
@@ -1883,6 +1889,8 @@ ENDPOINTS = (
     Endpoint("POST", "/v1/me/password", send=send_password_change, check=check_password_changed, keys_ok=False),
     Endpoint("GET", "/v1/campaigns/{campaign_id}/precincts", EVERY_ROLE, Scope.turfs_read,
              send=fixed(params={"limit": 1000}), check=check_precinct_list),
+    Endpoint("GET", "/v1/campaigns/{campaign_id}/precincts.geojson", EVERY_ROLE, Scope.turfs_read,
+             check=check_precinct_geojson, media_type=GEOJSON),
     Endpoint("GET", "/v1/campaigns/{campaign_id}/precincts/{precinct_id}", EVERY_ROLE, Scope.turfs_read,
              send=fixed(precinct_id=PRECINCT), check=check_precinct),
     Endpoint("POST", "/v1/campaigns/{campaign_id}/precincts", FIELD, send=send_precincts,
@@ -1903,6 +1911,10 @@ ENDPOINTS = (
              media_type=GEOJSON, variant="GeoJSON"),
     Endpoint("GET", PROGRESS + "/turfs", FIELD | {Role.host}, Scope.progress_read, prepare=organize,
              check=check_progress_rows, refuse=host_without_event),
+    Endpoint("GET", PROGRESS + "/precincts.geojson", FIELD | {Role.host}, Scope.progress_read,
+             check=check_progress_rows, refuse=host_without_event, media_type=GEOJSON),
+    Endpoint("GET", PROGRESS + "/turfs.geojson", FIELD | {Role.host}, Scope.progress_read, prepare=organize,
+             check=check_progress_rows, refuse=host_without_event, media_type=GEOJSON),
     # The results feed: organizers and keys with results:read.
     Endpoint("GET", "/v1/campaigns/{campaign_id}/door-knocks", FIELD, Scope.results_read, check=check_feed),
     Endpoint("GET", "/v1/campaigns/{campaign_id}/door-knocks.csv", FIELD, Scope.results_read, check=check_feed_csv,
@@ -1921,6 +1933,8 @@ ENDPOINTS = (
     Endpoint("GET", TURFS, EVERY_ROLE, Scope.turfs_read, prepare=organize, check=check_turf_list),
     Endpoint("GET", TURFS, EVERY_ROLE, Scope.turfs_read, prepare=organize, send=fixed(headers={"Accept": GEOJSON}),
              check=check_turf_geojson, media_type=GEOJSON, variant="GeoJSON"),
+    Endpoint("GET", TURFS + ".geojson", EVERY_ROLE, Scope.turfs_read, prepare=organize, check=check_turf_geojson,
+             media_type=GEOJSON),
     # One turf, with its households (voters' addresses): a host reads only those checked out at their event.
     Endpoint("GET", TURFS + "/{turf_id}", EVERY_ROLE, Scope.turfs_read, prepare=launch,
              send=turf_sender(own=True), check=check_turf, variant="one the caller holds or hosts"),
@@ -2301,3 +2315,72 @@ async def test_an_id_of_another_campaign_is_not_found(client: httpx.AsyncClient,
                                     f"a missing one {bodies[1]}")
     assert not failures, "\n".join(failures)
     assert changes(before, await count_rows(session)) == {}
+
+
+# Conditional reads: the callers a read is tried as, the first it lets in. A webhook's deliveries are read of one
+# the admin makes, as the matrix names only a webhook nobody has.
+READERS = ("admin", "organizer", "host", "canvasser", "key_all")
+DELIVERIES = WEBHOOKS + "/{webhook_id}/deliveries"
+
+
+async def read_again(client: httpx.AsyncClient, url: str, sent: dict[str, str], extra: dict[str, Any]) -> list[str]:
+    """Read `url`, then again sending its ETag back: what is wrong with the ETag or the 304."""
+    first = await client.get(url, headers=sent, **extra)
+    if first.status_code != 200 or "etag" not in first.headers:
+        return [f"{first.status_code} with ETag {first.headers.get('etag')!r}: {first.text[:200]}"]
+    again = await client.get(url, headers={**sent, "If-None-Match": first.headers["etag"]}, **extra)
+    wrong = [] if (again.status_code, again.content) == (304, b"") else [
+        f"If-None-Match got {again.status_code} and {len(again.content)} bytes"]
+    for name in ("etag", "vary", "cache-control", "x-content-type-options", "content-security-policy"):
+        if again.headers.get(name) != first.headers.get(name):
+            wrong.append(f"the 304's {name} is {again.headers.get(name)!r}, the 200's {first.headers.get(name)!r}")
+    if again.headers.get("cache-control") != "private, no-cache":
+        wrong.append(f"Cache-Control {again.headers.get('cache-control')!r}: a caller's own answer")
+    return wrong
+
+
+@pytest.mark.access_matrix
+async def test_every_read_has_an_etag_and_answers_its_304(databases: Databases, world_template: tuple[str, World],
+                                                          prepared: dict[Any, tuple[str, Facts]]) -> None:
+    """Every GET of the contract but the live stream, read as a caller it lets in, in the world the matrix prepares
+    for it: an ETag, and `If-None-Match` naming it gets a 304 with no body and the 200's ETag, Vary, Cache-Control
+    and security headers. A list's ETag moves when the list does, and the old one gets the list again."""
+    spec = create_app(Settings(jwt_secret=SECRET, _env_file=None)).openapi()
+    gets = {path for path, ops in spec["paths"].items() if "get" in ops} - {route for _, route in STREAMED}
+    reads: dict[Any, list[tuple[Endpoint, str]]] = {}
+    for e in ENDPOINTS:
+        who = next((w for w in READERS if e.expected(w, HOME if e.in_campaign else None) == e.ok), None)
+        if e.method == "GET" and who is not None:
+            reads.setdefault(e.prepare, []).append((e, who))
+    assert {e.route for group in reads.values() for e, _ in group} | {DELIVERIES} == gets
+    world, failures = world_template[1], []
+    for group in reads.values():
+        world_url, facts = await prepared_world(group[0][0], databases, world_template, prepared)
+        async with (rolled_back(world_url) as url, app_client(url, rate_per_account="1000/minute") as client,
+                    db_session(url) as session):
+            for n, (endpoint, who) in enumerate(group):
+                case = Case(client, session, world, copy.deepcopy(facts), who, HOME if endpoint.in_campaign else None,
+                            n)
+                extra = await endpoint.send(case) if endpoint.send else {}
+                named = {k: extra.pop(k) for k in list(extra) if f"{{{k}}}" in endpoint.route}
+                sent = headers(case) | extra.pop("headers", {})
+                path = endpoint.route.format(campaign_id=case.campaign, **named)
+                failures += [f"{endpoint} as {who}: {wrong}" for wrong in await read_again(client, path, sent, extra)]
+            if group[0][0].prepare is None:
+                admin = world.headers("admin")
+                hook = await client.post(f"/v1/campaigns/{HOME}/webhooks", headers=admin,
+                                         json={"url": "https://8.8.8.8/hook", "events": ["knock.accepted"]})
+                assert hook.status_code == 201, hook.text
+                failures += [f"GET {DELIVERIES}: {wrong}" for wrong in await read_again(
+                    client, f"/v1/campaigns/{HOME}/webhooks/{hook.json()['id']}/deliveries", admin, {})]
+
+                keys = f"/v1/campaigns/{HOME}/api-keys"
+                before = await client.get(keys, headers=admin)
+                made = await client.post(keys, json={"name": "etag probe", "scopes": ["turfs:read"]}, headers=admin)
+                assert made.status_code == 201, made.text
+                after = await client.get(keys, headers={**admin, "If-None-Match": before.headers.get("etag", "")})
+                if after.status_code != 200 or after.headers.get("etag") in (None, before.headers.get("etag")):
+                    failures.append(f"GET {keys} after a change: {after.status_code}, {after.headers.get('etag')}")
+                assert sorted(k["name"] for k in after.json()) == sorted([*(k["name"] for k in before.json()),
+                                                                          "etag probe"])
+    assert not failures, "\n".join(failures)

@@ -19,6 +19,7 @@ router = APIRouter(prefix="/v1/campaigns/{campaign_id}", tags=["addresses"])
 
 field = Allow(*FIELD_ROLES)
 FILE_HELP = "CSV, GeoJSON, GeoPackage or zipped Shapefile, told by content; anything else gets 415."
+UPLOAD_RESPONSES: dict[int | str, dict[str, str]] = {415: {"description": FILE_HELP}}
 MAP_HELP = "FIELD=COLUMN, once per field to rename; join columns with +: `street=street_name+street_suffix`."
 
 
@@ -49,7 +50,7 @@ async def list_households(request: Request, response: Response, access: Annotate
                          next_cursor=next_cursor)
 
 
-@router.post("/addresses", openapi_extra=field.openapi)
+@router.post("/addresses", openapi_extra=field.openapi, responses=UPLOAD_RESPONSES)
 async def import_addresses(file: Annotated[UploadFile, File(description=FILE_HELP)],
                            access: Annotated[Access, Depends(field)], session: SessionDep, settings: SettingsDep,
                            map: Annotated[list[str], Form(description=MAP_HELP)] = []) -> ImportReportRead:  # noqa: B006
@@ -58,7 +59,7 @@ async def import_addresses(file: Annotated[UploadFile, File(description=FILE_HEL
                                 access, session, settings)
 
 
-@router.post("/people", openapi_extra=field.openapi)
+@router.post("/people", openapi_extra=field.openapi, responses=UPLOAD_RESPONSES)
 async def import_people(file: Annotated[UploadFile, File(description="A voter file. " + FILE_HELP)],
                         access: Annotated[Access, Depends(field)], session: SessionDep, settings: SettingsDep,
                         map: Annotated[list[str], Form(description=MAP_HELP)] = []) -> ImportReportRead:  # noqa: B006

@@ -35,7 +35,7 @@ def audit_streamed(request: Request, access: Access, action: str, subject: str, 
 
 
 @router.get("/audit", openapi_extra=admin.openapi)
-async def read_audit(request: Request, response: Response, access: Annotated[Access, Depends(admin)],
+async def list_audit_events(request: Request, response: Response, access: Annotated[Access, Depends(admin)],
                      session: SessionDep,
                      since: Annotated[Moment | None, Query(description="Reads at or after this time.")] = None,
                      until: Annotated[Moment | None, Query(description="Reads before this time.")] = None,

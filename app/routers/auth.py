@@ -27,7 +27,7 @@ def _token(tokens: Tokens, settings: Settings) -> Token:
                  refresh_token=tokens.refresh_token, refresh_expires_in=settings.refresh_days * 86400)
 
 
-@router.post("/auth/token")
+@router.post("/auth/token", responses={401: {"description": "Wrong email or password."}})
 async def log_in(form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request, session: SessionDep,
                  settings: SettingsDep) -> Token:
     """Log in with email (as `username`) and password; starts a login session. Rate-limited (429)."""
@@ -38,7 +38,7 @@ async def log_in(form: Annotated[OAuth2PasswordRequestForm, Depends()], request:
                   settings)
 
 
-@router.post("/auth/refresh")
+@router.post("/auth/refresh", responses={401: {"description": "The refresh token is unknown, used or expired."}})
 async def refresh_token(body: RefreshRequest, request: Request, session: SessionDep, settings: SettingsDep) -> Token:
     """New tokens for a refresh token, without the password. Each refresh token works once: the answer holds
     the next one, and one sent again ends its login (a copy was made). Rate-limited (429)."""
@@ -48,7 +48,8 @@ async def refresh_token(body: RefreshRequest, request: Request, session: Session
                                              minutes=settings.token_minutes, days=settings.refresh_days), settings)
 
 
-@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT,
+             responses={401: {"description": "Not logged in."}})
 async def log_out(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> Response:
     """End the login a refresh token belongs to: its refresh and access tokens stop at once. Twice is harmless."""
     await auth_service.log_out(session, body.refresh_token, secret=_secret(settings))
@@ -74,7 +75,7 @@ async def change_password(body: PasswordChange, caller: CallerDep, request: Requ
 
 
 @router.get("/me")
-async def who_am_i(caller: CallerDep, session: SessionDep) -> UserRead:
+async def get_me(caller: CallerDep, session: SessionDep) -> UserRead:
     """The logged-in user and their role in each campaign."""
     user = await session.get(User, _user_id(caller))
     assert user is not None

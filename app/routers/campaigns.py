@@ -27,7 +27,7 @@ def _key_read(row: object, cls: type[ApiKeyRead] = ApiKeyRead, **extra: str) -> 
 
 
 @router.get("", openapi_extra=any_member.openapi)
-async def read_campaign(access: Annotated[Access, Depends(any_member)], session: SessionDep) -> CampaignSummary:
+async def get_campaign(access: Annotated[Access, Depends(any_member)], session: SessionDep) -> CampaignSummary:
     """The campaign, the caller's role in it, and how much it holds."""
     return await _summary(session, access)
 
@@ -87,7 +87,8 @@ async def list_members(request: Request, response: Response, access: Annotated[A
                       next_cursor=next_cursor)
 
 
-@router.delete("/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT, openapi_extra=admin.openapi)
+@router.delete("/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT, openapi_extra=admin.openapi,
+               responses={409: {"description": "The campaign's last admin."}})
 async def remove_member(user_id: UUID, access: Annotated[Access, Depends(admin)], session: SessionDep) -> Response:
     """Take a member out of the campaign (admins): their turfs here go back, the join codes they made here stop,
     and every login of theirs ends. The campaign's last admin can't be removed (409)."""

@@ -26,6 +26,8 @@ class HeadAsGet:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 raise _Done
         scope.setdefault("state", {})  # shared with the GET's scope: what routes note there, the outer layers read
+        # A route that streams may count its body for a HEAD, to give its length (app/routers/features.py).
+        scope["state"]["head"] = True
         try:
             await self.app({**scope, "method": "GET"}, receive, head_only)
         except* _Done:  # a streamed answer raises it from inside its task group

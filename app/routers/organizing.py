@@ -45,7 +45,8 @@ def _user(access: Access) -> UUID:
     return access.caller.user_id
 
 
-@router.post("/turfs/{turf_id}/assignments", status_code=status.HTTP_201_CREATED, openapi_extra=field.openapi)
+@router.post("/turfs/{turf_id}/assignments", status_code=status.HTTP_201_CREATED, openapi_extra=field.openapi,
+             responses={409: {"description": "The turf is archived."}})
 async def assign_turf(turf_id: Id, body: AssignmentCreate, access: Annotated[Access, Depends(field)],
                       session: SessionDep) -> list[HolderRead]:
     """Give a turf to one or more members; returns everyone holding it."""
@@ -63,7 +64,7 @@ async def take_back_turf(turf_id: Id, user_id: UUID, access: Annotated[Access, D
 
 
 @router.get("/assignments", openapi_extra=field_readers.openapi)
-async def list_holders(access: Annotated[Access, Depends(field_readers)], session: SessionDep,
+async def list_assignments(access: Annotated[Access, Depends(field_readers)], session: SessionDep,
                        turf: Id | None = None, user: UUID | None = None) -> list[HolderRead]:
     """Who holds what: assignments, claims and event check-outs."""
     rows = await holdings.holders(session, access.campaign_id, turf_id=turf, user_id=user)
@@ -75,7 +76,7 @@ async def list_holders(access: Annotated[Access, Depends(field_readers)], sessio
 
 
 @router.get("/turf-history", openapi_extra=field.openapi)
-async def turf_history(access: Annotated[Access, Depends(field)], session: SessionDep,
+async def list_turf_history(access: Annotated[Access, Depends(field)], session: SessionDep,
                        turf: Id | None = None) -> list[HistoryRead]:
     """Every assignment, claim, release, lapse and check-out, oldest first."""
     rows = await holdings.history(session, access.campaign_id, turf_id=turf)
@@ -83,7 +84,9 @@ async def turf_history(access: Annotated[Access, Depends(field)], session: Sessi
 
 
 @router.post("/turfs:claim", openapi_extra=any_member.openapi,
-             responses={201: {"description": "A turf newly claimed."}, 200: {"description": "The open claim."}})
+             responses={201: {"model": ClaimRead, "description": "A turf newly claimed."},
+                        200: {"description": "The open claim, claimed before."},
+                        409: {"description": "Every turf is held or reserved right now."}})
 async def claim_turf(body: ClaimCreate, response: Response, access: Annotated[Access, Depends(any_member)],
                      session: SessionDep) -> ClaimRead:
     """Claim the nearest free turf, the least worked first; a volunteer with an open claim gets it back."""
@@ -104,7 +107,8 @@ def _code_read(code: object) -> JoinCodeRead:
     return JoinCodeRead.model_validate(code, from_attributes=True)
 
 
-@router.post("/join-codes", status_code=status.HTTP_201_CREATED, openapi_extra=hosts.openapi)
+@router.post("/join-codes", status_code=status.HTTP_201_CREATED, openapi_extra=hosts.openapi,
+             responses={409: {"description": "The event is over or cancelled."}})
 async def create_join_code(body: JoinCodeCreate, access: Annotated[Access, Depends(hosts)],
                            session: SessionDep) -> JoinCodeRead:
     """Make a code volunteers sign up with: the role it grants, expiry, uses, and optionally an event."""
@@ -132,8 +136,12 @@ async def revoke_join_code(code_id: Id, access: Annotated[Access, Depends(hosts)
                                                    by_role=access.role))
 
 
-@public.post("/join", status_code=status.HTTP_201_CREATED)
-async def join(body: JoinRequest, request: Request, session: SessionDep, settings: SettingsDep) -> Joined:
+@public.post("/join", status_code=status.HTTP_201_CREATED, responses={
+    401: {"description": "The email has an account and the password is not its."},
+    404: {"description": "No such join code."},
+    409: {"description": "The code's event is over or cancelled."},
+    410: {"description": "The code was revoked, has expired or is used up."}})
+async def join_campaign(body: JoinRequest, request: Request, session: SessionDep, settings: SettingsDep) -> Joined:
     """Sign up with a join code (or add the campaign to an existing account, with its password); logs in.
     Rate-limited (429)."""
     assert settings.jwt_secret is not None
@@ -175,7 +183,7 @@ async def list_events(access: Annotated[Access, Depends(hosts)], session: Sessio
 
 
 @router.get("/events/{event_id}", openapi_extra=hosts.openapi)
-async def read_event(event_id: Id, access: Annotated[Access, Depends(hosts)], session: SessionDep) -> EventRead:
+async def get_event(event_id: Id, access: Annotated[Access, Depends(hosts)], session: SessionDep) -> EventRead:
     """An event with its turf pool and attendees."""
     event = await launches.visible_event(session, access.campaign_id, event_id, user=access.caller.user_id,
                                          role=access.role)
@@ -195,7 +203,8 @@ async def update_event(event_id: Id, body: EventUpdate, access: Annotated[Access
     return await _event_read(session, event)
 
 
-@router.delete("/events/{event_id}", openapi_extra=hosts.openapi)
+@router.delete("/events/{event_id}", openapi_extra=hosts.openapi,
+               responses={409: {"description": "The event is over or cancelled already."}})
 async def cancel_event(event_id: Id, access: Annotated[Access, Depends(hosts)],
                        session: SessionDep) -> EventSummary:
     """Cancel an event: its turfs not handed out go back at once and its join codes stop working; turfs checked

@@ -11,7 +11,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
@@ -135,54 +134,6 @@ async def unhandled(request: Request, exc: Exception) -> JSONResponse:
     # Starlette sends this answer outside the app's middleware, so it gets the security headers here.
     response.headers.update(security.headers_for(request.url.path, request.app.state.settings))
     return response
-
-
-PROBLEM_SCHEMA = {
-    "type": "object", "title": "Problem", "description": "An RFC 9457 problem detail.",
-    "required": ["type", "title", "status", "detail", "instance"],
-    "properties": {
-        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-        "detail": {"type": "string"}, "instance": {"type": "string"},
-        "errors": {"type": "array", "description": "Each field at fault, for 422s.", "items": {
-            "type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"},
-                                             "type": {"type": "string"}}}},
-    },
-}
-ERRORS = {"401": "Not authenticated", "403": "Not allowed for this role or API key",
-          "404": "Not found, or not in a campaign the caller belongs to", "422": "Invalid input",
-          "503": "The database can't be reached just now: try again after the seconds `Retry-After` gives"}
-
-
-RETRY_AFTER_HEADER = {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}
-# Routes that take a password or a refresh token, limited per account and per client address.
-RATE_LIMITED = {"/v1/auth/token", "/v1/auth/refresh", "/v1/join", "/v1/me/password"}
-
-
-def document(app: FastAPI) -> None:
-    """Make the spec say what errors look like: every operation's 4xx and 503 answers are Problems."""
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-            schemas.pop("HTTPValidationError", None)
-            schemas.pop("ValidationError", None)
-            schemas["Problem"] = PROBLEM_SCHEMA
-            ref = {"$ref": "#/components/schemas/Problem"}
-            for path, operations in schema["paths"].items():
-                for operation in operations.values():
-                    codes = (ERRORS if path != "/v1/auth/token"
-                             else {"401": "Wrong email or password", "422": ERRORS["422"], "503": ERRORS["503"]})
-                    if path in RATE_LIMITED:
-                        codes = codes | {"429": "Too many attempts: wait the seconds `Retry-After` gives"}
-                    for code, description in codes.items():
-                        operation["responses"][code] = {"description": description,
-                                                        "content": {PROBLEM: {"schema": ref}}}
-                        if code in ("429", "503"):
-                            operation["responses"][code]["headers"] = {"Retry-After": RETRY_AFTER_HEADER}
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 PAGE = """<!doctype html>

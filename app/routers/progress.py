@@ -1,11 +1,10 @@
-import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import StreamingResponse
 
 from app.auth.scopes import Scope
 from app.auth.service import Access
@@ -16,19 +15,23 @@ from app.progress import live
 from app.progress import service as progress
 from app.progress.schemas import CampaignProgress, PrecinctProgress, TurfProgress
 from app.routers.deps import FIELD_ROLES, Allow, SessionDep
-from app.routers.responses import GEOJSON, etag_matches, fast_compressed, wants_geojson
+from app.routers.features import RANGE_RESPONSES, Collection, answer, in_sessions
+from app.routers.responses import (
+    GEOJSON,
+    GEOJSON_RESPONSE,
+    EventStream,
+    etag_matches,
+    fast_compressed,
+    geojson_format,
+    geojson_twin,
+    wants_geojson,
+)
 from app.values import Id, Moment
 
 router = APIRouter(prefix="/v1/campaigns/{campaign_id}/progress", tags=["progress"])
 
 # Organizers see the whole campaign, a host their own events' turfs (with `event`), API keys with progress:read.
 readers = Allow(*FIELD_ROLES, Role.host, scope=Scope.progress_read)
-
-NOT_MODIFIED = {304: {"description": "Not modified: the `ETag` sent in `If-None-Match` is current."}}
-# What a list of precincts or turfs answers besides its JSON rows: a FeatureCollection when asked, or a 304.
-LIST_RESPONSE = {**NOT_MODIFIED, 200: {"content": {GEOJSON: {"schema": {
-    "type": "object", "description": "A FeatureCollection: each polygon with the figures as its properties."}}}}}
-
 
 async def filters(access: Annotated[Access, Depends(readers)], session: SessionDep,
                   precinct: Annotated[list[str] | None, Query(description="Only these precinct codes (repeat it).",
@@ -58,15 +61,18 @@ async def _answer(request: Request, access: Access, session: SessionDep, geojson
     geo = geojson_ok and wants_geojson(request)
     asked = hashlib.sha256(f"{sorted(request.query_params.multi_items())}{geo}".encode()).hexdigest()[:12]
     etag = f'W/"p{await progress.changes(session, access.campaign_id)}-{asked}"'
-    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    # Vary too, so a 304 says what its 200 (fast_compressed) says.
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache", "Vary": "Accept-Encoding"}
     if etag_matches(request, etag):
         return Response(status_code=304, headers=headers)
     body, media_type = await make(geo)
+    if isinstance(body, Collection):
+        return await answer(request, body, headers=headers)
     return await fast_compressed(request, body, media_type=media_type, headers=headers)
 
 
-@router.get("", openapi_extra=readers.openapi, response_model=CampaignProgress, responses=NOT_MODIFIED)
-async def campaign_progress(request: Request, access: Annotated[Access, Depends(readers)], session: SessionDep,
+@router.get("", openapi_extra=readers.openapi, response_model=CampaignProgress, )
+async def get_campaign_progress(request: Request, access: Annotated[Access, Depends(readers)], session: SessionDep,
                             chosen: FiltersDep) -> Response:
     """The campaign's totals: doors, doors attempted and contacted, knocks by result, share done, last knock."""
     async def make(_: bool) -> tuple[bytes, str]:
@@ -80,11 +86,11 @@ KEEP_ALIVE_S = 15.0
 RECONNECT_MS = 5000
 
 
-@router.get("/stream", openapi_extra=readers.openapi, responses={200: {"content": {"text/event-stream": {}},
+@router.get("/stream", openapi_extra=readers.openapi, response_class=EventStream, responses={200: {
             "description": "Server-Sent Events: `progress` with the campaign's change counter, at once and on "
                            "every change."}})
-async def progress_stream(request: Request, access: Annotated[Access, Depends(readers)], session: SessionDep,
-                          chosen: FiltersDep) -> StreamingResponse:
+async def stream_progress(request: Request, access: Annotated[Access, Depends(readers)], session: SessionDep,
+                          chosen: FiltersDep) -> EventStream:
     """Server-Sent Events: a `progress` event now and within a second of every change to the campaign's progress
     (a sync, a cut, an assignment), from whichever server process made it. Its data holds the change counter
     (`changes`, also the event id): read `/progress...` again, sending your ETag, to get the new figures. It
@@ -93,55 +99,70 @@ async def progress_stream(request: Request, access: Annotated[Access, Depends(re
     queue = live.HUB.subscribe(campaign_id)
     await session.close()  # a stream can last hours: hold no connection between events
 
+    maker = request.app.state.sessionmaker
+
+    async def read() -> int:
+        async with maker() as reader:
+            return await progress.changes(reader, campaign_id)
+
     async def events() -> AsyncIterator[bytes]:
-        maker = request.app.state.sessionmaker
         yield f"retry: {RECONNECT_MS}\n\n".encode()
         try:
-            while True:
-                async with maker() as reader:
-                    changes = await progress.changes(reader, campaign_id)
-                data = orjson.dumps({"changes": changes}).decode()
-                yield f"event: progress\nid: {changes}\ndata: {data}\n\n".encode()
-                while True:
-                    try:
-                        await asyncio.wait_for(queue.get(), KEEP_ALIVE_S)
-                        break
-                    except TimeoutError:
-                        if await request.is_disconnected():
-                            return
+            # Through a database outage too: keep-alives go on, and events again once it is back.
+            async with contextlib.aclosing(live.watch(read, queue, keep_alive_s=KEEP_ALIVE_S)) as changed:
+                async for changes in changed:
+                    if changes is not None:
+                        data = orjson.dumps({"changes": changes}).decode()
+                        yield f"event: progress\nid: {changes}\ndata: {data}\n\n".encode()
+                    elif await request.is_disconnected():
+                        return
+                    else:
                         yield b": keep-alive\n\n"
         finally:
             live.HUB.unsubscribe(campaign_id, queue)
-    return StreamingResponse(events(), media_type="text/event-stream",
+    return EventStream(events(),
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def _rows(read: Any, key: str) -> Any:
-    """What a list route makes: JSON rows, or a FeatureCollection with `key` as each feature's id."""
-    def maker(session: SessionDep, access: Access, chosen: progress.Filters) -> Any:
-        async def make(geo: bool) -> tuple[bytes, str]:
-            rows = await read(session, access.campaign_id, chosen, shapes=geo)
-            return ((progress.as_geojson(rows, key), GEOJSON) if geo
-                    else (progress.as_json(rows), "application/json"))
+def _rows(read: Any, *, turfs: bool) -> Any:
+    """What a list route makes: JSON rows, or a FeatureCollection of every row, read a page at a time."""
+    def maker(request: Request, session: SessionDep, access: Access, chosen: progress.Filters) -> Any:
+        async def make(geo: bool) -> tuple[bytes | Collection, str]:
+            if not geo:
+                return progress.as_json(await read(session, access.campaign_id, chosen)), "application/json"
+            first, more = await progress.feature_pages(session, access.campaign_id, chosen, turfs=turfs,
+                                                       limit=request.app.state.settings.geojson_page)
+            collection = Collection(first, in_sessions(request, more))
+            if not collection.whole:
+                await session.close()  # the pages after are read in sessions of their own
+            return collection, GEOJSON
         return make
     return maker
 
 
-_precincts = _rows(progress.precinct_progress, "code")
-_turfs = _rows(progress.turf_progress, "id")
+_precincts = _rows(progress.precinct_progress, turfs=False)
+_turfs = _rows(progress.turf_progress, turfs=True)
 
 
-@router.get("/precincts", openapi_extra=readers.openapi, response_model=list[PrecinctProgress], responses=LIST_RESPONSE)
-async def precinct_progress(request: Request, access: Annotated[Access, Depends(readers)], session: SessionDep,
+@router.get("/precincts", openapi_extra=readers.openapi, response_model=list[PrecinctProgress],
+            responses={**GEOJSON_RESPONSE, **RANGE_RESPONSES}, dependencies=[Depends(geojson_format)])
+async def list_precinct_progress(request: Request, access: Annotated[Access, Depends(readers)], session: SessionDep,
                             chosen: FiltersDep) -> Response:
     """Each precinct's progress. As GeoJSON (`Accept: application/geo+json` or `?format=geojson`), the precinct
     polygons with the figures as properties."""
-    return await _answer(request, access, session, True, _precincts(session, access, chosen))
+    return await _answer(request, access, session, True, _precincts(request, session, access, chosen))
 
 
-@router.get("/turfs", openapi_extra=readers.openapi, response_model=list[TurfProgress], responses=LIST_RESPONSE)
-async def turf_progress(request: Request, access: Annotated[Access, Depends(readers)], session: SessionDep,
+@router.get("/turfs", openapi_extra=readers.openapi, response_model=list[TurfProgress],
+            responses={**GEOJSON_RESPONSE, **RANGE_RESPONSES}, dependencies=[Depends(geojson_format)])
+async def list_turf_progress(request: Request, access: Annotated[Access, Depends(readers)], session: SessionDep,
                         chosen: FiltersDep) -> Response:
     """Each active turf's progress. As GeoJSON (`Accept: application/geo+json` or `?format=geojson`), the turf
     polygons with the figures as properties."""
-    return await _answer(request, access, session, True, _turfs(session, access, chosen))
+    return await _answer(request, access, session, True, _turfs(request, session, access, chosen))
+
+
+for _path, _list in (("/precincts.geojson", list_precinct_progress), ("/turfs.geojson", list_turf_progress)):
+    geojson_twin(router, _path, _list, name=f"{_list.__name__}_geojson",
+                 of=f"/v1/campaigns/{{campaign_id}}/progress{_path.removesuffix('.geojson')}",
+                 openapi_extra=readers.openapi, responses=RANGE_RESPONSES)

@@ -3,16 +3,17 @@
 import shutil
 import tempfile
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import anyio
-import orjson
-from fastapi import Request, Response, UploadFile
+from fastapi import APIRouter, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.errors import TooLarge, UnsupportedMedia
+from app.schemas import FeatureCollection
 
 GEOJSON = "application/geo+json"
 
@@ -20,14 +21,34 @@ GEOJSON = "application/geo+json"
 def wants_geojson(request: Request) -> bool:
     """True when the caller asks for GeoJSON, by Accept header or `?format=geojson`. Either way the answer now
     depends on Accept, which its `Vary` says (app/routers/headers.py)."""
+    if request.url.path.endswith(".geojson"):
+        return True  # a list's GeoJSON twin (`geojson_twin`): GeoJSON whatever Accept says
     request.state.varies_on_accept = True
     return request.query_params.get("format") == "geojson" or GEOJSON in request.headers.get("accept", "")
 
 
+class GeoJSONAnswer(JSONResponse):
+    media_type = GEOJSON
+
+
+def geojson_twin(router: APIRouter, path: str, endpoint: Callable[..., Any], *, name: str, of: str,
+                 openapi_extra: dict[str, Any], responses: dict[int | str, dict[str, Any]] | None = None) -> None:
+    """The GeoJSON of a list (`endpoint`, which answers it to `wants_geojson`) as an operation of its own at
+    `path` (`.../turfs.geojson`): generated clients type an answer by one media type, so a list that answers JSON
+    or GeoJSON by negotiation is only ever parsed as JSON; and a GIS program opens this URL with no header."""
+    router.add_api_route(path, endpoint, methods=["GET"], name=name, response_model=FeatureCollection,
+                         response_class=GeoJSONAnswer, responses=responses, openapi_extra=openapi_extra,
+                         summary=name.replace("_", " ").capitalize().replace("geojson", "GeoJSON"),
+                         description=f"{of} as a GeoJSON FeatureCollection: the same as `GET {of}` with "
+                                     "`Accept: application/geo+json`.")
+
+
 def etag_matches(request: Request, etag: str) -> bool:
-    """True when `If-None-Match` names `etag` (or is `*`): the caller's copy is current."""
+    """True when `If-None-Match` names `etag` (or is `*`): the caller's copy is current. The comparison is weak
+    (RFC 9110 §13.1.2): `W/"x"` and `"x"` match."""
     header = request.headers.get("if-none-match", "")
-    return header.strip() == "*" or etag in [t.strip() for t in header.split(",")]
+    tags = [t.strip().removeprefix("W/") for t in header.split(",")]
+    return header.strip() == "*" or etag.removeprefix("W/") in tags
 
 
 # Big answers polled live (progress for a whole city) are compressed fast rather than small: zlib's level 1 takes a
@@ -60,18 +81,25 @@ def link_next(request: Request, response: Response, next_cursor: str | None) -> 
         response.headers["Link"] = f'<{url}>; rel="next"'
 
 
-def geojson_response(collection: dict[str, Any], request: Request, next_cursor: str | None = None) -> Response:
-    if next_cursor:
-        collection["next_cursor"] = next_cursor  # a foreign member, allowed by RFC 7946 section 6.1
-    response = Response(orjson.dumps(collection), media_type=GEOJSON)
-    link_next(request, response, next_cursor)
-    return response
-
-
+# What a list of precincts or turfs answers besides its JSON: a FeatureCollection when asked.
 GEOJSON_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {"content": {GEOJSON: {"schema": {"type": "object", "description": "An RFC 7946 FeatureCollection."}}},
+    200: {"content": {GEOJSON: {"schema": {"$ref": "#/components/schemas/FeatureCollection"}}},
           "description": "JSON, or a GeoJSON FeatureCollection when asked for `application/geo+json`."},
 }
+
+
+def geojson_format(format: Annotated[Literal["json", "geojson"] | None, Query(description=(
+        "`geojson` for a GeoJSON FeatureCollection, as `Accept: application/geo+json` asks; for links and "
+        "tools that can't set a header."))] = None) -> None:
+    """A route dependency that puts `format` in the contract and refuses other values; `wants_geojson` reads it."""
+
+
+class EventStream(StreamingResponse):
+    media_type = "text/event-stream"
+
+
+class CsvStream(StreamingResponse):
+    media_type = "text/csv"
 
 
 def require_json(request: Request) -> None:

@@ -3,7 +3,6 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import StreamingResponse
 
 from app.auth.scopes import Scope
 from app.auth.service import Access
@@ -11,6 +10,8 @@ from app.errors import Invalid
 from app.pagination import encode_cursor, int_cursor
 from app.routers.audit import audit_read, audit_streamed
 from app.routers.deps import FIELD_ROLES, Allow, SessionDep
+from app.routers.etags import tag_streamed
+from app.routers.responses import CsvStream
 from app.sync import feed
 from app.sync.schemas import KnockFeed
 from app.values import Moment
@@ -27,7 +28,7 @@ def _names(access: Access) -> bool:
 
 
 @router.get("/door-knocks", openapi_extra=readers.openapi, response_model=KnockFeed)
-async def door_knocks(request: Request, access: Annotated[Access, Depends(readers)], session: SessionDep,
+async def list_door_knocks(request: Request, access: Annotated[Access, Depends(readers)], session: SessionDep,
                       after: Annotated[str | None, Query(description=(
                           "The `next` of the last page read: only knocks stored after it. Absent: from the "
                           "first."), max_length=64)] = None,
@@ -43,23 +44,24 @@ async def door_knocks(request: Request, access: Annotated[Access, Depends(reader
     return Response(orjson.dumps({"items": items, "next": encode_cursor(last)}), media_type="application/json")
 
 
-@router.get("/door-knocks.csv", openapi_extra=readers.openapi,
-            responses={200: {"content": {"text/csv": {}}, "description": "The knocks, header first."}})
-async def door_knocks_csv(request: Request, access: Annotated[Access, Depends(readers)],
+@router.get("/door-knocks.csv", openapi_extra=readers.openapi, response_class=CsvStream,
+            responses={200: {"description": "The knocks, header first."}})
+async def export_door_knocks_csv(request: Request, access: Annotated[Access, Depends(readers)],
                           since: Annotated[Moment | None, Query(description=(
                               "Knocks at or after this time (corrected time, with its zone).")
                           )] = None,
                           until: Annotated[Moment | None, Query(description=(
                               "Knocks before this time (corrected time, with its zone).")
-                          )] = None) -> StreamingResponse:
+                          )] = None) -> CsvStream:
     """The knocks of a time window as CSV, in the order stored, streamed (a whole campaign fits)."""
     if since is not None and until is not None and until <= since:
         raise Invalid("until must be after since", field="until")
+    tag_streamed(request)  # streamed to bound memory, not to be read as it comes: tagged up to etags.BUFFER_MAX
     window = " ".join(f"{name} {at.isoformat()}" for name, at in (("since", since), ("until", until)) if at)
     rows = _audited(request, access, f"door-knocks {window or 'all'}", lambda seen: feed.csv_rows(
         request.app.state.sessionmaker, access.campaign_id, since=since, until=until, names=_names(access),
         seen=seen))
-    return StreamingResponse(rows, media_type="text/csv; charset=utf-8", headers={
+    return CsvStream(rows, media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": f'attachment; filename="{access.campaign.slug}-door-knocks.csv"'})
 
 

@@ -45,7 +45,8 @@ async def list_scripts(access: Annotated[Access, Depends(readers)], session: Ses
     return ScriptPage(items=await _reads(session, await scripts.list_scripts(session, access.campaign_id)))
 
 
-@router.post("/scripts", status_code=status.HTTP_201_CREATED, openapi_extra=field.openapi)
+@router.post("/scripts", status_code=status.HTTP_201_CREATED, openapi_extra=field.openapi,
+             responses={409: {"description": "The campaign has a script of that name."}})
 async def create_script(body: ScriptIn, access: Annotated[Access, Depends(field)], session: SessionDep) -> ScriptRead:
     """A new survey script: its questions and the campaign's own door results (the standard ones are given)."""
     script = await scripts.create_script(session, access.campaign_id, body)
@@ -53,12 +54,13 @@ async def create_script(body: ScriptIn, access: Annotated[Access, Depends(field)
 
 
 @router.get("/scripts/{script_id}", openapi_extra=readers.openapi)
-async def read_script(script_id: Id, access: Annotated[Access, Depends(readers)], session: SessionDep) -> ScriptRead:
+async def get_script(script_id: Id, access: Annotated[Access, Depends(readers)], session: SessionDep) -> ScriptRead:
     """A script: its current version, its versions and its uses."""
     return (await _reads(session, [await scripts.get_script(session, access.campaign_id, script_id)]))[0]
 
 
-@router.put("/scripts/{script_id}", openapi_extra=field.openapi)
+@router.put("/scripts/{script_id}", openapi_extra=field.openapi,
+            responses={409: {"description": "The campaign has another script of that name."}})
 async def update_script(script_id: Id, body: ScriptIn, access: Annotated[Access, Depends(field)],
                         session: SessionDep) -> ScriptRead:
     """Change a script. Once it is in use a change makes a new version, which its turfs' walk lists carry;
@@ -77,7 +79,7 @@ async def set_script_uses(script_id: Id, body: ScriptUses, access: Annotated[Acc
 
 
 @router.get("/scripts/{script_id}/versions/{version}", openapi_extra=readers.openapi)
-async def read_script_version(script_id: Id, version: Id, access: Annotated[Access, Depends(readers)],
+async def get_script_version(script_id: Id, version: Id, access: Annotated[Access, Depends(readers)],
                               session: SessionDep) -> ScriptVersionRead:
     """One version of a script, as the knocks that answered it saw it."""
     return _version(await scripts.get_version(session, access.campaign_id, script_id, version))

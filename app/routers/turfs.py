@@ -1,4 +1,5 @@
 import json
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import anyio
@@ -16,7 +17,8 @@ from app.organizing import holdings
 from app.precincts import service as precinct_service
 from app.routers.audit import audit_read
 from app.routers.deps import ALL_ROLES, FIELD_ROLES, Allow, SessionDep, SettingsDep, spawn
-from app.routers.responses import GEOJSON_RESPONSE, geojson_response, link_next, wants_geojson
+from app.routers.features import RANGE_RESPONSES, WHOLE, as_feature, listing, written
+from app.routers.responses import GEOJSON_RESPONSE, geojson_format, geojson_twin, link_next, wants_geojson
 from app.turfs import cutting as cut_service
 from app.turfs import service as turf_service
 from app.turfs.models import Turf, TurfCut
@@ -63,37 +65,49 @@ def _read(row: Any, code: str) -> TurfRead:
 async def _detail(session: Any, turf: Turf) -> TurfDetail:
     detail = await turf_service.turf_detail(session, turf)
     return TurfDetail(**_read(turf, detail["precinct_code"]).model_dump(), precincts=detail["precincts"],
-                      geometry=orjson.loads(shapely.to_geojson(shapely.from_wkb(turf.geometry))),
+                      geometry=orjson.loads(turf.geojson),
                       households=[HouseholdBrief(id=h.id, address_id=h.external_id, number=h.number, street=h.street,
                                                 unit=h.unit, building_id=h.building_id, precinct_id=h.precinct_code,
                                                 lon=h.lon, lat=h.lat) for h in detail["households"]])
 
 
-@router.get("/turfs", responses=GEOJSON_RESPONSE, openapi_extra=readers.openapi)
+def _features(rows: Sequence[Any]) -> bytes:
+    return written([as_feature(r.id, r.geojson, {"id": r.id, "name": r.name, "precinct_id": r.precinct_code,
+                                                 "doors": r.doors, "buildings": r.buildings, "status": r.status,
+                                                 "holders": r.holders}, [r.min_lon, r.min_lat, r.max_lon, r.max_lat])
+                    for r in rows])
+
+
+@router.get("/turfs", responses={**GEOJSON_RESPONSE, **RANGE_RESPONSES}, openapi_extra=readers.openapi,
+            dependencies=[Depends(geojson_format)])
 async def list_turfs(request: Request, response: Response, access: Annotated[Access, Depends(readers)],
                      session: SessionDep, precinct: str | None = None,
                      status: Annotated[str | None, Query(pattern="^(active|archived)$")] = None,
-                     cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> TurfPage:
-    """The campaign's turfs, of one precinct or status if asked, a page at a time; GeoJSON on request."""
+                     cursor: str | None = None,
+                     limit: Annotated[int, Query(ge=1, le=1000, description=WHOLE)] = 100) -> TurfPage:
+    """The campaign's turfs, of one precinct or status if asked, a page at a time; GeoJSON on request: then,
+    without `limit`, every turf (streamed; `Range` reads a part)."""
     precinct_id = (await precinct_service.precinct_id_for(session, access.campaign_id, precinct)
                    if precinct is not None else None)
     geo = wants_geojson(request)
-    rows, next_cursor = await turf_service.list_turfs(session, access.campaign_id, precinct_id=precinct_id,
-                                                      status=status, cursor=cursor, limit=limit, geometry=geo,
-                                                      only=await holdings.turfs_visible_to(session, access))
+    whole = geo and "limit" not in request.query_params
+    only = await holdings.turfs_visible_to(session, access)
+
+    async def read(reader: Any, after: str | None, size: int) -> tuple[list[Any], str | None]:
+        return await turf_service.list_turfs(reader, access.campaign_id, precinct_id=precinct_id, status=status,
+                                             cursor=after, limit=size, geometry=geo, only=only)
+    page = request.app.state.settings.geojson_page if whole else limit
+    rows, next_cursor = await read(session, cursor, page)
     if geo:
-        shapes = shapely.to_geojson(shapely.from_wkb([r.geometry for r in rows]))
-        features = [{"type": "Feature", "id": r.id, "bbox": [r.min_lon, r.min_lat, r.max_lon, r.max_lat],
-                     "geometry": orjson.loads(shape),
-                     "properties": {"id": r.id, "name": r.name, "precinct_id": r.precinct_code, "doors": r.doors,
-                                    "buildings": r.buildings, "status": r.status, "holders": r.holders}}
-                    for r, shape in zip(rows, shapes, strict=True)]
-        return geojson_response({"type": "FeatureCollection", "features": features}, request, next_cursor)
+        return await listing(request, session, (rows, next_cursor), whole=whole, features=_features,
+                             more=lambda reader, after: read(reader, after, page))
     link_next(request, response, next_cursor)
     return TurfPage(items=[_read(r, r.precinct_code) for r in rows], next_cursor=next_cursor)
 
 
-@router.post("/turfs", status_code=status.HTTP_201_CREATED, openapi_extra=field.openapi)
+@router.post("/turfs", status_code=status.HTTP_201_CREATED, openapi_extra=field.openapi,
+             responses={409: {"description": "The polygon overlaps active turfs (without `take_over`), or holds only "
+                                              "other turfs' doors."}})
 async def draw_turf(body: TurfCreate, access: Annotated[Access, Depends(field)], session: SessionDep,
                     settings: SettingsDep) -> TurfDetail:
     """Draw a turf: the doors inside the polygon become its doors."""
@@ -104,7 +118,7 @@ async def draw_turf(body: TurfCreate, access: Annotated[Access, Depends(field)],
 
 
 @router.get("/turfs/{turf_id}", openapi_extra=readers.openapi)
-async def read_turf(turf_id: Id, request: Request, access: Annotated[Access, Depends(readers)],
+async def get_turf(turf_id: Id, request: Request, access: Annotated[Access, Depends(readers)],
                     session: SessionDep) -> TurfDetail:
     """One turf with its polygon and its households."""
     # Households are voters' addresses: a host reads them as a walk list.
@@ -114,7 +128,8 @@ async def read_turf(turf_id: Id, request: Request, access: Annotated[Access, Dep
     return detail
 
 
-@router.patch("/turfs/{turf_id}", openapi_extra=field.openapi)
+@router.patch("/turfs/{turf_id}", openapi_extra=field.openapi, responses={409: {
+    "description": "The turf is archived, or the new polygon overlaps active turfs (without `take_over`)."}})
 async def update_turf(turf_id: Id, body: TurfUpdate, access: Annotated[Access, Depends(field)],
                       session: SessionDep, settings: SettingsDep) -> TurfDetail:
     """Rename or reshape a turf; a new shape recomputes its doors."""
@@ -125,7 +140,8 @@ async def update_turf(turf_id: Id, body: TurfUpdate, access: Annotated[Access, D
     return await _detail(session, turf)
 
 
-@router.delete("/turfs/{turf_id}", openapi_extra=field.openapi)
+@router.delete("/turfs/{turf_id}", openapi_extra=field.openapi,
+               responses={409: {"description": "The turf is archived already, or someone holds it."}})
 async def delete_turf(turf_id: Id, access: Annotated[Access, Depends(field)], session: SessionDep) -> TurfDeleted:
     """Delete a turf nobody has worked; a worked one is archived instead."""
     outcome = await turf_service.delete_turf(session, access.campaign_id, turf_id)
@@ -140,7 +156,8 @@ def _cut_read(job: TurfCut) -> TurfCutRead:
                        error=job.error, created_at=job.created_at, finished_at=job.finished_at)
 
 
-@router.post("/turf-cuts", status_code=status.HTTP_202_ACCEPTED, openapi_extra=field.openapi)
+@router.post("/turf-cuts", status_code=status.HTTP_202_ACCEPTED, openapi_extra=field.openapi,
+             responses={409: {"description": "Another cut of this campaign is still running."}})
 async def start_turf_cut(body: TurfCutCreate, request: Request, response: Response,
                          access: Annotated[Access, Depends(field)], session: SessionDep) -> TurfCutRead:
     """Cut precincts (or all) into turfs of about `target_doors` doors, in the background; poll the cut."""
@@ -153,7 +170,11 @@ async def start_turf_cut(body: TurfCutCreate, request: Request, response: Respon
 
 
 @router.get("/turf-cuts/{cut_id}", openapi_extra=cut_readers.openapi)
-async def read_turf_cut(cut_id: Id, access: Annotated[Access, Depends(cut_readers)],
+async def get_turf_cut(cut_id: Id, access: Annotated[Access, Depends(cut_readers)],
                         session: SessionDep) -> TurfCutRead:
     """A cut's state, precincts done, turfs made and, once done, its quality report."""
     return _cut_read(await cut_service.get_cut(session, access.campaign_id, cut_id))
+
+
+geojson_twin(router, "/turfs.geojson", list_turfs, name="list_turfs_geojson", of="/v1/campaigns/{campaign_id}/turfs",
+             openapi_extra=readers.openapi, responses=RANGE_RESPONSES)

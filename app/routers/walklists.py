@@ -21,7 +21,7 @@ members = Allow(*ALL_ROLES)
 @router.get("/turfs/{turf_id}/walklist", openapi_extra=members.openapi,
             responses={200: {"model": WalkList, "description": "The walk list, or its changes after `since`."},
                        304: {"description": "Not modified: the `ETag` sent in `If-None-Match` is current."}})
-async def read_walklist(turf_id: Id, request: Request, access: Annotated[Access, Depends(members)],
+async def get_walklist(turf_id: Id, request: Request, access: Annotated[Access, Depends(members)],
                         session: SessionDep,
                         since: Annotated[Count | None, Query(description=(
                             "A version this phone has: only what changed after it comes back."))] = None,
@@ -31,7 +31,8 @@ async def read_walklist(turf_id: Id, request: Request, access: Annotated[Access,
     `If-None-Match` for a 304, or `since=<version>` for only the changes."""
     turf = await walklists.walk_turf(session, access.campaign_id, turf_id,
                                      only=await holdings.turfs_visible_to(session, access, people=True))
-    headers = {"ETag": walklists.etag(turf, since), "Cache-Control": "private, no-cache"}
+    # Vary too, so a 304 says what its 200 (compressed on the way out) says.
+    headers = {"ETag": walklists.etag(turf, since), "Cache-Control": "private, no-cache", "Vary": "Accept-Encoding"}
     if etag_matches(request, headers["ETag"]):
         return Response(status_code=304, headers=headers)
     headers["ETag"], body, people = await walklists.walklist(session, turf, since=since)

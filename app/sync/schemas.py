@@ -5,6 +5,7 @@ from uuid import UUID
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 from sqlmodel import SQLModel
 
+from app.schemas import Problem
 from app.text import no_nul
 from app.values import Id
 
@@ -43,19 +44,27 @@ class KnockIn(BaseModel):
 
 
 class SyncBatch(BaseModel):
+    """A phone's upload, as the contract states it."""
+
     device_id: DeviceText
     batch_id: DeviceText = Field(description="The phone's id for this upload; a retry may reuse it.")
     sent_at: AwareDatetime = Field(description="When the phone sent it, by its own clock: the server estimates the "
                                                "phone's clock offset from it.")
-    # Any item parses here; each is validated as a KnockIn alone, so one of the wrong shape is rejected alone.
-    knocks: list[Any] = Field(description=f"Up to {MAX_KNOCKS} knocks (KnockIn), in the order made.")
+    knocks: list[KnockIn] = Field(max_length=MAX_KNOCKS, description="The knocks, in the order made.")
+
+
+class SyncEnvelope(SyncBatch):
+    """A phone's upload as the server reads it: any item parses here, and each is then validated as a KnockIn
+    alone, so a knock of the wrong shape is rejected alone."""
+
+    knocks: list[Any]
 
 
 class KnockOutcome(SQLModel):
     id: str
     status: Literal["accepted", "duplicate", "rejected"] = Field(
         description="accepted: stored now; duplicate: stored before, identical; rejected: see problem.")
-    problem: dict[str, Any] | None = Field(default=None, description="An RFC 9457 problem naming the field.")
+    problem: Problem | None = Field(default=None, description="Why a rejected knock wasn't stored, naming its field.")
 
 
 class SyncResult(SQLModel):

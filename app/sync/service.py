@@ -17,12 +17,12 @@ from app.db import begin_write, utcnow
 from app.events import CountersRebuilt, KnocksAccepted, publish
 from app.sync import checks, counters
 from app.sync.checks import SUSPECT_OFFSET, outcome, repeat
-from app.sync.schemas import SyncBatch
+from app.sync.schemas import SyncEnvelope
 from app.sync.store import knock_rows, store_for
 from app.values import sane_time
 
 
-async def sync_batch(session: AsyncSession, access: Access, batch: SyncBatch) -> dict[str, Any]:
+async def sync_batch(session: AsyncSession, access: Access, batch: SyncEnvelope) -> dict[str, Any]:
     """Store a batch of knocks in one transaction; the outcome of each, in the order sent (a SyncResult).
 
     Built for throughput (phones sync all evening): a handful of round trips a batch, whatever its size.

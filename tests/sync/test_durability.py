@@ -47,9 +47,10 @@ def free_port() -> int:
 class Server:
     """uvicorn serving the app from the database at `url`, as deployed; started, killed and restarted by a test."""
 
-    def __init__(self, url: str, folder: Path) -> None:
+    def __init__(self, url: str, folder: Path, env: dict[str, str] | None = None) -> None:
         self.url = url
         self.folder = folder
+        self.env = env or {}
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = folder / "uvicorn.log"
@@ -58,7 +59,7 @@ class Server:
     async def start(self) -> None:
         """Start it and wait until it answers; fails with its log if it dies or stays silent for 30 s."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOORSTEP_")}
-        env |= {"DOORSTEP_DATABASE_URL": self.url, "DOORSTEP_JWT_SECRET": SECRET}
+        env |= {"DOORSTEP_DATABASE_URL": self.url, "DOORSTEP_JWT_SECRET": SECRET, **self.env}
         with self.log.open("ab") as log:
             # In a folder with no `.env`, so the environment above is all the settings it reads.
             self.proc = await asyncio.create_subprocess_exec(
@@ -89,8 +90,9 @@ class Server:
 
 
 @asynccontextmanager
-async def serving(url: str, folder: Path) -> AsyncIterator[Server]:
-    server = Server(url, folder)
+async def serving(url: str, folder: Path, env: dict[str, str] | None = None) -> AsyncIterator[Server]:
+    """uvicorn serving the database at `url`, with `env` (settings) beside its URL and secret."""
+    server = Server(url, folder, env)
     try:
         await server.start()
         yield server
