@@ -1,6 +1,7 @@
 """Pure geometry: placing points in polygons, repairing polygons."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import shapely
 from hypothesis import given, settings
@@ -8,7 +9,9 @@ from hypothesis import strategies as st
 from shapely import MultiPolygon, Polygon
 
 from app.geo.assign import assign_points, utm_crs
+from app.geo.plan import StrayDoors, plan_precinct
 from app.geo.repair import polygonal
+from app.geo.shapes import Projection
 
 # Two squares of about 830 m side near Cambridge, sharing an edge at lon -71.1.
 WEST = shapely.box(-71.11, 42.37, -71.10, 42.3775)
@@ -64,3 +67,21 @@ class TestPolygonal:
         assert (fixed is None) == (status not in ("ok", "repaired"))
         if fixed is not None:
             assert fixed.is_valid and fixed.geom_type in ("Polygon", "MultiPolygon")
+
+
+def test_a_precinct_whose_free_doors_lie_outside_its_free_area_is_refused_by_name():
+    """Doors standing where a drawn turf lies without taking them have no ground of their own to cut: the plan
+    says which precinct and what to do, never an empty turf or a crash."""
+    rng = np.random.default_rng(1)
+    lon = np.r_[rng.uniform(-71.13, -71.12, 60), rng.uniform(-71.10, -71.095, 20)]
+    lat = rng.uniform(42.37, 42.375, 80)
+    projection = Projection(lon, lat)
+    households = pd.DataFrame({"id": np.arange(80), "lon": lon, "lat": lat, "street_id": np.full(80, np.nan),
+                               "unit": [""] * 80, "building_id": np.arange(80)})
+    # The free area covers the first 60 doors only: the last 20 stand in a drawn turf's ground.
+    free = projection.to_metres(shapely.box(-71.131, 42.369, -71.119, 42.376))
+    with pytest.raises(StrayDoors, match="Precinct 1-1"):
+        plan_precinct(1, "1-1", free, households, projection, target=20)
+    whole = projection.to_metres(shapely.box(-71.131, 42.369, -71.094, 42.376))
+    plan = plan_precinct(1, "1-1", whole, households, projection, target=20)
+    assert sum(len(h) for h in plan.households) == 80 and not any(s.is_empty for s in plan.shapes)
