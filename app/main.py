@@ -59,7 +59,7 @@ CORS_EXPOSED = ["ETag", "Link", "Location", "Retry-After"]
 
 def operation_id(route: APIRoute) -> str:
     """An operation's id in the contract: its function's name (`get_walklist`, `sync_knocks`), short and stable,
-    which generated clients name their calls after. A duplicate fails `app.openapi` (tests/test_openapi.py)."""
+    which generated clients name their calls after (tests/test_openapi.py holds them unique)."""
     return route.name
 
 
@@ -115,7 +115,7 @@ def create_app(settings: Settings | None = None, *, connection: AsyncConnection 
     app.add_middleware(BoundBodies, settings=settings)
     # Every GET's 200 gets an ETag (of its body, unless the route made one) and If-None-Match a 304. Inside the
     # compression, so the tag is the identity body's, and a 304 is never compressed.
-    app.add_middleware(ETags, compress_min=COMPRESS_MIN)
+    app.add_middleware(ETags)
     # Walk lists go to phones on weak signal: anything over 1 KB goes gzipped to clients that accept it.
     app.add_middleware(GZipMiddleware, minimum_size=COMPRESS_MIN)
     # Outside the compression, so a HEAD's headers are the gzipped GET's.

@@ -36,16 +36,16 @@ def audit_streamed(request: Request, access: Access, action: str, subject: str, 
 
 @router.get("/audit", openapi_extra=admin.openapi)
 async def list_audit_events(request: Request, response: Response, access: Annotated[Access, Depends(admin)],
-                     session: SessionDep,
-                     since: Annotated[Moment | None, Query(description="Reads at or after this time.")] = None,
-                     until: Annotated[Moment | None, Query(description="Reads before this time.")] = None,
-                     user: Annotated[UUID | None, Query(description="Reads by this user.")] = None,
-                     api_key: Annotated[UUID | None, Query(description="Reads by this API key.")] = None,
-                     action: Annotated[str | None, Query(max_length=32, description=(
-                         "One kind of read: `walklist.read`, `households.read`, `results.read`, `export.csv`."))
-                     ] = None,
-                     cursor: Annotated[str | None, Query(max_length=200)] = None,
-                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> AuditPage:
+                            session: SessionDep,
+                            since: Annotated[Moment | None, Query(description="Reads at or after this time.")] = None,
+                            until: Annotated[Moment | None, Query(description="Reads before this time.")] = None,
+                            user: Annotated[UUID | None, Query(description="Reads by this user.")] = None,
+                            api_key: Annotated[UUID | None, Query(description="Reads by this API key.")] = None,
+                            action: Annotated[str | None, Query(max_length=32, description=(
+                                "One kind of read: `walklist.read`, `households.read`, `results.read`, `export.csv`."))
+                            ] = None,
+                            cursor: Annotated[str | None, Query(max_length=200)] = None,
+                            limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> AuditPage:
     """Who read the campaign's voter data (walk lists, households, results with names, exports), what, when
     and from where, newest first, a page at a time. Admins only; what this process read is in it at once."""
     if since is not None and until is not None and until <= since:

@@ -28,7 +28,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import RangeNotSatisfiable
-from app.routers.responses import FAST_LEVEL, GEOJSON, THREAD_MIN, fast_compressed
+from app.routers.responses import FAST_LEVEL, GEOJSON, THREAD_MIN, fast_compressed, next_link
 
 # Features, written one after another with commas between (`written`), and the key of the page after them (None
 # on the last).
@@ -85,9 +85,8 @@ async def listing(request: Request, session: AsyncSession, page: tuple[Sequence[
     `Link: rel="next"`."""
     rows, cursor = page
     if not whole:
-        link = {"Link": f'<{request.url.include_query_params(cursor=cursor)}>; rel="next"'} if cursor else {}
         return await answer(request, Collection((features(rows), None), **({"next_cursor": cursor} if cursor else {})),
-                            headers=link)
+                            headers=next_link(request, cursor))
 
     async def read(reader: AsyncSession, after: Any) -> Page:
         rows, then = await more(reader, after)

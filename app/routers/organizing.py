@@ -65,7 +65,7 @@ async def take_back_turf(turf_id: Id, user_id: UUID, access: Annotated[Access, D
 
 @router.get("/assignments", openapi_extra=field_readers.openapi)
 async def list_assignments(access: Annotated[Access, Depends(field_readers)], session: SessionDep,
-                       turf: Id | None = None, user: UUID | None = None) -> list[HolderRead]:
+                           turf: Id | None = None, user: UUID | None = None) -> list[HolderRead]:
     """Who holds what: assignments, claims and event check-outs."""
     rows = await holdings.holders(session, access.campaign_id, turf_id=turf, user_id=user)
     holders = [HolderRead.model_validate(r, from_attributes=True) for r in rows]
@@ -77,7 +77,7 @@ async def list_assignments(access: Annotated[Access, Depends(field_readers)], se
 
 @router.get("/turf-history", openapi_extra=field.openapi)
 async def list_turf_history(access: Annotated[Access, Depends(field)], session: SessionDep,
-                       turf: Id | None = None) -> list[HistoryRead]:
+                            turf: Id | None = None) -> list[HistoryRead]:
     """Every assignment, claim, release, lapse and check-out, oldest first."""
     rows = await holdings.history(session, access.campaign_id, turf_id=turf)
     return [HistoryRead.model_validate(r, from_attributes=True) for r in rows]

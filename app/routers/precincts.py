@@ -61,7 +61,7 @@ async def list_precincts(request: Request, response: Response, access: Annotated
 
 @router.get("/{precinct_id}", openapi_extra=readers.openapi)
 async def get_precinct(precinct_id: str, access: Annotated[Access, Depends(readers)],
-                        session: SessionDep) -> PrecinctDetail:
+                       session: SessionDep) -> PrecinctDetail:
     """One precinct with its polygon and its counts of buildings, households and people."""
     row = await precinct_service.get_precinct(session, access.campaign_id, precinct_id)
     return PrecinctDetail(**_read(row).model_dump(), geometry=orjson.loads(row.geojson))

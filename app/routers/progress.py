@@ -71,9 +71,9 @@ async def _answer(request: Request, access: Access, session: SessionDep, geojson
     return await fast_compressed(request, body, media_type=media_type, headers=headers)
 
 
-@router.get("", openapi_extra=readers.openapi, response_model=CampaignProgress, )
+@router.get("", openapi_extra=readers.openapi, response_model=CampaignProgress)
 async def get_campaign_progress(request: Request, access: Annotated[Access, Depends(readers)], session: SessionDep,
-                            chosen: FiltersDep) -> Response:
+                                chosen: FiltersDep) -> Response:
     """The campaign's totals: doors, doors attempted and contacted, knocks by result, share done, last knock."""
     async def make(_: bool) -> tuple[bytes, str]:
         return orjson.dumps(await progress.campaign_progress(session, access.campaign_id, chosen)), "application/json"
@@ -120,8 +120,7 @@ async def stream_progress(request: Request, access: Annotated[Access, Depends(re
                         yield b": keep-alive\n\n"
         finally:
             live.HUB.unsubscribe(campaign_id, queue)
-    return EventStream(events(),
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return EventStream(events(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 def _rows(read: Any, *, turfs: bool) -> Any:
@@ -147,7 +146,7 @@ _turfs = _rows(progress.turf_progress, turfs=True)
 @router.get("/precincts", openapi_extra=readers.openapi, response_model=list[PrecinctProgress],
             responses={**GEOJSON_RESPONSE, **RANGE_RESPONSES}, dependencies=[Depends(geojson_format)])
 async def list_precinct_progress(request: Request, access: Annotated[Access, Depends(readers)], session: SessionDep,
-                            chosen: FiltersDep) -> Response:
+                                 chosen: FiltersDep) -> Response:
     """Each precinct's progress. As GeoJSON (`Accept: application/geo+json` or `?format=geojson`), the precinct
     polygons with the figures as properties."""
     return await _answer(request, access, session, True, _precincts(request, session, access, chosen))
@@ -156,7 +155,7 @@ async def list_precinct_progress(request: Request, access: Annotated[Access, Dep
 @router.get("/turfs", openapi_extra=readers.openapi, response_model=list[TurfProgress],
             responses={**GEOJSON_RESPONSE, **RANGE_RESPONSES}, dependencies=[Depends(geojson_format)])
 async def list_turf_progress(request: Request, access: Annotated[Access, Depends(readers)], session: SessionDep,
-                        chosen: FiltersDep) -> Response:
+                             chosen: FiltersDep) -> Response:
     """Each active turf's progress. As GeoJSON (`Accept: application/geo+json` or `?format=geojson`), the turf
     polygons with the figures as properties."""
     return await _answer(request, access, session, True, _turfs(request, session, access, chosen))

@@ -75,10 +75,15 @@ async def fast_compressed(request: Request, body: bytes, *, media_type: str, hea
     return Response(body, media_type=media_type, headers=headers)
 
 
+def next_link(request: Request, next_cursor: str | None) -> dict[str, str]:
+    """The RFC 8288 `Link: rel="next"` header of a page whose list goes on at `next_cursor` (none on the last)."""
+    if not next_cursor:
+        return {}
+    return {"Link": f'<{request.url.include_query_params(cursor=next_cursor)}>; rel="next"'}
+
+
 def link_next(request: Request, response: Response, next_cursor: str | None) -> None:
-    if next_cursor:
-        url = request.url.include_query_params(cursor=next_cursor)
-        response.headers["Link"] = f'<{url}>; rel="next"'
+    response.headers.update(next_link(request, next_cursor))
 
 
 # What a list of precincts or turfs answers besides its JSON: a FeatureCollection when asked.

@@ -29,10 +29,10 @@ def _names(access: Access) -> bool:
 
 @router.get("/door-knocks", openapi_extra=readers.openapi, response_model=KnockFeed)
 async def list_door_knocks(request: Request, access: Annotated[Access, Depends(readers)], session: SessionDep,
-                      after: Annotated[str | None, Query(description=(
-                          "The `next` of the last page read: only knocks stored after it. Absent: from the "
-                          "first."), max_length=64)] = None,
-                      limit: Annotated[int, Query(ge=1, le=feed.MAX_PAGE)] = 500) -> Response:
+                           after: Annotated[str | None, Query(description=(
+                               "The `next` of the last page read: only knocks stored after it. Absent: from the "
+                               "first."), max_length=64)] = None,
+                           limit: Annotated[int, Query(ge=1, le=feed.MAX_PAGE)] = 500) -> Response:
     """The campaign's knocks in the order the server stored them. Keep `next` and send it back as `after`:
     every knock comes exactly once, however many syncs happen between pages, and an empty page means you are
     up to date (ask again later with the same `after`)."""
@@ -47,12 +47,12 @@ async def list_door_knocks(request: Request, access: Annotated[Access, Depends(r
 @router.get("/door-knocks.csv", openapi_extra=readers.openapi, response_class=CsvStream,
             responses={200: {"description": "The knocks, header first."}})
 async def export_door_knocks_csv(request: Request, access: Annotated[Access, Depends(readers)],
-                          since: Annotated[Moment | None, Query(description=(
-                              "Knocks at or after this time (corrected time, with its zone).")
-                          )] = None,
-                          until: Annotated[Moment | None, Query(description=(
-                              "Knocks before this time (corrected time, with its zone).")
-                          )] = None) -> CsvStream:
+                                 since: Annotated[Moment | None, Query(description=(
+                                     "Knocks at or after this time (corrected time, with its zone).")
+                                 )] = None,
+                                 until: Annotated[Moment | None, Query(description=(
+                                     "Knocks before this time (corrected time, with its zone).")
+                                 )] = None) -> CsvStream:
     """The knocks of a time window as CSV, in the order stored, streamed (a whole campaign fits)."""
     if since is not None and until is not None and until <= since:
         raise Invalid("until must be after since", field="until")

@@ -80,6 +80,6 @@ async def set_script_uses(script_id: Id, body: ScriptUses, access: Annotated[Acc
 
 @router.get("/scripts/{script_id}/versions/{version}", openapi_extra=readers.openapi)
 async def get_script_version(script_id: Id, version: Id, access: Annotated[Access, Depends(readers)],
-                              session: SessionDep) -> ScriptVersionRead:
+                             session: SessionDep) -> ScriptVersionRead:
     """One version of a script, as the knocks that answered it saw it."""
     return _version(await scripts.get_version(session, access.campaign_id, script_id, version))

@@ -119,7 +119,7 @@ async def draw_turf(body: TurfCreate, access: Annotated[Access, Depends(field)],
 
 @router.get("/turfs/{turf_id}", openapi_extra=readers.openapi)
 async def get_turf(turf_id: Id, request: Request, access: Annotated[Access, Depends(readers)],
-                    session: SessionDep) -> TurfDetail:
+                   session: SessionDep) -> TurfDetail:
     """One turf with its polygon and its households."""
     # Households are voters' addresses: a host reads them as a walk list.
     only = await holdings.turfs_visible_to(session, access, people=True)
@@ -171,7 +171,7 @@ async def start_turf_cut(body: TurfCutCreate, request: Request, response: Respon
 
 @router.get("/turf-cuts/{cut_id}", openapi_extra=cut_readers.openapi)
 async def get_turf_cut(cut_id: Id, access: Annotated[Access, Depends(cut_readers)],
-                        session: SessionDep) -> TurfCutRead:
+                       session: SessionDep) -> TurfCutRead:
     """A cut's state, precincts done, turfs made and, once done, its quality report."""
     return _cut_read(await cut_service.get_cut(session, access.campaign_id, cut_id))
 

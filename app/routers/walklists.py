@@ -19,13 +19,12 @@ members = Allow(*ALL_ROLES)
 
 
 @router.get("/turfs/{turf_id}/walklist", openapi_extra=members.openapi,
-            responses={200: {"model": WalkList, "description": "The walk list, or its changes after `since`."},
-                       304: {"description": "Not modified: the `ETag` sent in `If-None-Match` is current."}})
+            responses={200: {"model": WalkList, "description": "The walk list, or its changes after `since`."}})
 async def get_walklist(turf_id: Id, request: Request, access: Annotated[Access, Depends(members)],
-                        session: SessionDep,
-                        since: Annotated[Count | None, Query(description=(
-                            "A version this phone has: only what changed after it comes back."))] = None,
-                        ) -> Response:
+                       session: SessionDep,
+                       since: Annotated[Count | None, Query(description=(
+                           "A version this phone has: only what changed after it comes back."))] = None,
+                       ) -> Response:
     """Everything a canvasser needs for a shift in one download: the turf, its route, its script, and its
     buildings in walking order with their households, people and last results. Send the `ETag` back in
     `If-None-Match` for a 304, or `since=<version>` for only the changes."""
