@@ -134,7 +134,7 @@ async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tupl
     folder = tmp_path_factory.mktemp("docs")
     url = f"sqlite+aiosqlite:///{folder}/docs.db"
     await upgrade(url)
-    async with serving(url, folder) as server, async_playwright() as playwright:
+    async with serving(url, folder, process=False) as server, async_playwright() as playwright:
         async with AsyncClient(base_url=server.base) as client:
             spec = (await client.get("/openapi.json")).json()
         browser = await playwright.chromium.launch(

@@ -64,7 +64,7 @@ def _examples(operation: Any, mode: GenerationMode, examples: int, base: str, he
 
 class TestContractFuzz:
     async def test_no_request_gets_a_5xx(self, cut_db_url: str, world: World, tmp_path) -> None:
-        async with serving(cut_db_url, tmp_path) as server:
+        async with serving(cut_db_url, tmp_path, process=False) as server:
             failures = await asyncio.to_thread(fuzz, server.base, world.headers("admin"))
             # The server is still up and still answers, after everything it was sent.
             async with httpx.AsyncClient(base_url=server.base) as client:

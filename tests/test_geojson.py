@@ -249,7 +249,7 @@ def gdal_config(**options: str) -> Iterator[None]:
 class TestGdal:
     async def test_gdal_reads_every_collection_whole_over_vsicurl(self, cut_db_url, world, tmp_path):
         # A few features a query, so each collection is many pages and /vsicurl/'s ranges fall across them.
-        async with serving(cut_db_url, tmp_path, {"DOORSTEP_GEOJSON_PAGE": "50"}) as server:
+        async with serving(cut_db_url, tmp_path, {"DOORSTEP_GEOJSON_PAGE": "50"}, process=False) as server:
             async with httpx.AsyncClient(base_url=server.base) as client:
                 expected = {path: await ids(client, world, path) for path in COLLECTIONS}
                 names = [row["name"] for row in (await client.get(f"{HOME}/progress/turfs",

@@ -7,6 +7,7 @@ exactly the knocks sent, each once.
 """
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -19,9 +20,12 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.config import Settings
+from app.main import create_app
 from app.organizing.models import TurfHolding
 from app.scripts.service import STANDARD_RESULTS
 from app.sync import service as sync_service
@@ -89,10 +93,44 @@ class Server:
             await self.proc.wait()
 
 
+class ServerHere(Server):
+    """uvicorn serving the app on this process's event loop, over real sockets, its log (tracebacks and all) in
+    `log`: what a test needs of a server but a process of its own, without the seconds a process takes to import
+    the app."""
+
+    async def start(self) -> None:
+        settings = {name.removeprefix("DOORSTEP_").lower(): value for name, value in self.env.items()}
+        app = create_app(Settings(database_url=self.url, jwt_secret=SECRET, _env_file=None, **settings))
+        # log_config=None: uvicorn leaves logging as it is, and its records reach the handler below.
+        self.uvicorn = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, access_log=False,
+                                                     log_config=None, timeout_graceful_shutdown=5))
+        self.handler = logging.FileHandler(self.log)
+        logging.getLogger().addHandler(self.handler)
+        self.task = asyncio.create_task(self.uvicorn.serve())
+        while not self.uvicorn.started:
+            if self.task.done():
+                self._detach()
+                pytest.fail(f"uvicorn didn't come up: {self.task.exception()!r}\n{self.log.read_text()}")
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        self.uvicorn.should_exit = True
+        try:
+            await self.task
+        finally:
+            self._detach()
+
+    def _detach(self) -> None:
+        logging.getLogger().removeHandler(self.handler)
+        self.handler.close()
+
+
 @asynccontextmanager
-async def serving(url: str, folder: Path, env: dict[str, str] | None = None) -> AsyncIterator[Server]:
-    """uvicorn serving the database at `url`, with `env` (settings) beside its URL and secret."""
-    server = Server(url, folder, env)
+async def serving(url: str, folder: Path, env: dict[str, str] | None = None, *,
+                  process: bool = True) -> AsyncIterator[Server]:
+    """uvicorn serving the database at `url`, with `env` (settings) beside its URL and secret: in a process of
+    its own, or (unless `process`) on this event loop."""
+    server = (Server if process else ServerHere)(url, folder, env)
     try:
         await server.start()
         yield server

@@ -1,8 +1,9 @@
 """`doorstep simulate`: phones played against a real server on the test database; what they sent, what the
 server answered and what it counted agree, and the rows behind it are there.
 
-The server is uvicorn in a subprocess (the simulator is an HTTP client, like the phones it plays); the simulator
-runs in this process (tests/cli.py), but where its exit code is the point, as the console script in a process.
+The server is uvicorn on the test's event loop (the simulator is an HTTP client, like the phones it plays); the
+simulator runs in this process too (tests/cli.py, on a thread), but where its exit code is the point, as the
+console script in a process.
 """
 
 import asyncio
@@ -24,9 +25,10 @@ from app.sync.models import DoorKnock
 from app.turfs.models import Turf
 from simulator.run import resolve_password
 from simulator.wire import BadInput
-from tests.cli import DOORSTEP, doorstep, environment, ok, one_json_object
+from tests.cli import doorstep, ok, one_json_object
 from tests.conftest import db_session
 from tests.factories import PASSWORD
+from tests.sync.test_durability import serving as served
 
 HOME = "/v1/campaigns/cambridge"
 
@@ -39,36 +41,9 @@ def free_port() -> int:
 
 @asynccontextmanager
 async def serving(url: str, cwd: Path) -> AsyncIterator[str]:
-    """`doorstep serve` on the database at `url`; its base URL once it answers."""
-    port = free_port()
-    env = environment(url)
-    log = cwd / "server.log"
-    with log.open("wb") as sink:
-        proc = await asyncio.create_subprocess_exec(DOORSTEP, "serve", "--port", str(port), cwd=cwd, env=env,
-                                                    stdout=sink, stderr=sink)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=base) as client:
-            for _ in range(300):
-                if proc.returncode is not None:
-                    pytest.fail(f"the server exited {proc.returncode}: {log.read_text()[-2000:]}")
-                try:
-                    if (await client.get("/openapi.json")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                pytest.fail(f"the server never answered: {log.read_text()[-2000:]}")
-        yield base
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), timeout=15)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+    """uvicorn on this event loop serving the database at `url`; its base URL."""
+    async with served(url, cwd, process=False) as server:
+        yield server.base
 
 
 def one_line_error(ran, code: int = 2) -> str:
