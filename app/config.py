@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     page_max: int = 1000
     # A GeoJSON collection asked for whole (no `limit`) is read and streamed this many features a query.
     geojson_page: int = Field(default=1000, ge=1)
+    # Progress streams one caller (a user, an API key) may hold open on one server process.
+    streams_per_caller: int = Field(default=8, ge=1)
+    # A quiet progress stream sends a comment this often (proxies close silent connections), and its caller's
+    # access is checked again as often.
+    stream_keep_alive_s: float = Field(default=15.0, gt=0)
     # A canvass launch lasts hours, and is planned weeks ahead at most: its pool is reserved from its creation to
     # its end, so a longer or further event would keep turfs from self-claims that long.
     event_max_hours: int = 24
@@ -45,6 +50,11 @@ class Settings(BaseSettings):
     # canvass launch come in bursts; a connection opened per burst costs more than the query).
     db_pool_size: int = 20
     db_max_overflow: int = 20
+    # How long the server waits on PostgreSQL before it answers 503: to connect, for a free pooled connection,
+    # and for one statement (a hung server holds no request for ever; the CLI's long imports set none).
+    db_connect_timeout_s: float = Field(default=5.0, gt=0)
+    db_pool_timeout_s: float = Field(default=10.0, gt=0)
+    db_statement_timeout_s: float = Field(default=60.0, gt=0)
     # Webhook deliveries: how often the worker looks for due ones, the first retry's wait (doubling after, up to
     # an hour), how many attempts before one is given up, and how long a receiver may take to answer.
     webhook_poll_s: float = 1.0
@@ -96,7 +106,14 @@ class Settings(BaseSettings):
             if origin == "*":
                 continue
             parts = urlsplit(origin)
+            try:
+                port = parts.port
+            except ValueError:
+                port = -1
+            # Matched as written against the Origin a browser sends: lower case, no wildcard, a real port.
             if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query \
-                    or parts.fragment or parts.username or origin.endswith("/"):
-                raise ValueError(f"DOORSTEP_CORS_ORIGINS: {origin!r} is no origin (scheme://host[:port], no path)")
+                    or parts.fragment or parts.username or origin.endswith("/") or "*" in origin \
+                    or origin != origin.lower() or port == -1 or port == 0:
+                raise ValueError(f"DOORSTEP_CORS_ORIGINS: {origin!r} is no origin as a browser sends it "
+                                 "(scheme://host[:port] in lower case, no path, no wildcard)")
         return origins

@@ -11,6 +11,7 @@ import asyncpg
 from sqlalchemy import DateTime, MetaData, Select, Table, TypeDecorator, event, func
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
 
@@ -63,15 +64,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, foreign_keys: bool =
 
 
 def make_engine(url: str, *, foreign_keys: bool = True, pool_size: int | None = None,
-                max_overflow: int | None = None, **kwargs: Any) -> AsyncEngine:
+                max_overflow: int | None = None, pool_timeout_s: float | None = None,
+                connect_timeout_s: float | None = None, statement_timeout_s: float | None = None,
+                **kwargs: Any) -> AsyncEngine:
     """Create the async engine for `url`, with SQLite set up for concurrent use.
 
     `foreign_keys=False` is for migrations only: SQLite's batch mode rebuilds a table by dropping it, which
-    enforced foreign keys forbid while other tables point at it. The pool's size applies to PostgreSQL (SQLite's
-    connections are files opened in-process).
+    enforced foreign keys forbid while other tables point at it. The pool's size and the timeouts apply to
+    PostgreSQL (SQLite's connections are files opened in-process, waiting `busy_timeout` on a writer).
     """
     if make_url(url).get_backend_name() == "postgresql":
-        kwargs |= {k: v for k, v in (("pool_size", pool_size), ("max_overflow", max_overflow)) if v is not None}
+        kwargs |= {k: v for k, v in (("pool_size", pool_size), ("max_overflow", max_overflow),
+                                      ("pool_timeout", pool_timeout_s)) if v is not None}
+        # asyncpg's: `timeout` to connect, `command_timeout` a statement; either raises TimeoutError (a 503).
+        connect = {k: v for k, v in (("timeout", connect_timeout_s), ("command_timeout", statement_timeout_s))
+                   if v is not None}
+        if connect:
+            kwargs["connect_args"] = {**kwargs.get("connect_args", {}), **connect}
     # SQL parameters are voters' names, notes and password hashes: never in a log line or an error's message.
     engine = create_async_engine(url, hide_parameters=True, **kwargs)
     if engine.dialect.name == "sqlite":
@@ -113,7 +122,8 @@ def unavailable(exc: BaseException | None) -> bool:
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, ConnectionError | TimeoutError):  # refused, reset, aborted on the way
+        # Refused, reset, aborted on the way, or no answer in time (a hung server, a pool with none free).
+        if isinstance(exc, ConnectionError | TimeoutError | PoolTimeout):
             return True
         if isinstance(exc, DBAPIError) and exc.connection_invalidated:
             return True

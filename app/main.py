@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,11 +34,12 @@ from app.routers import (
 )
 from app.routers import audit as audit_routes
 from app.routers import webhooks as webhook_routes
+from app.routers.audit import AuditSent
 from app.routers.bodies import BoundBodies
 from app.routers.etags import ETags
 from app.routers.head import HeadAsGet
 from app.routers.headers import SecurityHeaders
-from app.routers.responses import COMPRESS_MIN
+from app.routers.responses import COMPRESS_MIN, Gzip
 from app.schemas import FeatureCollection
 from app.sync.schemas import SyncBatch
 from app.webhooks import service as webhooks
@@ -51,10 +51,10 @@ Log in at `POST /v1/auth/token`, or send a campaign's API key as `Authorization:
 Each operation lists who may call it: `x-roles` (a member's role in the campaign) and `x-scopes` (an API key's)."""
 
 # What a page on another origin may send and read (CORS): every method the API has; the headers its clients
-# send (credentials, bodies, conditional GETs, a stream's resume point); the headers its answers carry.
+# send (credentials, bodies, conditional and ranged GETs, a stream's resume point); the headers its answers carry.
 CORS_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
-CORS_HEADERS = ["Authorization", "X-API-Key", "Content-Type", "If-None-Match", "Last-Event-ID"]
-CORS_EXPOSED = ["ETag", "Link", "Location", "Retry-After"]
+CORS_HEADERS = ["Authorization", "X-API-Key", "Content-Type", "If-None-Match", "Range", "Last-Event-ID"]
+CORS_EXPOSED = ["ETag", "Link", "Location", "Retry-After", "Content-Range", "Accept-Ranges", "Content-Disposition"]
 
 
 def operation_id(route: APIRoute) -> str:
@@ -75,7 +75,9 @@ def create_app(settings: Settings | None = None, *, connection: AsyncConnection 
         if settings.jwt_secret is None:
             raise RuntimeError("DOORSTEP_JWT_SECRET is not set: run `doorstep init` to write one into .env")
         engine = None if connection is not None else make_engine(
-            settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+            settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
+            pool_timeout_s=settings.db_pool_timeout_s, connect_timeout_s=settings.db_connect_timeout_s,
+            statement_timeout_s=settings.db_statement_timeout_s)
         app.state.sessionmaker = make_sessionmaker(connection if engine is None else engine)
         app.state.audit = AuditLog(app.state.sessionmaker, buffer_max=settings.audit_buffer_max)
         app.state.tasks = set()
@@ -90,7 +92,8 @@ def create_app(settings: Settings | None = None, *, connection: AsyncConnection 
         stop = asyncio.Event()
         workers = [] if engine is None else [
             # Every process hears of every campaign's changes (progress streams), on PostgreSQL by LISTEN.
-            asyncio.create_task(live.listen(settings.database_url, stop)),
+            asyncio.create_task(live.listen(settings.database_url, stop,
+                                             connect_timeout_s=settings.db_connect_timeout_s)),
             # The webhook worker drains the outbox in the background: a receiver never holds up the request.
             asyncio.create_task(webhooks.run(app.state.sessionmaker, settings, stop))]
         # Reads of voter data are audited in batches, off the request path (see app/audit/service.py).
@@ -117,7 +120,9 @@ def create_app(settings: Settings | None = None, *, connection: AsyncConnection 
     # compression, so the tag is the identity body's, and a 304 is never compressed.
     app.add_middleware(ETags)
     # Walk lists go to phones on weak signal: anything over 1 KB goes gzipped to clients that accept it.
-    app.add_middleware(GZipMiddleware, minimum_size=COMPRESS_MIN)
+    app.add_middleware(Gzip, minimum_size=COMPRESS_MIN)
+    # Reads of voter data are audited once their answer is sent: outside the ETags (a 304 sends none).
+    app.add_middleware(AuditSent)
     # Outside the compression, so a HEAD's headers are the gzipped GET's.
     app.add_middleware(HeadAsGet)
     # Outermost, so errors, streamed and gzipped answers get them too (500s get them in problems.unhandled).

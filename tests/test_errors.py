@@ -1,6 +1,8 @@
 """Every error is an RFC 9457 problem naming what is at fault."""
 
+import asyncio
 import re
+import time
 import uuid
 from pathlib import Path
 
@@ -89,6 +91,28 @@ class TestUnavailable:
         # Neither the requests nor the workers beside them (webhooks, the audit) log a traceback for an outage.
         assert not any(r.exc_info for r in caplog.records if r.name == "doorstep"), [
             r.getMessage() for r in caplog.records if r.exc_info]
+
+
+    async def test_a_database_that_never_answers_is_503_within_the_timeouts(self):
+        """A server that takes the connection and says nothing (hung, or behind a stalled network) holds no
+        request for ever: past the connect timeout it is the outage's 503."""
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read()  # read whatever comes, answer nothing, until the client hangs up
+            writer.close()
+        hole = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = hole.sockets[0].getsockname()[1]
+        bearer = {"Authorization": f"Bearer {issue_token(uuid.uuid4(), secret=SECRET, minutes=10)}"}
+        try:
+            async with app_client(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/doorstep",
+                                  db_connect_timeout_s=0.5) as client:
+                began = time.monotonic()
+                r = await asyncio.wait_for(client.get("/v1/me", headers=bearer), 10)
+                waited = time.monotonic() - began
+        finally:
+            hole.close()
+        body = assert_problem(r, 503)
+        assert body["type"] == "/problems/unavailable" and r.headers["retry-after"] == "5"
+        assert 0.4 < waited < 5, waited
 
 
 def subclasses(kind: type) -> list[type]:

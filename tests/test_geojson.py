@@ -5,6 +5,7 @@ collection by URL from a real server."""
 
 import asyncio
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +17,9 @@ import pyogrio
 import pytest
 import shapely
 from shapely.geometry import shape
+from starlette.requests import Request
 
+from app.routers.features import Collection, answer
 from tests.conftest import app_client
 from tests.sync.test_durability import serving
 from tests.test_errors import assert_problem
@@ -216,6 +219,28 @@ class TestRange:
     async def test_several_ranges_another_unit_or_if_range_get_the_whole(self, paged_client, world, headers):
         r = await paged_client.get(f"{HOME}/turfs", params=GEO, headers={**identity(world), **headers})
         assert r.status_code == 200 and len(r.json()["features"]) > 100
+
+    @pytest.mark.parametrize("asked", ["bytes=-30", "bytes=20-", "bytes=0-20000000"])
+    async def test_a_range_that_needs_the_length_reads_once(self, asked):
+        """A range to the end (or wider than is held) needs the length: taken in the same read as its bytes, so a
+        collection that changes between reads (progress, as knocks come in) answers bytes that fit their
+        Content-Range, never a length from one read and bytes from another."""
+        reads = 0
+
+        def page(n: int) -> bytes:
+            return b",".join(b'{"type":"Feature","id":%d}' % i for i in range(n))
+
+        async def more(_after: Any) -> tuple[bytes, Any]:
+            nonlocal reads
+            reads += 1  # each read of the collection finds it grown, as a canvass does
+            return page(3 * reads), None
+        request = Request({"type": "http", "method": "GET", "path": "/", "query_string": b"", "state": {},
+                           "headers": [(b"range", asked.encode())]})
+        r = await answer(request, Collection((page(1), "key"), more))
+        assert r.status_code == 206 and reads == 1
+        read = b'{"type":"FeatureCollection","features":[' + page(1) + b"," + page(3) + b"]}"
+        first, last, total = map(int, re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", r.headers["content-range"]).groups())
+        assert (total, last) == (len(read), len(read) - 1) and r.body == read[first:]
 
     async def test_one_page_has_ranges_too(self, cut_client, world):
         whole = (await cut_client.get(f"{HOME}/precincts", params=GEO, headers=identity(world))).content

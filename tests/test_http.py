@@ -6,6 +6,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from app.config import Settings
+from app.progress import live
 from app.routers.etags import ETags, tag_streamed
 from tests.conftest import SECRET, app_client
 from tests.factories import HOME
@@ -15,7 +16,7 @@ DASHBOARD = "https://dashboard.example.org"
 
 def preflight(origin: str, method: str = "GET") -> dict[str, str]:
     return {"Origin": origin, "Access-Control-Request-Method": method,
-            "Access-Control-Request-Headers": "authorization, content-type"}
+            "Access-Control-Request-Headers": "authorization, content-type, range, if-none-match"}
 
 
 class TestCors:
@@ -29,14 +30,16 @@ class TestCors:
         async with app_client(db_url, cors_origins=[DASHBOARD, "http://localhost:5173"]) as client:
             r = await client.options(f"/v1/campaigns/{HOME}/progress", headers=preflight(DASHBOARD))
             assert r.status_code == 200 and r.headers["access-control-allow-origin"] == DASHBOARD
-            assert {"authorization", "content-type"} <= {
+            assert {"authorization", "content-type", "range", "if-none-match"} <= {
                 h.strip().lower() for h in r.headers["access-control-allow-headers"].split(",")}
             assert "access-control-allow-credentials" not in r.headers  # bearer tokens, no cookies
             r = await client.get(f"/v1/campaigns/{HOME}/progress",
                                  headers={**world.headers("organizer"), "Origin": DASHBOARD})
             assert r.status_code == 200 and r.json()["doors"] > 0
             assert r.headers["access-control-allow-origin"] == DASHBOARD
-            assert "etag" in r.headers["access-control-expose-headers"].lower()
+            # What a dashboard reads of an answer: its tag, the next page, a range's total, an export's name.
+            assert {"etag", "link", "content-range", "accept-ranges", "content-disposition", "retry-after"} <= {
+                h.strip().lower() for h in r.headers["access-control-expose-headers"].split(",")}
             # Another origin gets no permission, and its preflight is refused.
             r = await client.get(f"/v1/campaigns/{HOME}/progress",
                                  headers={**world.headers("organizer"), "Origin": "https://evil.example"})
@@ -47,8 +50,11 @@ class TestCors:
     def test_the_setting_takes_comma_separated_origins_and_refuses_what_is_no_origin(self, monkeypatch):
         monkeypatch.setenv("DOORSTEP_CORS_ORIGINS", f" {DASHBOARD} , http://localhost:5173,")
         assert Settings(jwt_secret=SECRET, _env_file=None).cors_origins == [DASHBOARD, "http://localhost:5173"]
+        # Each would never match the Origin a browser sends (lower case, a real port, no pattern): refused, not
+        # a CORS that is silently off.
         for bad in ("https://dashboard.example.org/app", "dashboard.example.org", "ftp://files.example.org",
-                    "https://dashboard.example.org/"):
+                    "https://dashboard.example.org/", "https://*.example.org", "HTTPS://Dashboard.Example.org",
+                    "http://localhost:99999", "http://localhost:0", "http://localhost:port"):
             monkeypatch.setenv("DOORSTEP_CORS_ORIGINS", bad)
             with pytest.raises(ValidationError, match="is no origin"):
                 Settings(jwt_secret=SECRET, _env_file=None)
@@ -97,8 +103,11 @@ class TestHead:
                 assert head.headers["content-length"] == got.headers["content-length"], path
 
     async def test_head_of_the_live_stream_ends_at_its_headers(self, cut_client, world):
-        r = await cut_client.head(f"/v1/campaigns/{HOME}/progress/stream", headers=world.headers("organizer"))
-        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream") and not r.content
+        for _ in range(3):
+            r = await cut_client.head(f"/v1/campaigns/{HOME}/progress/stream", headers=world.headers("organizer"))
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+            assert not r.content
+        assert not live.HUB.queues and not live.HUB.open, "a HEAD's stream never started: nothing left behind"
 
     async def test_head_of_a_route_with_no_get_is_405(self, cut_client, world):
         r = await cut_client.head(f"/v1/campaigns/{HOME}/sync", headers=world.headers("organizer"))
@@ -129,6 +138,36 @@ class TestETags:
         assert r.status_code == 200 and r.json()["items"] and r.headers["etag"] == etag
         r = await cut_client.get(f"{path}/nowhere", headers={**organizer, "If-None-Match": "*"})
         assert r.status_code == 404 and "etag" not in r.headers
+
+
+    async def test_gzip_refused_by_weight_is_not_sent(self, cut_client, world):
+        organizer = world.headers("organizer")
+        # The app-wide compression, progress's own and a streamed collection's.
+        for path in (f"/v1/campaigns/{HOME}/precincts", f"/v1/campaigns/{HOME}/progress/turfs",
+                     f"/v1/campaigns/{HOME}/turfs.geojson"):
+            for refused in ("gzip;q=0", "gzip; q=0.0, identity", "*;q=0, identity"):
+                r = await cut_client.get(path, headers={**organizer, "Accept-Encoding": refused})
+                assert r.status_code == 200 and "content-encoding" not in r.headers, (path, refused)
+            r = await cut_client.get(path, headers={**organizer, "Accept-Encoding": "identity;q=0.5, gzip;q=0.8"})
+            assert r.headers["content-encoding"] == "gzip", path
+
+    async def test_every_answer_is_the_callers_own_and_an_export_is_kept_nowhere(self, cut_db_url, world):
+        """Cache-Control on every answer: tagged bodies, streamed collections (pages of 50: streamed, untagged),
+        ranges, errors; and no-store on the export of voter names."""
+        organizer = {**world.headers("organizer"), "Accept-Encoding": "identity"}
+        home = f"/v1/campaigns/{HOME}"
+        async with app_client(cut_db_url, geojson_page=50) as client:
+            answers = [await client.get(f"{home}/turfs.geojson", headers=organizer),
+                       await client.get(f"{home}/turfs.geojson", headers={**organizer, "Range": "bytes=0-99"}),
+                       await client.get(f"{home}/turfs/999999", headers=organizer),
+                       await client.post(f"{home}/turfs/999999/release", headers=organizer),
+                       await client.get("/v1/me", headers=organizer)]
+            export = await client.get(f"{home}/door-knocks.csv", headers=organizer)
+        assert [r.status_code for r in answers] == [200, 206, 404, 404, 200]
+        assert "etag" not in answers[0].headers and len(answers[0].json()["features"]) > 50
+        assert all(r.headers.get_list("cache-control") == ["private, no-cache"] for r in answers), [
+            r.headers.get_list("cache-control") for r in answers]
+        assert export.status_code == 200 and export.headers.get_list("cache-control") == ["private, no-store"]
 
 
 def route(*bodies: bytes, media: bytes = b"text/csv", status: int = 200, extra: tuple = (), held: bool = False):

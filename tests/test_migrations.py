@@ -107,6 +107,8 @@ async def test_upgrading_snaps_stored_shapes_as_one_coverage(databases):
     import shapely
     from sqlalchemy import text
 
+    from app.geo.coverage import oriented
+
     url = await databases.create()
     await upgrade(url, BEFORE_SNAPPING)
     engine = make_engine(url)
@@ -124,9 +126,18 @@ async def test_upgrading_snaps_stored_shapes_as_one_coverage(databases):
                 f"INSERT INTO turf (id, campaign_id, precinct_id, name, source, status, {SHAPE_ROW[0]}, doors,"
                 f" buildings, holders, knocks, version, created_at, updated_at) VALUES ({n}, 1, {n}, 'T', 'cut',"
                 f" 'active', {SHAPE_ROW[1]}, 0, 0, 0, 0, 4, {now}, {now})"), values)
+        # A turf already as the snap writes it (on the grid, normalized, wound right): left as it is, its phones
+        # download nothing anew.
+        kept = oriented([shapely.normalize(shapely.box(-71.2, 42.3, -71.19, 42.31))])[0]
+        await conn.execute(text(
+            f"INSERT INTO turf (id, campaign_id, precinct_id, name, source, status, {SHAPE_ROW[0]}, doors,"
+            f" buildings, holders, knocks, version, created_at, updated_at) VALUES (3, 1, 1, 'T', 'cut',"
+            f" 'active', {SHAPE_ROW[1]}, 0, 0, 0, 0, 4, {now}, {now})"),
+            {"wkb": kept.wkb, "text": shapely.to_geojson(kept)})
     await upgrade(url)
     async with engine.connect() as conn:
         turfs = (await conn.execute(text("SELECT geometry, geojson, version, min_lon FROM turf ORDER BY id"))).all()
+        assert turfs.pop().version == 4
         precincts = (await conn.execute(text("SELECT geometry, geojson FROM precinct ORDER BY id"))).all()
         changes = (await conn.execute(text("SELECT changes FROM campaign"))).scalar_one()
     await engine.dispose()

@@ -51,8 +51,17 @@ def test_every_error_is_a_problem_and_json_comes_first():
                 assert content == {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
             elif "application/json" in content:
                 assert next(iter(content)) == "application/json", f"{method} {path} {status}: JSON isn't first"
+        stream = "text/event-stream" in op["responses"]["200"].get("content", {}) if "200" in op["responses"] else False
         if method == "GET":
-            assert "304" in op["responses"], f"{method} {path} declares no 304"
+            # Every read but the live stream (which never has a tag) answers a current ETag with a 304, and says
+            # its ETag and Cache-Control; a list its Link, a range its Content-Range.
+            assert ("304" in op["responses"]) != stream, f"{method} {path}: a 304 {'on' if stream else 'missing'}"
+            for status in {"200", "206", "304"} & set(op["responses"]) if not stream else ():
+                headers = op["responses"][status].get("headers", {})
+                assert {"ETag", "Cache-Control"} <= set(headers), f"{method} {path} {status}: {sorted(headers)}"
+                paged = any(p["name"] == "cursor" for p in op.get("parameters", ()))
+                assert ("Link" in headers) == (paged and status == "200"), f"{method} {path} {status}: Link"
+                assert ("Content-Range" in headers) == (status == "206"), f"{method} {path} {status}"
     # No schema is inline or named after a route: bodies and answers are named components.
     names = spec["components"]["schemas"]
     assert not [n for n in names if "_v1_" in n or n.startswith("Body_") or "V1" in n], names

@@ -2,8 +2,8 @@
 
 Stored precinct and turf shapes snapped to the GeoJSON grid (six decimals) as one coverage a campaign, and wound
 as RFC 7946 says (app.geo.coverage): snapped one by one, as they were, neighbours overlapped or left slivers
-between them. Each turf's walk list shows its polygon, so its version moves; so does the campaign's change
-counter, which progress ETags are made of.
+between them. Each turf's walk list shows its polygon, so the version of a turf whose shape moved moves; so does the
+campaign's change counter, which progress ETags are made of.
 
 Data only: downgrade leaves the snapped shapes, which the schema before holds as well.
 
@@ -37,9 +37,14 @@ def _table(name: str) -> sa.TableClause:
     return sa.table(name, *columns)
 
 
-def _write(table: sa.TableClause, ids: list[int], shapes: Sequence[shapely.Geometry], *, bump: bool) -> None:
-    if not ids:
+def _write(table: sa.TableClause, ids: list[int], before: Sequence[shapely.Geometry],
+           shapes: Sequence[shapely.Geometry], *, bump: bool) -> None:
+    """Write the shapes that snapping changed (a turf's version moves only then: its phones download nothing
+    anew for a shape that stands)."""
+    changed = [n for n, (old, new) in enumerate(zip(before, shapes, strict=True)) if old.wkb != new.wkb]
+    if not changed:
         return
+    ids, shapes = [ids[n] for n in changed], [shapes[n] for n in changed]
     values = {c: sa.bindparam(f"new_{c}") for c in SHAPE}
     if bump:
         values["version"] = table.c.version + 1
@@ -58,7 +63,7 @@ def _snap(table: sa.TableClause, campaign_id: int, *where: sa.ColumnElement[bool
     shapes = shapely.from_wkb([r.geometry for r in rows])
     snapped = (snap_coverage(shapes, DIGITS, partition=partition) if together
                else [snap_coverage([s], DIGITS)[0] for s in shapes])
-    _write(table, [r.id for r in rows], snapped, bump=table.name == "turf")
+    _write(table, [r.id for r in rows], shapes, snapped, bump=table.name == "turf")
 
 
 def upgrade() -> None:

@@ -10,8 +10,8 @@ has every stream read its counter again, so a change made meanwhile is not lost.
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Any
 
 import asyncpg
@@ -29,11 +29,32 @@ LISTENER_NAME = "doorstep progress listener"
 log = logging.getLogger("doorstep")
 
 
+class TooManyStreams(Exception):
+    """The caller has as many streams open as it may."""
+
+
+class Subscription:
+    """A stream's queue in the hub, and its place in its caller's count; `close` may be called more than once
+    (the stream's end and the answer's end both call it: a HEAD's stream never starts)."""
+
+    def __init__(self, queue: asyncio.Queue[int], leave: Callable[[], None]) -> None:
+        self.queue = queue
+        self._leave: Callable[[], None] | None = leave
+
+    def close(self) -> None:
+        leave, self._leave = self._leave, None
+        if leave is not None:
+            leave()
+
+
 class Hub:
-    """This process's subscribers, per campaign: each a queue that gets the campaign's id on a change."""
+    """This process's subscribers, per campaign: each a queue that gets the campaign's id on a change. Also how
+    many streams each caller has open here, and the counter reads in flight, one a campaign."""
 
     def __init__(self) -> None:
         self.queues: dict[int, set[asyncio.Queue[int]]] = defaultdict(set)
+        self.open: Counter[Hashable] = Counter()
+        self.reading: dict[int, asyncio.Future[int]] = {}
 
     def subscribe(self, campaign_id: int) -> asyncio.Queue[int]:
         queue: asyncio.Queue[int] = asyncio.Queue(maxsize=100)
@@ -42,6 +63,33 @@ class Hub:
 
     def unsubscribe(self, campaign_id: int, queue: asyncio.Queue[int]) -> None:
         self.queues[campaign_id].discard(queue)
+        if not self.queues[campaign_id]:
+            del self.queues[campaign_id]
+
+    def join(self, campaign_id: int, caller: Hashable, *, most: int) -> "Subscription":
+        """A stream's subscription, counted against `caller`'s `most` open streams (TooManyStreams past it)."""
+        if self.open[caller] >= most:
+            raise TooManyStreams
+        self.open[caller] += 1
+        queue = self.subscribe(campaign_id)
+
+        def leave() -> None:
+            self.unsubscribe(campaign_id, queue)
+            self.open[caller] -= 1
+            if not self.open[caller]:
+                del self.open[caller]
+        return Subscription(queue, leave)
+
+    async def counter(self, campaign_id: int, read: Callable[[], Awaitable[int]]) -> int:
+        """`read` of the campaign's counter, shared by every stream that asks while it runs: a change wakes every
+        stream of the campaign at once, and they make one query, not one each."""
+        pending = self.reading.get(campaign_id)
+        if pending is None:
+            pending = asyncio.ensure_future(read())
+            self.reading[campaign_id] = pending
+            pending.add_done_callback(lambda _: self.reading.pop(campaign_id, None))
+        # Shielded: a stream that goes away mid-read doesn't cancel the others' read.
+        return await asyncio.shield(pending)
 
     def publish(self, campaign_id: int) -> None:
         for queue in self.queues.get(campaign_id, ()):
@@ -129,7 +177,7 @@ def committed(session: Session, campaign_id: int) -> None:
         HUB.publish(campaign_id)
 
 
-async def listen(database_url: str, stop: asyncio.Event) -> None:
+async def listen(database_url: str, stop: asyncio.Event, *, connect_timeout_s: float = 60.0) -> None:
     """Feed the hub from PostgreSQL's NOTIFY until `stop`; reconnects when the connection drops. On SQLite there
     is nothing to hear: one process serves, and its commits tell its streams (`committed`)."""
     if make_url(database_url).get_backend_name() != "postgresql":
@@ -146,7 +194,8 @@ async def listen(database_url: str, stop: asyncio.Event) -> None:
         lost = asyncio.Event()
         connection = None
         try:
-            connection = await asyncpg.connect(dsn, server_settings={"application_name": LISTENER_NAME})
+            connection = await asyncpg.connect(dsn, timeout=connect_timeout_s,
+                                               server_settings={"application_name": LISTENER_NAME})
             connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
             await connection.add_listener(CHANNEL, heard)
         except (*UNREACHABLE, OSError, asyncpg.PostgresError) as exc:

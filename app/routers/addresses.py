@@ -44,7 +44,7 @@ async def list_households(request: Request, response: Response, access: Annotate
     rows, next_cursor = await address_service.list_households(session, access.campaign_id, precinct_id=precinct_id,
                                                               cursor=cursor, limit=limit)
     link_next(request, response, next_cursor)
-    await audit_read(request, access, "households.read",
+    audit_read(request, access, "households.read",
                      f"precinct {precinct}" if precinct is not None else "all precincts", len(rows))
     return HouseholdPage(items=[HouseholdRead(address_id=r.pop("external_id"), **r) for r in rows],
                          next_cursor=next_cursor)

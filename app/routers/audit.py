@@ -1,7 +1,8 @@
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.audit import service as audit_service
 from app.audit.schemas import AuditEventRead, AuditPage
@@ -15,23 +16,57 @@ from app.values import Moment
 router = APIRouter(prefix="/v1/campaigns/{campaign_id}", tags=["audit"])
 
 admin = Allow(Role.admin)
+# In a request's state once its answer is over: whether it sent a body the reads it noted are recorded for.
+SENT = "audit_sent"
 
 
-async def audit_read(request: Request, access: Access, action: str, subject: str, records: int | None) -> None:
-    """Record a successful read of voter data by the caller (call it once the answer is ready, never for a
-    refused one). `subject` names what was read, never the data itself."""
-    await request.app.state.audit.record(**_who(request, access), action=action, subject=subject, records=records)
+def audit_read(request: Request, access: Access, action: str, subject: str, records: int | None) -> None:
+    """Note a read of voter data by the caller (once the answer is made, never for a refused one), to be recorded
+    if its answer goes out: `AuditSent` records it once a 2xx body has been sent, and drops it for a HEAD or a
+    304, which send none. `subject` names what was read, never the data itself. Called from a streamed answer
+    too, at its end."""
+    who = {"campaign_id": access.campaign_id, "user_id": access.caller.user_id,
+           "api_key_id": access.caller.api_key_id, "client": request.client.host if request.client else None,
+           "user_agent": request.headers.get("user-agent")}
+    read = {**who, "action": action, "subject": subject, "records": records}
+    answered = request.scope["state"].get(SENT)
+    if answered is None:
+        request.state.audit_pending.append(read)
+    elif answered:
+        # A stream whose end came after its answer's (a client gone mid-export): what it sent is recorded.
+        request.app.state.audit.append(**read)
 
 
-def _who(request: Request, access: Access) -> dict[str, object]:
-    return {"campaign_id": access.campaign_id, "user_id": access.caller.user_id,
-            "api_key_id": access.caller.api_key_id, "client": request.client.host if request.client else None,
-            "user_agent": request.headers.get("user-agent")}
+class AuditSent:
+    """ASGI middleware: the reads a request noted (`audit_read`) are recorded when its answer has sent a body with a
+    2xx status; a HEAD (app/routers/head.py), a 304 (app/routers/etags.py) or an error sends none, and so
+    records none. Outside the ETags, inside HeadAsGet."""
 
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
 
-def audit_streamed(request: Request, access: Access, action: str, subject: str, records: int | None) -> None:
-    """`audit_read` for the end of a streamed answer, where nothing may be awaited."""
-    request.app.state.audit.append(**_who(request, access), action=action, subject=subject, records=records)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        pending: list[dict[str, Any]] = state.setdefault("audit_pending", [])
+        status, sent = 0, False
+
+        async def watching(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and message.get("body"):
+                sent = True
+            await send(message)
+        try:
+            await self.app(scope, receive, watching)
+        finally:
+            state[SENT] = sent and 200 <= status < 300 and not state.get("head")
+            if state[SENT]:
+                for read in pending:
+                    await scope["app"].state.audit.record(**read)
 
 
 @router.get("/audit", openapi_extra=admin.openapi)

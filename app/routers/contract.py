@@ -22,6 +22,16 @@ RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying aga
 # Routes that take a password or a refresh token, limited per account and per client address.
 RATE_LIMITED = {"/v1/auth/token", "/v1/auth/refresh", "/v1/join", "/v1/me/password"}
 NOT_MODIFIED = "Not modified: the `ETag` sent in `If-None-Match` is current. No body."
+EVENT_STREAM = "text/event-stream"
+# The headers of a GET's answer (a stream's aside): its tag, and that it is the caller's own.
+CACHING = {"ETag": {"description": "The answer's (weak) tag: send it in `If-None-Match` for a 304.",
+                    "schema": {"type": "string"}},
+           "Cache-Control": {"description": "`private, no-cache` (an export of voter data: `private, no-store`).",
+                             "schema": {"type": "string"}}}
+NEXT = {"Link": {"description": "RFC 8288 `<...>; rel=\"next\"`: the next page, when there is one.",
+                 "schema": {"type": "string"}}}
+PART = {"Content-Range": {"description": "`bytes first-last/length` (`*` for a length not known yet).",
+                          "schema": {"type": "string"}}}
 
 
 def _shared(path: str, operation: dict[str, Any]) -> dict[str, str]:
@@ -81,8 +91,10 @@ def build(app: FastAPI, models: tuple[type[BaseModel], ...]) -> dict[str, Any]:
             responses.pop("422", None)  # FastAPI's own, in its shape
             for code, description in _shared(path, operation).items():
                 responses.setdefault(code, {"description": description})
-            if method == "get":
+            streams = EVENT_STREAM in responses.get("200", {}).get("content", {})
+            if method == "get" and not streams:
                 responses.setdefault("304", {"description": NOT_MODIFIED})
+            paged = any(p["name"] == "cursor" for p in operation.get("parameters", ()))
             for code, response in responses.items():
                 if code[0] in "45":
                     response["content"] = {PROBLEM: {"schema": PROBLEM_REF}}
@@ -90,6 +102,9 @@ def build(app: FastAPI, models: tuple[type[BaseModel], ...]) -> dict[str, Any]:
                         response["headers"] = RETRY_AFTER
                 elif "content" in response:
                     response["content"] = _json_first(response["content"])
+                if method == "get" and not streams and code in ("200", "206", "304"):
+                    response["headers"] = {**CACHING, **(NEXT if paged and code == "200" else {}),
+                                           **(PART if code == "206" else {}), **response.get("headers", {})}
             operation["responses"] = dict(sorted(responses.items()))
     return spec
 

@@ -16,7 +16,7 @@ from fastapi.openapi.docs import get_redoc_html
 from fastapi.responses import HTMLResponse
 
 from app.errors import NotFound
-from app.routers.responses import COMPRESS_MIN
+from app.routers.responses import COMPRESS_MIN, accepts_gzip
 
 ASSETS = "/docs/assets"
 # Each file is served under a name carrying a digest of its content, so a browser may keep it for a year: an
@@ -115,6 +115,6 @@ def asset(request: Request, name: str) -> Response:
     if found is None:
         raise NotFound(f"The docs have no file {name}.")
     headers = {"Cache-Control": CACHED, "Vary": "Accept-Encoding"}
-    if found.gzipped is not None and "gzip" in request.headers.get("accept-encoding", ""):
+    if found.gzipped is not None and accepts_gzip(request):
         return Response(found.gzipped, media_type=found.media_type, headers={**headers, "Content-Encoding": "gzip"})
     return Response(found.body, media_type=found.media_type, headers=headers)

@@ -13,6 +13,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.routers.headers import CACHE_CONTROL
 from app.routers.responses import COMPRESS_MIN, etag_matches
 
 # A body is held to be hashed up to this size; a streamed one that grows past it goes on untagged as it comes.
@@ -21,8 +22,6 @@ BUFFER_MAX = 4 * 1024 * 1024
 THREAD_MIN = 1024 * 1024
 # What a 304 repeats of the 200 it stands for (RFC 9110 §15.4.5); the security headers are added outside.
 KEPT = frozenset({b"etag", b"cache-control", b"vary", b"content-location", b"expires", b"date"})
-# Every answer is the caller's own (their role, their turfs): a cache may keep it for them only, and asks first.
-CACHE_CONTROL = "private, no-cache"
 STREAMED = "etag_streamed"
 
 

@@ -7,8 +7,10 @@ not supported by this server") and can't open one that gives no size. So a colle
 - GET: streamed, one query a page, gzipped at a fast level for a client that accepts it; `Accept-Ranges: bytes`.
 - HEAD (with no gzip asked): the collection written through and counted, for its `Content-Length`.
 - GET with `Range: bytes=a-b`: the collection written up to b, those bytes in a 206 (never compressed); past its end
-  or unreadable, a 416 problem. A range of several parts, or with `If-Range` (the API's tags are weak, which
-  If-Range never matches), gets the whole collection.
+  or unreadable, a 416 problem. `bytes=a-` and `bytes=-n` (and a span of 16 MiB or more) read the collection once
+  and hold what they ask for, so their bytes and the length they give agree; past 16 MiB, the whole collection. A
+  range of several parts, or with `If-Range` (the API's tags are weak, which If-Range never matches), gets the
+  whole collection.
 
 A collection's bytes are the same on every request while its rows stand (read in key order, written by one
 encoder), so the ranges of several requests fit together; a change between them (progress moves as knocks come
@@ -28,7 +30,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import RangeNotSatisfiable
-from app.routers.responses import FAST_LEVEL, GEOJSON, THREAD_MIN, fast_compressed, next_link
+from app.routers.responses import FAST_LEVEL, GEOJSON, THREAD_MIN, accepts_gzip, fast_compressed, next_link
 
 # Features, written one after another with commas between (`written`), and the key of the page after them (None
 # on the last).
@@ -153,9 +155,9 @@ async def answer(request: Request, collection: Collection, *, headers: dict[str,
         first, last = _within(wanted, len(body))
         headers["Content-Range"] = f"bytes {first}-{last}/{len(body)}"
         return Response(body[first:last + 1], status_code=206, media_type=GEOJSON, headers=headers)
-    if wanted is not None:
-        return await _ranged(collection, wanted, headers)
-    gzip = "gzip" in request.headers.get("accept-encoding", "")
+    if wanted is not None and (ranged := await _ranged(collection, wanted, headers)) is not None:
+        return ranged
+    gzip = accepts_gzip(request)
     headers["Vary"] = "Accept-Encoding"
     if request.scope.get("state", {}).get("head") and not gzip:
         headers["Content-Length"] = str(await _length(collection))
@@ -190,7 +192,10 @@ async def _gzipped(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     yield compressor.flush()
 
 
-async def _ranged(collection: Collection, wanted: tuple[int | None, int | None], headers: dict[str, str]) -> Response:
+async def _ranged(collection: Collection, wanted: tuple[int | None, int | None],
+                  headers: dict[str, str]) -> Response | None:
+    """A 206 of the range, from one read of the collection (so its bytes and its length agree); None for a range
+    too wide to hold, which gets the whole collection (RFC 9110 §14.2 lets a server ignore Range)."""
     first, last = wanted
     if first is not None and last is not None and last - first < RANGE_BUFFER:
         # GDAL's case: read up to `last` and no further; the length is known only if the collection ends there.
@@ -200,11 +205,33 @@ async def _ranged(collection: Collection, wanted: tuple[int | None, int | None],
         shown = "*" if total is None else str(total)
         headers |= {"Content-Range": f"bytes {first}-{first + len(part) - 1}/{shown}"}
         return Response(part, status_code=206, media_type=GEOJSON, headers=headers)
-    total = await _length(collection)
+    held = await _tail(collection, wanted)
+    if held is None:
+        return None
+    part, total = held
     first, last = _within(wanted, total)
-    headers |= {"Content-Range": f"bytes {first}-{last}/{total}", "Content-Length": str(last - first + 1)}
-    return StreamingResponse(_window(collection, first, last), status_code=206, media_type=GEOJSON,
-                             headers=headers)
+    headers |= {"Content-Range": f"bytes {first}-{last}/{total}"}
+    return Response(part[:last - first + 1], status_code=206, media_type=GEOJSON, headers=headers)
+
+
+async def _tail(collection: Collection, wanted: tuple[int | None, int | None]) -> tuple[bytes, int] | None:
+    """The bytes from a range's start (or its last `n`: `bytes=-n`) to the collection's end, and its length, in
+    one read; None once they pass RANGE_BUFFER."""
+    first, suffix = wanted if wanted[0] is None else (wanted[0], None)
+    if suffix is not None and suffix > RANGE_BUFFER:
+        return None
+    held, offset = bytearray(), 0
+    async with aclosing(collection.chunks()) as chunks:
+        async for chunk in chunks:
+            if suffix is not None:
+                held += chunk
+                del held[:max(0, len(held) - suffix)]
+            else:
+                held += chunk[max(0, first - offset):]
+                if len(held) > RANGE_BUFFER:
+                    return None
+            offset += len(chunk)
+    return bytes(held), offset
 
 
 def _within(wanted: tuple[int | None, int | None], total: int) -> tuple[int, int]:
@@ -233,15 +260,3 @@ async def _slice(collection: Collection, first: int, last: int) -> tuple[bytes, 
             held.append(chunk[max(0, first - offset):max(0, last + 1 - offset)])
             offset += len(chunk)
     return b"".join(held), offset
-
-
-async def _window(collection: Collection, first: int, last: int) -> AsyncIterator[bytes]:
-    offset = 0
-    async with aclosing(collection.chunks()) as chunks:
-        async for chunk in chunks:
-            part = chunk[max(0, first - offset):max(0, last + 1 - offset)]
-            if part:
-                yield part
-            offset += len(chunk)
-            if offset > last:
-                return

@@ -1,4 +1,5 @@
-"""Security headers on every answer: the browser may not sniff, frame, refer or run anything it isn't told to."""
+"""Security headers on every answer: the browser may not sniff, frame, refer or run anything it isn't told to, nor
+keep an answer for anyone but its caller."""
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -12,13 +13,16 @@ API_POLICY = "default-src 'none'; frame-ancestors 'none'"
 DOCS_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
                "connect-src 'self'; worker-src blob:; frame-ancestors 'none'")
 # Their assets (/docs/assets/...) are no page: the API's policy does for them.
+CACHE_CONTROL = "private, no-cache"
 DOCS_PATHS = frozenset({"/docs", "/redoc"})
 
 
 def headers_for(path: str, settings: Settings) -> dict[str, str]:
     """The security headers of an answer to `path`."""
     headers = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
-               "Content-Security-Policy": DOCS_POLICY if path in DOCS_PATHS else API_POLICY}
+               "Content-Security-Policy": DOCS_POLICY if path in DOCS_PATHS else API_POLICY,
+               # Every answer is the caller's own (their role, their turfs): kept for them only, asked for again.
+               "Cache-Control": CACHE_CONTROL}
     if settings.hsts_max_age_s > 0:
         # Only behind TLS: a browser that saw it refuses plain HTTP to this host for that long.
         headers["Strict-Transport-Security"] = f"max-age={settings.hsts_max_age_s}; includeSubDomains"

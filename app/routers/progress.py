@@ -1,3 +1,4 @@
+import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator
@@ -9,12 +10,13 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from app.auth.scopes import Scope
 from app.auth.service import Access
 from app.campaigns.roles import Role
-from app.errors import Forbidden
+from app.db import unavailable
+from app.errors import Forbidden, NotFound, TooManyRequests, Unauthenticated
 from app.organizing import launches
 from app.progress import live
 from app.progress import service as progress
 from app.progress.schemas import CampaignProgress, PrecinctProgress, TurfProgress
-from app.routers.deps import FIELD_ROLES, Allow, SessionDep
+from app.routers.deps import FIELD_ROLES, Allow, CampaignId, SessionDep, SettingsDep, api_key_header, oauth2
 from app.routers.features import RANGE_RESPONSES, Collection, answer, in_sessions
 from app.routers.responses import (
     GEOJSON,
@@ -80,37 +82,67 @@ async def get_campaign_progress(request: Request, access: Annotated[Access, Depe
     return await _answer(request, access, session, False, make)
 
 
-# A comment line this often keeps proxies from closing a quiet stream.
-KEEP_ALIVE_S = 15.0
 # How long a browser's EventSource waits before it reconnects to a stream that ended (sent as `retry:`).
 RECONNECT_MS = 5000
 
 
-@router.get("/stream", openapi_extra=readers.openapi, response_class=EventStream, responses={200: {
-            "description": "Server-Sent Events: `progress` with the campaign's change counter, at once and on "
-                           "every change."}})
+@router.get("/stream", openapi_extra=readers.openapi, response_class=EventStream, responses={
+    200: {"description": "Server-Sent Events: `progress` with the campaign's change counter, at once and on every "
+                         "change."},
+    429: {"description": "The caller has as many streams open on this server as it may "
+                         "(`DOORSTEP_STREAMS_PER_CALLER`)."}})
 async def stream_progress(request: Request, access: Annotated[Access, Depends(readers)], session: SessionDep,
-                          chosen: FiltersDep) -> EventStream:
+                          chosen: FiltersDep, settings: SettingsDep, campaign_id: CampaignId,
+                          bearer: Annotated[str | None, Depends(oauth2)],
+                          api_key: Annotated[str | None, Depends(api_key_header)]) -> EventStream:
     """Server-Sent Events: a `progress` event now and within a second of every change to the campaign's progress
     (a sync, a cut, an assignment), from whichever server process made it. Its data holds the change counter
     (`changes`, also the event id): read `/progress...` again, sending your ETag, to get the new figures. It
-    starts with `retry:`, how long a client waits before reconnecting to a stream that ended."""
-    campaign_id = access.campaign_id
-    queue = live.HUB.subscribe(campaign_id)
+    starts with `retry:`, how long a client waits before reconnecting to a stream that ended. The caller's
+    access is checked again as the stream goes on: a revoked key's, an ended login's or a removed member's stream
+    ends within a keep-alive's interval (15 s unless the server sets another), and reconnecting gets the 401 or
+    404."""
+    caller = access.caller.api_key_id or access.caller.user_id
+    try:
+        subscription = live.HUB.join(access.campaign_id, caller, most=settings.streams_per_caller)
+    except live.TooManyStreams:
+        raise TooManyRequests(f"{settings.streams_per_caller} progress streams are open for this caller already; "
+                              "close one, or share one stream between views.", retry_after=RECONNECT_MS // 1000
+                              ) from None
     await session.close()  # a stream can last hours: hold no connection between events
-
     maker = request.app.state.sessionmaker
+    ids = access.campaign_id
 
     async def read() -> int:
         async with maker() as reader:
-            return await progress.changes(reader, campaign_id)
+            return await progress.changes(reader, ids)
+
+    async def still_allowed() -> bool:
+        """The stream's access checked as at its start; True while the database can't tell (an outage)."""
+        async with maker() as again:
+            try:
+                seen = await readers(campaign_id, again, settings, bearer, api_key)
+                await filters(seen, again, list(chosen.precincts) or None, chosen.event_id)
+            except (Unauthenticated, NotFound, Forbidden):
+                return False
+            except Exception as exc:
+                if not unavailable(exc):
+                    raise
+        return True
 
     async def events() -> AsyncIterator[bytes]:
         yield f"retry: {RECONNECT_MS}\n\n".encode()
+        loop = asyncio.get_running_loop()
+        check_at = loop.time() + settings.stream_keep_alive_s
         try:
             # Through a database outage too: keep-alives go on, and events again once it is back.
-            async with contextlib.aclosing(live.watch(read, queue, keep_alive_s=KEEP_ALIVE_S)) as changed:
+            async with contextlib.aclosing(live.watch(lambda: live.HUB.counter(ids, read), subscription.queue,
+                                                      keep_alive_s=settings.stream_keep_alive_s)) as changed:
                 async for changes in changed:
+                    if loop.time() >= check_at:
+                        if not await still_allowed():
+                            return
+                        check_at = loop.time() + settings.stream_keep_alive_s
                     if changes is not None:
                         data = orjson.dumps({"changes": changes}).decode()
                         yield f"event: progress\nid: {changes}\ndata: {data}\n\n".encode()
@@ -119,8 +151,9 @@ async def stream_progress(request: Request, access: Annotated[Access, Depends(re
                     else:
                         yield b": keep-alive\n\n"
         finally:
-            live.HUB.unsubscribe(campaign_id, queue)
-    return EventStream(events(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            subscription.close()
+    return EventStream(events(), on_close=subscription.close,
+                       headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 def _rows(read: Any, *, turfs: bool) -> Any:

@@ -8,7 +8,7 @@ from app.auth.scopes import Scope
 from app.auth.service import Access
 from app.errors import Invalid
 from app.pagination import encode_cursor, int_cursor
-from app.routers.audit import audit_read, audit_streamed
+from app.routers.audit import audit_read
 from app.routers.deps import FIELD_ROLES, Allow, SessionDep
 from app.routers.etags import tag_streamed
 from app.routers.responses import CsvStream
@@ -40,7 +40,7 @@ async def list_door_knocks(request: Request, access: Annotated[Access, Depends(r
     start, names = int_cursor(after, "after", most=2**63 - 1), _names(access)
     items, last = await feed.page(session, access.campaign_id, after=start, limit=limit, names=names)
     if names:
-        await audit_read(request, access, "results.read", f"knocks after {start}", len(items))
+        audit_read(request, access, "results.read", f"knocks after {start}", len(items))
     return Response(orjson.dumps({"items": items, "next": encode_cursor(last)}), media_type="application/json")
 
 
@@ -61,8 +61,10 @@ async def export_door_knocks_csv(request: Request, access: Annotated[Access, Dep
     rows = _audited(request, access, f"door-knocks {window or 'all'}", lambda seen: feed.csv_rows(
         request.app.state.sessionmaker, access.campaign_id, since=since, until=until, names=_names(access),
         seen=seen))
+    # Names and notes of voters: a browser keeps no copy of the download but the file it saves.
     return CsvStream(rows, media_type="text/csv; charset=utf-8", headers={
-        "Content-Disposition": f'attachment; filename="{access.campaign.slug}-door-knocks.csv"'})
+        "Content-Disposition": f'attachment; filename="{access.campaign.slug}-door-knocks.csv"',
+        "Cache-Control": "private, no-store"})
 
 
 async def _audited(request: Request, access: Access, subject: str,
@@ -77,4 +79,4 @@ async def _audited(request: Request, access: Access, subject: str,
         async for chunk in rows(seen):
             yield chunk
     finally:
-        audit_streamed(request, access, "export.csv", subject, sent)
+        audit_read(request, access, "export.csv", subject, sent)

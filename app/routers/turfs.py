@@ -124,7 +124,7 @@ async def get_turf(turf_id: Id, request: Request, access: Annotated[Access, Depe
     # Households are voters' addresses: a host reads them as a walk list.
     only = await holdings.turfs_visible_to(session, access, people=True)
     detail = await _detail(session, await turf_service.get_turf(session, access.campaign_id, turf_id, only=only))
-    await audit_read(request, access, "households.read", f"turf {turf_id}", len(detail.households))
+    audit_read(request, access, "households.read", f"turf {turf_id}", len(detail.households))
     return detail
 
 

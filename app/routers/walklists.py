@@ -35,5 +35,5 @@ async def get_walklist(turf_id: Id, request: Request, access: Annotated[Access, 
     if etag_matches(request, headers["ETag"]):
         return Response(status_code=304, headers=headers)
     headers["ETag"], body, people = await walklists.walklist(session, turf, since=since)
-    await audit_read(request, access, "walklist.read", f"turf {turf_id}", people)
+    audit_read(request, access, "walklist.read", f"turf {turf_id}", people)
     return Response(body, media_type="application/json", headers=headers)

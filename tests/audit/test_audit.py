@@ -109,6 +109,31 @@ class TestAuditedReads:
         assert [e["action"] for e in await audit(cut_client, world)] == ["walklist.read"]
         assert await stored(cut_session) == 1
 
+    async def test_a_head_or_a_304_sends_no_ones_data_and_leaves_no_row(self, cut_client, cut_session, world):
+        """What GDAL, caches and link checkers send (HEAD, If-None-Match) reads nobody's data out: no row, for the
+        walk list, a turf's households, the results feed and the export (which the ETags hold whole to tag)."""
+        turf = await cut_session.scalar(select(Turf.id).order_by(Turf.id).limit(1))
+        await cut_session.rollback()
+        organizer = world.headers("organizer")
+        paths = [f"{HOME}/turfs/{turf}/walklist", f"{HOME}/turfs/{turf}", f"{HOME}/door-knocks",
+                 f"{HOME}/door-knocks.csv"]
+        for path in paths:
+            head = await cut_client.head(path, headers=organizer)
+            assert (head.status_code, head.content) == (200, b""), path
+        assert await audit(cut_client, world) == []
+        tags = []
+        for path in paths:
+            r = await cut_client.get(path, headers=organizer)
+            assert r.status_code == 200 and r.content, path
+            tags.append(r.headers["etag"])
+        read = [e["action"] for e in await audit(cut_client, world)]
+        assert sorted(read) == ["export.csv", "households.read", "results.read", "walklist.read"], read
+        for path, tag in zip(paths, tags, strict=True):
+            again = await cut_client.get(path, headers={**organizer, "If-None-Match": tag})
+            assert (again.status_code, again.content) == (304, b""), path
+        assert len(await audit(cut_client, world)) == 4
+        assert await stored(cut_session) == 4
+
 
 class TestReadingTheAudit:
     async def test_admins_only(self, cut_client, world):

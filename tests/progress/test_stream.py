@@ -168,6 +168,45 @@ class TestStream:
             log = server.log.read_text()
         assert "Traceback" not in log, log
 
+    async def test_a_caller_holds_so_many_streams_and_a_revoked_key_loses_its_own(self, cut_db_url, world, tmp_path):
+        """Streams are counted per caller (429 past the setting, with when to try again; another caller is not
+        held up), and each checks its caller again as it goes: a revoked key's streams end, and its next is 401.
+        Whatever ended them, and HEADs, leave no subscription behind."""
+        settings = {"DOORSTEP_STREAMS_PER_CALLER": "2", "DOORSTEP_STREAM_KEEP_ALIVE_S": "0.3"}
+        key, organizer = world.headers("key_all"), world.headers("organizer")
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(asyncio.timeout(60))
+            server = await stack.enter_async_context(serving(cut_db_url, tmp_path, settings, process=False))
+            client = await stack.enter_async_context(httpx.AsyncClient(base_url=server.base, timeout=10))
+            streams = []
+            for _ in range(2):
+                response = await stack.enter_async_context(client.stream("GET", STREAM, headers=key))
+                lines = response.aiter_lines()
+                assert await anext(lines) == "retry: 5000"
+                await next_event(lines)
+                streams.append(lines)
+            refused = await client.get(STREAM, headers=key)
+            assert refused.status_code == 429 and refused.headers["retry-after"] == "5", refused.text
+            assert refused.json()["type"] == "/problems/rate-limited" and "2 progress streams" in refused.text
+            for _ in range(3):  # a HEAD is no stream: not counted, nothing left behind
+                assert (await client.head(STREAM, headers=organizer)).status_code == 200
+            response = await stack.enter_async_context(client.stream("GET", STREAM, headers=organizer))
+            assert response.status_code == 200, "another caller is not held up"
+            assert sorted(live.HUB.open.values()) == [1, 2]
+
+            revoked = await client.delete(f"{HOME}/api-keys/{world.key_ids['key_all']}",
+                                          headers=world.headers("admin"))
+            assert revoked.status_code == 200 and revoked.json()["revoked_at"], revoked.text
+            for lines in streams:
+                async def ends(lines=lines) -> None:
+                    async for _ in lines:
+                        pass
+                await asyncio.wait_for(ends(), 5)
+            assert (await client.get(STREAM, headers=key)).status_code == 401
+            assert list(live.HUB.open.values()) == [1], "the key's streams are gone from the count"
+        assert not live.HUB.open and not live.HUB.queues
+        assert "Traceback" not in server.log.read_text()
+
     async def test_who_may_stream(self, cut_client, world):
         # Refusals answer before any stream starts (in process: the ASGI transport can't hold a stream open; the
         # organizer's stream above is the success).
@@ -211,6 +250,19 @@ class TestWatch:
             assert await anext(stream) is None
         assert [r.getMessage() for r in caplog.records if r.name == "doorstep"] == [
             "a progress stream waits: the database can't be reached (ConnectionResetError)"]
+
+    async def test_the_streams_of_a_campaign_share_one_read_of_its_counter(self):
+        hub, reads = live.Hub(), []
+
+        async def read() -> int:
+            reads.append(1)
+            await asyncio.sleep(0.05)
+            return len(reads)
+        waiting = [asyncio.ensure_future(hub.counter(1, read)) for _ in range(50)]
+        waiting[0].cancel()  # a stream that goes away mid-read: the others still get theirs
+        done = await asyncio.gather(*waiting, return_exceptions=True)
+        assert isinstance(done[0], asyncio.CancelledError) and done[1:] == [1] * 49 and len(reads) == 1
+        assert await hub.counter(1, read) == 2 and not hub.reading, "the next change is read anew"
 
     async def test_an_error_that_is_no_outage_ends_it(self):
         async def read() -> int:
