@@ -18,6 +18,7 @@ from app.db import make_engine, make_sessionmaker
 from app.progress import live
 from app.routers import (
     addresses,
+    attributes,
     auth,
     campaigns,
     contract,
@@ -133,8 +134,8 @@ def create_app(settings: Settings | None = None, *, connection: AsyncConnection 
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=CORS_METHODS,
                            allow_headers=CORS_HEADERS, expose_headers=CORS_EXPOSED, max_age=600)
     # Organizing first: its /turfs:claim must not be taken for a turf id.
-    for module in (auth, campaigns, precincts, addresses, organizing, turfs, walklists, scripts, sync, progress,
-                   results, webhook_routes, audit_routes):
+    for module in (auth, campaigns, precincts, addresses, attributes, organizing, turfs, walklists, scripts, sync,
+                   progress, results, webhook_routes, audit_routes):
         app.include_router(module.router)
     app.include_router(organizing.public)
     app.include_router(campaigns.index)

@@ -1,6 +1,7 @@
 """Every table, imported in one place so Alembic's autogenerate sees them all."""
 
 from app.addresses.models import Building, Household, Person
+from app.attributes.models import Attribute, AttributeValue, PersonTag, Tag
 from app.audit.models import AuditEvent
 from app.auth.models import ApiKey, LoginSession
 from app.auth.scopes import Scope
@@ -18,6 +19,8 @@ from app.webhooks.models import Webhook, WebhookDelivery
 
 __all__ = [
            "ApiKey",
+           "Attribute",
+           "AttributeValue",
            "AuditEvent",
            "Building",
            "Campaign",
@@ -30,6 +33,7 @@ __all__ = [
            "LoginSession",
            "Membership",
            "Person",
+           "PersonTag",
            "Precinct",
            "ResultTally",
            "Role",
@@ -37,6 +41,7 @@ __all__ = [
            "Script",
            "ScriptVersion",
            "Street",
+           "Tag",
            "Turf",
            "TurfCut",
            "TurfHistory",

@@ -36,6 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.addresses.models import Building, Household, Person
+from app.attributes.models import Attribute
 from app.auth import service as auth_service
 from app.auth.models import ApiKey
 from app.auth.scopes import Scope
@@ -191,7 +192,7 @@ async def count_rows(session: AsyncSession) -> Counts:
 async def _count_rows(session: AsyncSession) -> Counts:
     nothing = null()
     parts = [_tally(m.__tablename__, m.campaign_id, nothing, func.count(), m.campaign_id)
-             for m in (Precinct, Building, Person, ApiKey, TurfHolding, JoinCode, Event, Webhook)]
+             for m in (Precinct, Building, Person, ApiKey, TurfHolding, JoinCode, Event, Webhook, Attribute)]
     event_turfs = select(Event.campaign_id, EventTurf.checked_out_at).join(Event, Event.id == EventTurf.event_id
                                                                           ).subquery()
     attendees = select(Event.campaign_id, EventAttendee.checked_in_at).join(
@@ -1859,6 +1860,31 @@ async def check_feed_csv(case: Case, r: httpx.Response) -> None:
     header, *rows = r.text.splitlines()
     assert header.startswith("seq,id,turf_id,precinct,household_id")
     assert {int(row.split(",")[4]) for row in rows} <= case.facts.households_in[case.campaign or ""]
+ATTRIBUTES = "/v1/campaigns/{campaign_id}/attributes"
+# An attribute no campaign has: naming it is a 404 to everyone let in.
+NO_ATTRIBUTE = 2_000_000_000
+
+
+async def send_attribute(case: Case) -> dict[str, Any]:
+    return {"json": {"name": f"probe_{case.n}", "type": "integer", "of": "household", "canvassers_see": True}}
+
+
+async def check_attribute_made(case: Case, r: httpx.Response) -> None:
+    body = r.json()
+    assert (body["name"], body["type"], body["of"], body["canvassers_see"]) == (
+        f"probe_{case.n}", "integer", "household", True)
+    row = await case.session.get(Attribute, body["id"])
+    assert row is not None and row.campaign_id == case.campaign_id and row.kind == "integer"
+    await case.session.rollback()
+
+
+async def check_attributes(case: Case, r: httpx.Response) -> None:
+    mine = set((await case.session.execute(select(Attribute.id).where(
+        Attribute.campaign_id == case.campaign_id))).scalars())
+    assert {a["id"] for a in r.json()} == mine
+    await case.session.rollback()
+
+
 TURFS = "/v1/campaigns/{campaign_id}/turfs"
 CODES = "/v1/campaigns/{campaign_id}/join-codes"
 EVENTS = "/v1/campaigns/{campaign_id}/events"
@@ -1919,6 +1945,14 @@ ENDPOINTS = (
     Endpoint("GET", "/v1/campaigns/{campaign_id}/door-knocks", FIELD, Scope.results_read, check=check_feed),
     Endpoint("GET", "/v1/campaigns/{campaign_id}/door-knocks.csv", FIELD, Scope.results_read, check=check_feed_csv,
              media_type="text/csv"),
+    # Attributes kept of the files: field staff declare and show them; keys that read people list them.
+    Endpoint("GET", ATTRIBUTES, FIELD, Scope.people_read, check=check_attributes),
+    Endpoint("POST", ATTRIBUTES, FIELD, ok=201,
+             send=send_attribute,
+             check=check_attribute_made, effect=lambda case, _: {("attribute", case.campaign_id): 1}),
+    Endpoint("PATCH", ATTRIBUTES + "/{attribute_id}", FIELD, send=fixed(attribute_id=NO_ATTRIBUTE,
+                                                                        json={"canvassers_see": True}),
+             refuse=always(404), effect=nothing, variant="none of theirs"),
     # Webhooks: admins, and keys with webhooks:write.
     Endpoint("POST", WEBHOOKS, ADMIN, Scope.webhooks_write, ok=201,
              # A public address (webhooks reach no other); no event is sent to it in this test.

@@ -9,7 +9,7 @@ APP = Path(__file__).resolve().parent.parent / "app"
 # Each domain's layer: a domain's services import services of its own layer or below, and the foundation
 # imports nothing of a higher layer at all (derived data reaches it through app/events.py).
 LAYERS = {
-    "campaigns": 1, "auth": 1, "precincts": 1, "addresses": 1, "streets": 1, "audit": 1,
+    "campaigns": 1, "auth": 1, "precincts": 1, "addresses": 1, "attributes": 1, "streets": 1, "audit": 1,
     "scripts": 2, "turfs": 2,
     "walklists": 3,
     "organizing": 4, "sync": 4,

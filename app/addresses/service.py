@@ -15,6 +15,8 @@ from sqlalchemy import delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses.models import Building, Household, Person
+from app.attributes.schemas import Of
+from app.attributes.service import Keep, keep_values, kept_columns
 from app.db import begin_write
 from app.errors import BadFile
 from app.events import HouseholdsChanged, publish
@@ -84,7 +86,7 @@ def _first_rows(frame: pd.DataFrame, label: str, id_column: str, rejected: list[
 
 
 def plan_addresses(path: Path, label: str, mapping: dict[str, list[str]], precinct_ids: list[int],
-                   shapes: list[Polygon | MultiPolygon]) -> AddressPlan:
+                   shapes: list[Polygon | MultiPolygon], keeps: Sequence[Keep] = ()) -> AddressPlan:
     """Read an address file, group its units into buildings and put each building in a precinct.
 
     Raises BadFile for an unreadable file, a missing column or a corrupt coordinate.
@@ -94,6 +96,7 @@ def plan_addresses(path: Path, label: str, mapping: dict[str, list[str]], precin
                   and set(frame.geometry.dropna().geom_type) == {"Point"})
     table = mapped_columns(frame, mapping, ADDRESS_FIELDS, label,
                            present=lambda name: name in ("lon", "lat") and has_points)
+    table = pd.concat([table, kept_columns(frame, keeps, label)], axis=1)
     table.index = pd.RangeIndex(len(table))
     if "lon" in table and "lat" in table:
         lon = parse_numbers(table["lon"], label=label, column=source_column(mapping, "lon"), low=-180, high=180)
@@ -145,8 +148,10 @@ PERSON_FIELDS = ("household_id", "first_name", "last_name", "birth_year", "langu
 
 
 async def import_addresses(session: AsyncSession, campaign_id: int, path: Path, *, label: str,
-                           mapping: dict[str, list[str]], progress: Progress = no_progress) -> ImportReport:
-    """Create or update the campaign's buildings and households from an address file, in one transaction.
+                           mapping: dict[str, list[str]], keeps: Sequence[Keep] = (),
+                           progress: Progress = no_progress) -> ImportReport:
+    """Create or update the campaign's buildings and households from an address file, with the columns `keeps`
+    names as household attributes, in one transaction.
 
     Raises BadFile when the file can't be imported at all; rows that can't be placed are reported.
     """
@@ -154,7 +159,7 @@ async def import_addresses(session: AsyncSession, campaign_id: int, path: Path, 
     precinct_ids, shapes = await precinct_shapes(session, campaign_id)
     if not precinct_ids:
         raise BadFile(f"{label}: the campaign has no precincts yet; import them first")
-    plan = await read_in_thread(lambda: plan_addresses(path, label, mapping, precinct_ids, shapes), progress)
+    plan = await read_in_thread(lambda: plan_addresses(path, label, mapping, precinct_ids, shapes, keeps), progress)
 
     buildings = plan.buildings.assign(parcel=plan.buildings["parcel"].astype(object).replace("", None))
     wanted_b = frame_values(buildings, ("key", *BUILDING_FIELDS))
@@ -188,19 +193,31 @@ async def import_addresses(session: AsyncSession, campaign_id: int, path: Path, 
                 moved_buildings[start:start + 5000])).distinct())).scalars())
     await publish(session, HouseholdsChanged(campaign_id, turf_ids=frozenset(turfs), household_ids=frozenset(moved)))
     await refresh_counts(session, campaign_id)
+    kept = set()
+    if keeps:
+        ids = dict((await session.execute(select(Household.external_id, Household.id)
+                                          .where(Household.campaign_id == campaign_id))).all())
+        kept = await keep_values(session, campaign_id, keeps, Of.household,
+                                 plan.households["external_id"].map(ids).tolist(), plan.households, label=label)
+    # A household whose row stood but whose kept values moved was updated too.
+    restyled = len(kept - set(moved) - {ids[row[0]] for row in upsert_h.new}) if keeps else 0
     await session.commit()
-    return ImportReport("addresses", label, read=plan.read, created=len(upsert_h.new), updated=len(upsert_h.changed),
-                        unchanged=upsert_h.unchanged, snapped=plan.snapped, rejected=plan.rejected,
+    return ImportReport("addresses", label, read=plan.read, created=len(upsert_h.new),
+                        updated=len(upsert_h.changed) + restyled, unchanged=upsert_h.unchanged - restyled,
+                        snapped=plan.snapped, rejected=plan.rejected,
                         extra={"buildings_created": len(upsert_b.new)})
 
 
-def read_people(path: Path, label: str, mapping: dict[str, list[str]]) -> tuple[int, pd.DataFrame, list[Rejection]]:
-    """Read a voter file: rows read, the people (external_id, household, names, birth_year, language), rejections.
+def read_people(path: Path, label: str, mapping: dict[str, list[str]],
+                keeps: Sequence[Keep] = ()) -> tuple[int, pd.DataFrame, list[Rejection]]:
+    """Read a voter file: rows read, the people (external_id, household, names, birth_year, language, and the
+    kept columns as `keep:NAME`), rejections.
 
     Raises BadFile for an unreadable file, a missing column or a corrupt birth year.
     """
     frame = read_source(path, label)
     table = mapped_columns(frame, mapping, PEOPLE_FIELDS, label)
+    table = pd.concat([table, kept_columns(frame, keeps, label)], axis=1)
     table.index = pd.RangeIndex(len(table))
     this_year = datetime.now(UTC).year
     if "birth_year" in table:
@@ -221,10 +238,12 @@ def read_people(path: Path, label: str, mapping: dict[str, list[str]]) -> tuple[
 
 
 async def import_people(session: AsyncSession, campaign_id: int, path: Path, *, label: str,
-                        mapping: dict[str, list[str]], progress: Progress = no_progress) -> ImportReport:
-    """Create or update the campaign's people from a voter file linked by address id, in one transaction."""
+                        mapping: dict[str, list[str]], keeps: Sequence[Keep] = (),
+                        progress: Progress = no_progress) -> ImportReport:
+    """Create or update the campaign's people from a voter file linked by address id, with the columns `keeps`
+    names as their attributes, in one transaction."""
     await begin_write(session)
-    read, table, rejected = await read_in_thread(lambda: read_people(path, label, mapping), progress)
+    read, table, rejected = await read_in_thread(lambda: read_people(path, label, mapping, keeps), progress)
     households = dict((await session.execute(select(Household.external_id, Household.id)
                                              .where(Household.campaign_id == campaign_id))).all())
     household_id = table["household"].map(households)
@@ -234,14 +253,24 @@ async def import_people(session: AsyncSession, campaign_id: int, path: Path, *, 
                  "no household has this address id", table["external_id"][unknown].tolist())
     table = table[~unknown].assign(household_id=household_id[~unknown].astype(int))
     rejected.sort(key=lambda r: r.row)
-    counts = await upsert_people(session, campaign_id, table, synthetic=False, progress=progress)
+    counts, written = await upsert_people(session, campaign_id, table, synthetic=False, progress=progress)
+    if keeps:
+        ids = dict((await session.execute(select(Person.external_id, Person.id)
+                                          .where(Person.campaign_id == campaign_id))).all())
+        changed = await keep_values(session, campaign_id, keeps, Of.person, table["external_id"].map(ids).tolist(),
+                                    table, label=label)
+        # A person whose row stood but whose kept values moved was updated too.
+        moved = len(changed - written["updated"] - {ids[key] for key in written["created"]})
+        counts["updated"] += moved
+        counts["unchanged"] -= moved
     await session.commit()
     return ImportReport("people", label, read=read, rejected=rejected, **counts)
 
 
 async def upsert_people(session: AsyncSession, campaign_id: int, table: pd.DataFrame, *, synthetic: bool,
-                        progress: Progress) -> dict[str, int]:
-    """Insert new people and update changed ones; counts of created, updated and unchanged. Flushes only."""
+                        progress: Progress) -> tuple[dict[str, int], dict[str, set[Any]]]:
+    """Insert new people and update changed ones; counts of created, updated and unchanged, and the ids of those
+    updated and external ids of those created. Flushes only."""
     people = table.assign(synthetic=synthetic, language=table["language"].astype(object).replace("", None))
     wanted = frame_values(people, ("external_id", *PERSON_FIELDS))
     upsert = plan_upsert(await stored_rows(session, Person, "external_id", PERSON_FIELDS, campaign_id), wanted,
@@ -251,7 +280,9 @@ async def upsert_people(session: AsyncSession, campaign_id: int, table: pd.DataF
     await publish(session, HouseholdsChanged(campaign_id, household_ids=frozenset(
         [row[1] for row in upsert.new] + [c["household_id"] for c in upsert.changed])))
     await refresh_counts(session, campaign_id)
-    return {"created": len(upsert.new), "updated": len(upsert.changed), "unchanged": upsert.unchanged}
+    # Those of the people kept before: a kept value that moved updates them too (import_people).
+    return {"created": len(upsert.new), "updated": len(upsert.changed), "unchanged": upsert.unchanged}, {
+        "updated": {c["id"] for c in upsert.changed}, "created": {row[0] for row in upsert.new}}
 
 
 FIRST_NAMES = ("Maria", "James", "Ana", "John", "Wei", "Fatima", "Michael", "Sofia", "David", "Aisha", "Daniel",
@@ -302,8 +333,8 @@ async def make_demo_people(session: AsyncSession, campaign_id: int, *, seed: int
     households = pd.DataFrame((await session.execute(
         select(Household.external_id, Household.id).where(Household.campaign_id == campaign_id))).all(),
         columns=["external_id", "id"])
-    counts = await upsert_people(session, campaign_id, synthetic_people(households, seed=seed), synthetic=True,
-                                 progress=progress)
+    counts, _ = await upsert_people(session, campaign_id, synthetic_people(households, seed=seed), synthetic=True,
+                                    progress=progress)
     await session.commit()
     return counts
 

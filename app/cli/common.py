@@ -27,6 +27,9 @@ CampaignOpt = Annotated[str, typer.Option("--campaign", "-c", metavar="SLUG", he
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")]
 MapOpt = Annotated[list[str] | None, typer.Option("--map", metavar="FIELD=COLUMN[+COLUMN...]",
                                                   help="Which column holds a field; repeat per field.")]
+KeepOpt = Annotated[list[str] | None, typer.Option("--keep", metavar="COLUMN[:TYPE]", help=(
+    "Keep this column as an attribute; TYPE is text (the default), int, number, bool or date. Repeat per column: "
+    "only the columns named are kept."))]
 RejectionsOpt = Annotated[Path | None, typer.Option("--rejections", metavar="FILE", help=(
     "Write every rejected row to this CSV (--json and the HTTP answer list the first 1,000)."))]
 

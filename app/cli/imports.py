@@ -14,6 +14,7 @@ from app.cli.common import (
     CampaignOpt,
     FileArg,
     JsonOpt,
+    KeepOpt,
     MapOpt,
     RejectionsOpt,
     err,
@@ -72,13 +73,17 @@ def _import(campaign: str, as_json: bool, work: Callable[[AsyncSession, int, Any
 
 
 def _import_mapped(file: Path, campaign: str, mapping: list[str] | None, as_json: bool, rejections: Path | None,
-                   spec: FieldSpec, service: Callable[..., Awaitable[ImportReport]]) -> None:
-    """An import whose columns `--map` may rename (addresses, people, streets); a bad `--map` fails first."""
+                   spec: FieldSpec, service: Callable[..., Awaitable[ImportReport]],
+                   keep: list[str] | None = None) -> None:
+    """An import whose columns `--map` may rename (addresses, people, streets) and `--keep` keep (addresses,
+    people); a bad `--map` or `--keep` fails first."""
+    from app.attributes.service import parse_keeps
     from app.ingest import parse_map
 
     fields = parse_map(mapping, spec)
-    _import(campaign, as_json, lambda s, cid, p: service(s, cid, file, label=file.name, mapping=fields, progress=p),
-            rejections)
+    kept = {"keeps": parse_keeps(keep)} if keep else {}
+    _import(campaign, as_json, lambda s, cid, p: service(s, cid, file, label=file.name, mapping=fields, progress=p,
+                                                         **kept), rejections)
 
 
 @import_cli.command("precincts")
@@ -101,7 +106,7 @@ def import_precincts(file: FileArg, campaign: CampaignOpt, as_json: JsonOpt = Fa
 
 @import_cli.command("addresses")
 def import_addresses(file: FileArg, campaign: CampaignOpt, mapping: MapOpt = None, as_json: JsonOpt = False,
-                     rejections: RejectionsOpt = None) -> None:
+                     rejections: RejectionsOpt = None, keep: KeepOpt = None) -> None:
     """Import addresses: units become households in buildings.
 
     From CSV, GeoJSON, GeoPackage or a zipped Shapefile.
@@ -109,12 +114,12 @@ def import_addresses(file: FileArg, campaign: CampaignOpt, mapping: MapOpt = Non
     from app.addresses.service import ADDRESS_FIELDS
     from app.addresses.service import import_addresses as service
 
-    _import_mapped(file, campaign, mapping, as_json, rejections, ADDRESS_FIELDS, service)
+    _import_mapped(file, campaign, mapping, as_json, rejections, ADDRESS_FIELDS, service, keep)
 
 
 @import_cli.command("people")
 def import_people(file: FileArg, campaign: CampaignOpt, mapping: MapOpt = None, as_json: JsonOpt = False,
-                  rejections: RejectionsOpt = None) -> None:
+                  rejections: RejectionsOpt = None, keep: KeepOpt = None) -> None:
     """Import a voter file into the households.
 
     Each person is linked to a household by the address file's id.
@@ -122,7 +127,7 @@ def import_people(file: FileArg, campaign: CampaignOpt, mapping: MapOpt = None, 
     from app.addresses.service import PEOPLE_FIELDS
     from app.addresses.service import import_people as service
 
-    _import_mapped(file, campaign, mapping, as_json, rejections, PEOPLE_FIELDS, service)
+    _import_mapped(file, campaign, mapping, as_json, rejections, PEOPLE_FIELDS, service, keep)
 
 
 @import_cli.command("streets")

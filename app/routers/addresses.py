@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses import service as address_service
 from app.addresses.schemas import HouseholdPage, HouseholdRead
+from app.attributes.service import parse_keeps
 from app.auth.service import Access
 from app.config import Settings
 from app.ingest import FieldSpec, ImportReport, parse_map
@@ -21,16 +22,20 @@ field = Allow(*FIELD_ROLES)
 FILE_HELP = "CSV, GeoJSON, GeoPackage or zipped Shapefile, told by content; anything else gets 415."
 UPLOAD_RESPONSES: dict[int | str, dict[str, str]] = {415: {"description": FILE_HELP}}
 MAP_HELP = "FIELD=COLUMN, once per field to rename; join columns with +: `street=street_name+street_suffix`."
+KEEP_HELP = ("COLUMN or COLUMN:TYPE, once per column to keep as an attribute (`support_score:int`); TYPE is text "
+             "(the default), int, number, bool or date. Only the columns named are kept.")
 
 
 async def _import_upload(service: Callable[..., Awaitable[ImportReport]], spec: FieldSpec, file: UploadFile,
                          renames: list[str], access: Access, session: AsyncSession,
-                         settings: Settings) -> ImportReportRead:
-    """Save the upload and import it with `service`, its columns renamed by `renames` (the `map` form field);
-    a bad rename fails before the upload is saved."""
+                         settings: Settings, keep: list[str] | None = None) -> ImportReportRead:
+    """Save the upload and import it with `service`, its columns renamed by `renames` (the `map` form field) and
+    those `keep` names kept; a bad rename or keep fails before the upload is saved."""
     mapping = parse_map(renames, spec)
+    kept = {"keeps": parse_keeps(keep)} if keep else {}
     async with uploaded_file(file, max_bytes=settings.upload_max_bytes) as path:
-        report = await service(session, access.campaign_id, path, label=file.filename or "upload", mapping=mapping)
+        report = await service(session, access.campaign_id, path, label=file.filename or "upload", mapping=mapping,
+                               **kept)
     return ImportReportRead(**report.as_dict())
 
 
@@ -45,7 +50,7 @@ async def list_households(request: Request, response: Response, access: Annotate
                                                               cursor=cursor, limit=limit)
     link_next(request, response, next_cursor)
     audit_read(request, access, "households.read",
-                     f"precinct {precinct}" if precinct is not None else "all precincts", len(rows))
+               f"precinct {precinct}" if precinct is not None else "all precincts", len(rows))
     return HouseholdPage(items=[HouseholdRead(address_id=r.pop("external_id"), **r) for r in rows],
                          next_cursor=next_cursor)
 
@@ -53,16 +58,20 @@ async def list_households(request: Request, response: Response, access: Annotate
 @router.post("/addresses", openapi_extra=field.openapi, responses=UPLOAD_RESPONSES)
 async def import_addresses(file: Annotated[UploadFile, File(description=FILE_HELP)],
                            access: Annotated[Access, Depends(field)], session: SessionDep, settings: SettingsDep,
-                           map: Annotated[list[str], Form(description=MAP_HELP)] = []) -> ImportReportRead:  # noqa: B006
-    """Import an address file, atomically: units grouped into buildings, buildings placed in precincts."""
+                           map: Annotated[list[str], Form(description=MAP_HELP)] = [],  # noqa: B006
+                           keep: Annotated[list[str], Form(description=KEEP_HELP)] = []) -> ImportReportRead:  # noqa: B006
+    """Import an address file, atomically: units grouped into buildings, buildings placed in precincts, the
+    columns `keep` names kept as household attributes."""
     return await _import_upload(address_service.import_addresses, address_service.ADDRESS_FIELDS, file, map,
-                                access, session, settings)
+                                access, session, settings, keep)
 
 
 @router.post("/people", openapi_extra=field.openapi, responses=UPLOAD_RESPONSES)
 async def import_people(file: Annotated[UploadFile, File(description="A voter file. " + FILE_HELP)],
                         access: Annotated[Access, Depends(field)], session: SessionDep, settings: SettingsDep,
-                        map: Annotated[list[str], Form(description=MAP_HELP)] = []) -> ImportReportRead:  # noqa: B006
-    """Import a voter file linked to households by address id, atomically."""
+                        map: Annotated[list[str], Form(description=MAP_HELP)] = [],  # noqa: B006
+                        keep: Annotated[list[str], Form(description=KEEP_HELP)] = []) -> ImportReportRead:  # noqa: B006
+    """Import a voter file linked to households by address id, atomically, the columns `keep` names kept as
+    the people's attributes (and only those)."""
     return await _import_upload(address_service.import_people, address_service.PEOPLE_FIELDS, file, map,
-                                access, session, settings)
+                                access, session, settings, keep)
