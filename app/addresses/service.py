@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses.models import Building, Household, Person
 from app.attributes.schemas import Of
-from app.attributes.service import Keep, keep_values, kept_columns
+from app.attributes.service import TAGS, Keep, keep_tags, keep_values, kept_columns
 from app.db import begin_write
 from app.errors import BadFile
 from app.events import HouseholdsChanged, publish
@@ -208,8 +208,8 @@ async def import_addresses(session: AsyncSession, campaign_id: int, path: Path, 
                         extra={"buildings_created": len(upsert_b.new)})
 
 
-def read_people(path: Path, label: str, mapping: dict[str, list[str]],
-                keeps: Sequence[Keep] = ()) -> tuple[int, pd.DataFrame, list[Rejection]]:
+def read_people(path: Path, label: str, mapping: dict[str, list[str]], keeps: Sequence[Keep] = (),
+                tags: str | None = None) -> tuple[int, pd.DataFrame, list[Rejection]]:
     """Read a voter file: rows read, the people (external_id, household, names, birth_year, language, and the
     kept columns as `keep:NAME`), rejections.
 
@@ -217,7 +217,7 @@ def read_people(path: Path, label: str, mapping: dict[str, list[str]],
     """
     frame = read_source(path, label)
     table = mapped_columns(frame, mapping, PEOPLE_FIELDS, label)
-    table = pd.concat([table, kept_columns(frame, keeps, label)], axis=1)
+    table = pd.concat([table, kept_columns(frame, keeps, label, tags=tags)], axis=1)
     table.index = pd.RangeIndex(len(table))
     this_year = datetime.now(UTC).year
     if "birth_year" in table:
@@ -238,12 +238,12 @@ def read_people(path: Path, label: str, mapping: dict[str, list[str]],
 
 
 async def import_people(session: AsyncSession, campaign_id: int, path: Path, *, label: str,
-                        mapping: dict[str, list[str]], keeps: Sequence[Keep] = (),
+                        mapping: dict[str, list[str]], keeps: Sequence[Keep] = (), tags: str | None = None,
                         progress: Progress = no_progress) -> ImportReport:
     """Create or update the campaign's people from a voter file linked by address id, with the columns `keeps`
-    names as their attributes, in one transaction."""
+    names as their attributes and the tags column `tags` names, in one transaction."""
     await begin_write(session)
-    read, table, rejected = await read_in_thread(lambda: read_people(path, label, mapping, keeps), progress)
+    read, table, rejected = await read_in_thread(lambda: read_people(path, label, mapping, keeps, tags), progress)
     households = dict((await session.execute(select(Household.external_id, Household.id)
                                              .where(Household.campaign_id == campaign_id))).all())
     household_id = table["household"].map(households)
@@ -254,11 +254,13 @@ async def import_people(session: AsyncSession, campaign_id: int, path: Path, *, 
     table = table[~unknown].assign(household_id=household_id[~unknown].astype(int))
     rejected.sort(key=lambda r: r.row)
     counts, written = await upsert_people(session, campaign_id, table, synthetic=False, progress=progress)
-    if keeps:
+    if keeps or tags:
         ids = dict((await session.execute(select(Person.external_id, Person.id)
                                           .where(Person.campaign_id == campaign_id))).all())
-        changed = await keep_values(session, campaign_id, keeps, Of.person, table["external_id"].map(ids).tolist(),
-                                    table, label=label)
+        people = table["external_id"].map(ids).tolist()
+        changed = await keep_values(session, campaign_id, keeps, Of.person, people, table, label=label)
+        if tags:
+            changed |= await keep_tags(session, campaign_id, people, table[TAGS].rename(tags), label=label)
         # A person whose row stood but whose kept values moved was updated too.
         moved = len(changed - written["updated"] - {ids[key] for key in written["created"]})
         counts["updated"] += moved

@@ -11,9 +11,9 @@ import pandas as pd
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.attributes.models import Attribute, AttributeValue
+from app.attributes.models import Attribute, AttributeValue, PersonTag, Tag
 from app.attributes.schemas import KINDS, AttributeIn, Kind, Of
-from app.db import bulk_insert
+from app.db import bulk_insert, utcnow
 from app.errors import BadFile, Conflict, Invalid, NotFound
 from app.ingest import FieldSpec, mapped_columns
 
@@ -25,6 +25,8 @@ TRUE, FALSE = frozenset({"true", "t", "yes", "y", "1"}), frozenset({"false", "f"
 INTEGER_MAX = 2.0 ** 53
 # A chunk of rows a statement writes, and of keys a statement names.
 CHUNK = 5000
+# Where a read file's tags column goes among its fields.
+TAGS = "tags:"
 
 
 @dataclass(frozen=True)
@@ -89,14 +91,14 @@ def typed(values: pd.Series, kind: Kind, *, label: str) -> tuple[np.ndarray, lis
     return numbers, texts
 
 
-def kept_columns(frame: pd.DataFrame, keeps: Sequence[Keep], label: str) -> pd.DataFrame:
-    """The columns `keeps` name, as stripped text ('' for blank), under `keep:NAME`. Raises BadFile naming the
-    first the file lacks."""
-    missing = [k.name for k in keeps if k.name not in frame.columns]
+def kept_columns(frame: pd.DataFrame, keeps: Sequence[Keep], label: str, *, tags: str | None = None) -> pd.DataFrame:
+    """The columns `keeps` name, as stripped text ('' for blank), under `keep:NAME`, and the tags column under
+    TAGS. Raises BadFile naming the first the file lacks."""
+    missing = [name for name in [*(k.name for k in keeps), *([tags] if tags else [])] if name not in frame.columns]
     if missing:
         has = ", ".join(repr(c) for c in frame.columns[:20] if c != "geometry")
         raise BadFile(f"{label}: no column {missing[0]!r} to keep (the file has {has})")
-    mapping = {f"keep:{k.name}": [k.name] for k in keeps}
+    mapping = {f"keep:{k.name}": [k.name] for k in keeps} | ({TAGS: [tags]} if tags else {})
     return mapped_columns(frame, mapping, FieldSpec(defaults={}), label)
 
 
@@ -194,3 +196,53 @@ async def write_values(session: AsyncSession, attribute: Attribute, subjects: Se
         await session.execute(delete(AttributeValue).where(AttributeValue.attribute_id == attribute.id,
                                                            AttributeValue.subject_id.in_(cleared[start:start + CHUNK])))
     return {row[1] for row in new} | {c["subject_id"] for c in changed} | set(cleared)
+
+
+# What separates the tags in a cell: `volunteer_prospect; yard_sign`.
+TAG_SEPARATORS = re.compile(r"[;,|]")
+
+
+def tag_names(cells: pd.Series, *, label: str) -> list[frozenset[str]]:
+    """Each cell's tag names (lower case). Raises BadFile naming the first row and column holding one that is no
+    name."""
+    out = []
+    for row, cell in zip(cells.index, cells.tolist(), strict=True):
+        names = frozenset(n.strip().lower() for n in TAG_SEPARATORS.split(cell) if n.strip())
+        if not all(NAME.fullmatch(n) for n in names):
+            raise BadFile(f"{label} row {int(row) + 1}, column {cells.name!r}: a tag is a lower-case letter, then "
+                          "letters, digits or _ (at most 64), separated by ; or ,")
+        out.append(names)
+    return out
+
+
+async def keep_tags(session: AsyncSession, campaign_id: int, people: Sequence[int], cells: pd.Series, *,
+                    label: str) -> set[int]:
+    """Tag `people` as their cells say (an import's tags column): the tags named are set, and those an earlier
+    import set and this one doesn't name are taken off; tags from answers or organizers stay. New tag names are
+    declared. The ids of the people whose tags changed. Flushes only."""
+    wanted_names = tag_names(cells, label=label)
+    every = set().union(*wanted_names) if wanted_names else set()
+    tags = dict((await session.execute(select(Tag.name, Tag.id).where(Tag.campaign_id == campaign_id))).all())
+    fresh = sorted(every - tags.keys())
+    if fresh:
+        await bulk_insert(session, Tag.__table__, ("campaign_id", "name", "created_at"),
+                          [(campaign_id, name, utcnow()) for name in fresh])
+        tags = dict((await session.execute(select(Tag.name, Tag.id).where(Tag.campaign_id == campaign_id))).all())
+    wanted = {(tags[name], person) for person, names in zip(people, wanted_names, strict=True) for name in names}
+    held: dict[tuple[int, int], str] = {}
+    for start in range(0, len(people), CHUNK):
+        rows = await session.execute(select(PersonTag.tag_id, PersonTag.person_id, PersonTag.source).where(
+            PersonTag.person_id.in_(people[start:start + CHUNK])))
+        held |= {(r.tag_id, r.person_id): r.source for r in rows}
+    new = sorted(wanted - held.keys())
+    gone = sorted(key for key, source in held.items() if source == "import" and key not in wanted)
+    now = utcnow()
+    for start in range(0, len(new), CHUNK):
+        await bulk_insert(session, PersonTag.__table__, ("tag_id", "person_id", "source", "created_at"),
+                          [(*key, "import", now) for key in new[start:start + CHUNK]])
+    for tag_id in {t for t, _ in gone}:
+        off = [p for t, p in gone if t == tag_id]
+        for start in range(0, len(off), CHUNK):
+            await session.execute(delete(PersonTag).where(PersonTag.tag_id == tag_id,
+                                                          PersonTag.person_id.in_(off[start:start + CHUNK])))
+    return {p for _, p in new} | {p for _, p in gone}

@@ -74,14 +74,14 @@ def _import(campaign: str, as_json: bool, work: Callable[[AsyncSession, int, Any
 
 def _import_mapped(file: Path, campaign: str, mapping: list[str] | None, as_json: bool, rejections: Path | None,
                    spec: FieldSpec, service: Callable[..., Awaitable[ImportReport]],
-                   keep: list[str] | None = None) -> None:
+                   keep: list[str] | None = None, **more: Any) -> None:
     """An import whose columns `--map` may rename (addresses, people, streets) and `--keep` keep (addresses,
     people); a bad `--map` or `--keep` fails first."""
     from app.attributes.service import parse_keeps
     from app.ingest import parse_map
 
     fields = parse_map(mapping, spec)
-    kept = {"keeps": parse_keeps(keep)} if keep else {}
+    kept = ({"keeps": parse_keeps(keep)} if keep else {}) | {k: v for k, v in more.items() if v is not None}
     _import(campaign, as_json, lambda s, cid, p: service(s, cid, file, label=file.name, mapping=fields, progress=p,
                                                          **kept), rejections)
 
@@ -119,7 +119,10 @@ def import_addresses(file: FileArg, campaign: CampaignOpt, mapping: MapOpt = Non
 
 @import_cli.command("people")
 def import_people(file: FileArg, campaign: CampaignOpt, mapping: MapOpt = None, as_json: JsonOpt = False,
-                  rejections: RejectionsOpt = None, keep: KeepOpt = None) -> None:
+                  rejections: RejectionsOpt = None, keep: KeepOpt = None,
+                  tags: Annotated[str | None, typer.Option(metavar="COLUMN", help=(
+                      "The column listing each person's tags (activist codes), separated by ; or ,: they are set, "
+                      "and those an earlier import set and this one doesn't name are taken off."))] = None) -> None:
     """Import a voter file into the households.
 
     Each person is linked to a household by the address file's id.
@@ -127,7 +130,7 @@ def import_people(file: FileArg, campaign: CampaignOpt, mapping: MapOpt = None, 
     from app.addresses.service import PEOPLE_FIELDS
     from app.addresses.service import import_people as service
 
-    _import_mapped(file, campaign, mapping, as_json, rejections, PEOPLE_FIELDS, service, keep)
+    _import_mapped(file, campaign, mapping, as_json, rejections, PEOPLE_FIELDS, service, keep, tags=tags)
 
 
 @import_cli.command("streets")

@@ -1,5 +1,5 @@
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,11 +28,11 @@ KEEP_HELP = ("COLUMN or COLUMN:TYPE, once per column to keep as an attribute (`s
 
 async def _import_upload(service: Callable[..., Awaitable[ImportReport]], spec: FieldSpec, file: UploadFile,
                          renames: list[str], access: Access, session: AsyncSession,
-                         settings: Settings, keep: list[str] | None = None) -> ImportReportRead:
+                         settings: Settings, keep: list[str] | None = None, **more: Any) -> ImportReportRead:
     """Save the upload and import it with `service`, its columns renamed by `renames` (the `map` form field) and
     those `keep` names kept; a bad rename or keep fails before the upload is saved."""
     mapping = parse_map(renames, spec)
-    kept = {"keeps": parse_keeps(keep)} if keep else {}
+    kept = ({"keeps": parse_keeps(keep)} if keep else {}) | {k: v for k, v in more.items() if v}
     async with uploaded_file(file, max_bytes=settings.upload_max_bytes) as path:
         report = await service(session, access.campaign_id, path, label=file.filename or "upload", mapping=mapping,
                                **kept)
@@ -70,8 +70,11 @@ async def import_addresses(file: Annotated[UploadFile, File(description=FILE_HEL
 async def import_people(file: Annotated[UploadFile, File(description="A voter file. " + FILE_HELP)],
                         access: Annotated[Access, Depends(field)], session: SessionDep, settings: SettingsDep,
                         map: Annotated[list[str], Form(description=MAP_HELP)] = [],  # noqa: B006
-                        keep: Annotated[list[str], Form(description=KEEP_HELP)] = []) -> ImportReportRead:  # noqa: B006
+                        keep: Annotated[list[str], Form(description=KEEP_HELP)] = [],  # noqa: B006
+                        tags: Annotated[str | None, Form(max_length=200, description=(
+                            "The column listing each person's tags (activist codes), separated by ; or ,."))] = None,
+                        ) -> ImportReportRead:
     """Import a voter file linked to households by address id, atomically, the columns `keep` names kept as
-    the people's attributes (and only those)."""
+    the people's attributes (and only those), and the tags the `tags` column lists."""
     return await _import_upload(address_service.import_people, address_service.PEOPLE_FIELDS, file, map,
-                                access, session, settings, keep)
+                                access, session, settings, keep, tags=tags)

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.addresses.models import Household, Person
-from app.attributes.models import Attribute, AttributeValue
+from app.attributes.models import Attribute, AttributeValue, PersonTag, Tag
 from tests.cli import doorstep, ok
 from tests.factories import DATA
 from tests.test_errors import assert_problem
@@ -155,6 +155,54 @@ class TestKeptColumns:
         people = await voter_file(session)
         body = assert_problem(await upload(client, world, people.assign(residential="1"), ["residential:bool"]), 422)
         assert "keeps it as a household's boolean, not a person's boolean" in body["detail"]
+
+
+async def tagged(session) -> dict[str, set[tuple[str, str]]]:
+    """The test's people's tags: voter id -> {(tag, source)}."""
+    rows = (await session.execute(select(Person.external_id, Tag.name, PersonTag.source)
+                                  .join(PersonTag, PersonTag.person_id == Person.id)
+                                  .join(Tag, Tag.id == PersonTag.tag_id)
+                                  .where(Person.external_id.like("SYN-ATTR-%")))).all()
+    await session.rollback()
+    out: dict[str, set[tuple[str, str]]] = {}
+    for voter, tag, source in rows:
+        out.setdefault(voter, set()).add((tag, source))
+    return out
+
+
+class TestTags:
+    async def test_an_import_sets_its_tags_and_takes_off_what_it_no_longer_names(self, client, world, session):
+        frame = (await voter_file(session)).head(4).assign(
+            codes=["volunteer_prospect; yard_sign", "Yard_Sign", "", "volunteer_prospect,donor"])
+
+        async def send(frame):
+            return await client.post(f"{BASE}/people", files={"file": ("voters.csv", csv(frame), "text/csv")},
+                                     data={"tags": "codes"}, headers=world.headers("organizer"))
+        assert (await send(frame)).json()["created"] == 4
+        assert await tagged(session) == {
+            "SYN-ATTR-0": {("volunteer_prospect", "import"), ("yard_sign", "import")},
+            "SYN-ATTR-1": {("yard_sign", "import")},
+            "SYN-ATTR-3": {("volunteer_prospect", "import"), ("donor", "import")}}
+        assert (await send(frame)).json()["unchanged"] == 4, "the same tags again change nothing"
+        # An organizer's tag stays whatever the file says; the file's own tags follow the file.
+        person = await session.scalar(select(Person.id).where(Person.external_id == "SYN-ATTR-1"))
+        donor = await session.scalar(select(Tag.id).where(Tag.name == "donor"))
+        session.add(PersonTag(tag_id=donor, person_id=person, source="organizer"))
+        await session.commit()
+        moved = (await send(frame.assign(codes=["yard_sign", "", "", "donor"]))).json()
+        assert (moved["updated"], moved["unchanged"]) == (3, 1)
+        assert await tagged(session) == {"SYN-ATTR-0": {("yard_sign", "import")},
+                                         "SYN-ATTR-1": {("donor", "organizer")},
+                                         "SYN-ATTR-3": {("donor", "import")}}
+        assert sorted((await session.execute(select(Tag.name))).scalars()) == ["donor", "volunteer_prospect",
+                                                                               "yard_sign"]
+        await session.rollback()
+        bad = assert_problem(await send(frame.assign(codes=["ok", "not a tag!", "", ""])), 422)
+        assert "voters.csv row 2, column 'codes': a tag is a lower-case letter" in bad["detail"], bad
+        missing = assert_problem(await client.post(
+            f"{BASE}/people", files={"file": ("voters.csv", csv(frame), "text/csv")}, data={"tags": "nope"},
+            headers=world.headers("organizer")), 422)
+        assert "no column 'nope'" in missing["detail"]
 
 
 class TestDeclaring:
