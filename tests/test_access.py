@@ -1865,6 +1865,11 @@ ATTRIBUTES = "/v1/campaigns/{campaign_id}/attributes"
 NO_ATTRIBUTE = 2_000_000_000
 
 
+async def send_foreign_door(case: Case) -> dict[str, Any]:
+    other = FOREIGN if case.campaign == HOME else HOME
+    return {"household_id": min(case.facts.households_in[other]), "json": {"do_not_contact": True}}
+
+
 async def send_attribute(case: Case) -> dict[str, Any]:
     return {"json": {"name": f"probe_{case.n}", "type": "integer", "of": "household", "canvassers_see": True}}
 
@@ -1953,6 +1958,12 @@ ENDPOINTS = (
     Endpoint("PATCH", ATTRIBUTES + "/{attribute_id}", FIELD, send=fixed(attribute_id=NO_ATTRIBUTE,
                                                                         json={"canvassers_see": True}),
              refuse=always(404), effect=nothing, variant="none of theirs"),
+    # Do not contact: field staff mark doors and people; another campaign's door is as if it didn't exist.
+    Endpoint("PUT", "/v1/campaigns/{campaign_id}/households/{household_id}/do-not-contact", FIELD,
+             send=send_foreign_door, refuse=always(404), effect=nothing, variant="another campaign's"),
+    Endpoint("PUT", "/v1/campaigns/{campaign_id}/people/{person_id}/do-not-contact", FIELD,
+             send=fixed(person_id=NO_ATTRIBUTE, json={"do_not_contact": True}), refuse=always(404), effect=nothing,
+             variant="none of theirs"),
     # Webhooks: admins, and keys with webhooks:write.
     Endpoint("POST", WEBHOOKS, ADMIN, Scope.webhooks_write, ok=201,
              # A public address (webhooks reach no other); no event is sent to it in this test.

@@ -66,6 +66,8 @@ class Household(_OfCampaign, table=True):
     knocks: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     first_knock_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     contacted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    do_not_contact: str | None = Field(default=None, max_length=16)
+    do_not_contact_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Person(_OfCampaign, table=True):
@@ -81,3 +83,7 @@ class Person(_OfCampaign, table=True):
     language: str | None = Field(default=None, max_length=32)
     # True for the people `doorstep demo-data` makes up: no voter file is public.
     synthetic: bool = False
+    # Why this person (or, on Household, this door) is on no list any more, and since when: `import` (the file
+    # said so), `organizer`, or a result (`refused`, `deceased`, `moved`). None: they may be knocked.
+    do_not_contact: str | None = Field(default=None, max_length=16)
+    do_not_contact_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from sqlmodel import Field, SQLModel
 
 
@@ -22,3 +24,17 @@ class HouseholdRead(HouseholdBrief):
 class HouseholdPage(SQLModel):
     items: list[HouseholdRead]
     next_cursor: str | None
+
+
+class ContactChange(SQLModel):
+    do_not_contact: bool
+
+
+class ContactRead(SQLModel):
+    """Whether a person or a door is kept off every list, why (`import`, `organizer`, `refused`, `deceased`,
+    `moved`) and since when."""
+
+    id: int
+    do_not_contact: bool
+    reason: str | None
+    since: datetime | None

@@ -14,9 +14,10 @@ from shapely import MultiPolygon, Polygon
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.addresses import contact
 from app.addresses.models import Building, Household, Person
-from app.attributes.schemas import Of
-from app.attributes.service import TAGS, Keep, keep_tags, keep_values, kept_columns
+from app.attributes.schemas import Kind, Of
+from app.attributes.service import TAGS, Keep, keep_tags, keep_values, kept_columns, typed
 from app.db import begin_write
 from app.errors import BadFile
 from app.events import HouseholdsChanged, publish
@@ -42,14 +43,15 @@ from app.upsert import apply_upsert, frame_values, plan_upsert, stored_rows
 
 ADDRESS_FIELDS = FieldSpec(
     defaults={"id": "address_id", "number": "number", "street": "street", "unit": "unit",
-              "lon": "lon", "lat": "lat", "parcel": "parcel_id"},
-    optional=frozenset({"unit", "parcel"}),
+              "lon": "lon", "lat": "lat", "parcel": "parcel_id", "do_not_contact": "do_not_contact"},
+    optional=frozenset({"unit", "parcel", "do_not_contact"}),
     max_length={"id": 64, "number": 32, "street": 200, "unit": 64, "parcel": 64},
 )
 PEOPLE_FIELDS = FieldSpec(
     defaults={"id": "voter_id", "household": "address_id", "first_name": "first_name",
-              "last_name": "last_name", "birth_year": "birth_year", "language": "language"},
-    optional=frozenset({"birth_year", "language"}),
+              "last_name": "last_name", "birth_year": "birth_year", "language": "language",
+              "do_not_contact": "do_not_contact"},
+    optional=frozenset({"birth_year", "language", "do_not_contact"}),
     max_length={"id": 64, "first_name": 100, "last_name": 100, "language": 32},
 )
 # An address this close outside every precinct is a geocoding or boundary-mismatch slip, not a foreign door.
@@ -85,6 +87,14 @@ def _first_rows(frame: pd.DataFrame, label: str, id_column: str, rejected: list[
     return frame[~no_id & ~repeated]
 
 
+def _contact_flags(table: pd.DataFrame, mapping: dict[str, list[str]], label: str) -> None:
+    """A file's `do_not_contact` column as flags (1 yes, 0 no, NaN blank), in place. Raises BadFile naming the row
+    and column of a value that is no yes or no."""
+    if "do_not_contact" in table:
+        table["do_not_contact"] = typed(table["do_not_contact"].rename(source_column(mapping, "do_not_contact")),
+                                        Kind.boolean, label=label)[0]
+
+
 def plan_addresses(path: Path, label: str, mapping: dict[str, list[str]], precinct_ids: list[int],
                    shapes: list[Polygon | MultiPolygon], keeps: Sequence[Keep] = ()) -> AddressPlan:
     """Read an address file, group its units into buildings and put each building in a precinct.
@@ -109,6 +119,7 @@ def plan_addresses(path: Path, label: str, mapping: dict[str, list[str]], precin
     for optional in ("unit", "parcel"):
         if optional not in table:
             table[optional] = ""
+    _contact_flags(table, mapping, label)
 
     rejected: list[Rejection] = []
     table = _first_rows(table, label, source_column(mapping, "id"), rejected)
@@ -193,14 +204,17 @@ async def import_addresses(session: AsyncSession, campaign_id: int, path: Path, 
                 moved_buildings[start:start + 5000])).distinct())).scalars())
     await publish(session, HouseholdsChanged(campaign_id, turf_ids=frozenset(turfs), household_ids=frozenset(moved)))
     await refresh_counts(session, campaign_id)
-    kept = set()
-    if keeps:
+    kept, flagged = set(), "do_not_contact" in plan.households
+    if keeps or flagged:
         ids = dict((await session.execute(select(Household.external_id, Household.id)
                                           .where(Household.campaign_id == campaign_id))).all())
-        kept = await keep_values(session, campaign_id, keeps, Of.household,
-                                 plan.households["external_id"].map(ids).tolist(), plan.households, label=label)
-    # A household whose row stood but whose kept values moved was updated too.
-    restyled = len(kept - set(moved) - {ids[row[0]] for row in upsert_h.new}) if keeps else 0
+        doors = plan.households["external_id"].map(ids).tolist()
+        kept = await keep_values(session, campaign_id, keeps, Of.household, doors, plan.households, label=label)
+        if flagged:
+            kept |= await contact.from_import(session, Household, doors,
+                                              plan.households["do_not_contact"].to_numpy())
+    # A household whose row stood but whose kept values or mark moved was updated too.
+    restyled = len(kept - set(moved) - {ids[row[0]] for row in upsert_h.new}) if keeps or flagged else 0
     await session.commit()
     return ImportReport("addresses", label, read=plan.read, created=len(upsert_h.new),
                         updated=len(upsert_h.changed) + restyled, unchanged=upsert_h.unchanged - restyled,
@@ -228,6 +242,7 @@ def read_people(path: Path, label: str, mapping: dict[str, list[str]], keeps: Se
         table["birth_year"] = pd.array([None] * len(table), dtype="Int64")
     if "language" not in table:
         table["language"] = ""
+    _contact_flags(table, mapping, label)
     rejected: list[Rejection] = []
     table = _first_rows(table, label, source_column(mapping, "id"), rejected)
     table = drop_too_long(table, PEOPLE_FIELDS, mapping, label, rejected)
@@ -254,13 +269,15 @@ async def import_people(session: AsyncSession, campaign_id: int, path: Path, *, 
     table = table[~unknown].assign(household_id=household_id[~unknown].astype(int))
     rejected.sort(key=lambda r: r.row)
     counts, written = await upsert_people(session, campaign_id, table, synthetic=False, progress=progress)
-    if keeps or tags:
+    if keeps or tags or "do_not_contact" in table:
         ids = dict((await session.execute(select(Person.external_id, Person.id)
                                           .where(Person.campaign_id == campaign_id))).all())
         people = table["external_id"].map(ids).tolist()
         changed = await keep_values(session, campaign_id, keeps, Of.person, people, table, label=label)
         if tags:
             changed |= await keep_tags(session, campaign_id, people, table[TAGS].rename(tags), label=label)
+        if "do_not_contact" in table:
+            changed |= await contact.from_import(session, Person, people, table["do_not_contact"].to_numpy())
         # A person whose row stood but whose kept values moved was updated too.
         moved = len(changed - written["updated"] - {ids[key] for key in written["created"]})
         counts["updated"] += moved

@@ -4,8 +4,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.addresses import contact
 from app.addresses import service as address_service
-from app.addresses.schemas import HouseholdPage, HouseholdRead
+from app.addresses.models import Household, Person
+from app.addresses.schemas import ContactChange, ContactRead, HouseholdPage, HouseholdRead
 from app.attributes.service import parse_keeps
 from app.auth.service import Access
 from app.config import Settings
@@ -15,6 +17,7 @@ from app.precincts.schemas import ImportReportRead
 from app.routers.audit import audit_read
 from app.routers.deps import FIELD_ROLES, Allow, SessionDep, SettingsDep
 from app.routers.responses import link_next, uploaded_file
+from app.values import Id
 
 router = APIRouter(prefix="/v1/campaigns/{campaign_id}", tags=["addresses"])
 
@@ -78,3 +81,26 @@ async def import_people(file: Annotated[UploadFile, File(description="A voter fi
     the people's attributes (and only those), and the tags the `tags` column lists."""
     return await _import_upload(address_service.import_people, address_service.PEOPLE_FIELDS, file, map,
                                 access, session, settings, keep, tags=tags)
+
+
+def _contact(row: Person | Household) -> ContactRead:
+    assert row.id is not None
+    return ContactRead(id=row.id, do_not_contact=row.do_not_contact is not None, reason=row.do_not_contact,
+                       since=row.do_not_contact_at)
+
+
+@router.put("/people/{person_id}/do-not-contact", openapi_extra=field.openapi)
+async def set_person_contact(person_id: Id, body: ContactChange, access: Annotated[Access, Depends(field)],
+                             session: SessionDep) -> ContactRead:
+    """Keep a person off every list from now on, or let them be knocked again (clearing any mark, whatever made
+    it)."""
+    return _contact(await contact.mark(session, access.campaign_id, Person, person_id,
+                                       do_not_contact=body.do_not_contact))
+
+
+@router.put("/households/{household_id}/do-not-contact", openapi_extra=field.openapi)
+async def set_household_contact(household_id: Id, body: ContactChange, access: Annotated[Access, Depends(field)],
+                                session: SessionDep) -> ContactRead:
+    """Keep a door off every list from now on, or let it be knocked again."""
+    return _contact(await contact.mark(session, access.campaign_id, Household, household_id,
+                                       do_not_contact=body.do_not_contact))

@@ -205,6 +205,61 @@ class TestTags:
         assert "no column 'nope'" in missing["detail"]
 
 
+class TestDoNotContact:
+    async def test_the_file_marks_and_clears_only_its_own_marks_and_organizers_mark_any(self, client, world,
+                                                                                        session):
+        frame = (await voter_file(session)).head(4).assign(do_not_contact=["yes", "", "no", "true"])
+        organizer = world.headers("organizer")
+
+        async def send(frame):
+            return await client.post(f"{BASE}/people", files={"file": ("voters.csv", csv(frame), "text/csv")},
+                                     headers=organizer)
+
+        async def marks() -> dict[str, str | None]:
+            rows = (await session.execute(select(Person.external_id, Person.do_not_contact)
+                                          .where(Person.external_id.like("SYN-ATTR-%")))).all()
+            await session.rollback()
+            return dict(rows)
+        assert (await send(frame)).json()["created"] == 4
+        assert await marks() == {"SYN-ATTR-0": "import", "SYN-ATTR-1": None, "SYN-ATTR-2": None,
+                                 "SYN-ATTR-3": "import"}
+        assert (await send(frame)).json()["unchanged"] == 4
+        # An organizer marks the second; the file then says no for all: only the file's own marks are cleared.
+        second = await session.scalar(select(Person.id).where(Person.external_id == "SYN-ATTR-1"))
+        await session.rollback()
+        r = await client.put(f"{BASE}/people/{second}/do-not-contact", json={"do_not_contact": True},
+                             headers=organizer)
+        assert r.status_code == 200 and (r.json()["do_not_contact"], r.json()["reason"]) == (True, "organizer")
+        assert r.json()["since"]
+        cleared = (await send(frame.assign(do_not_contact="no"))).json()
+        assert (cleared["updated"], cleared["unchanged"]) == (2, 2)
+        assert await marks() == {"SYN-ATTR-0": None, "SYN-ATTR-1": "organizer", "SYN-ATTR-2": None,
+                                 "SYN-ATTR-3": None}
+        # An organizer lets them be knocked again, whatever made the mark.
+        r = await client.put(f"{BASE}/people/{second}/do-not-contact", json={"do_not_contact": False},
+                             headers=organizer)
+        assert (r.json()["do_not_contact"], r.json()["reason"], r.json()["since"]) == (False, None, None)
+        bad = assert_problem(await send(frame.assign(do_not_contact=["yes", "perhaps", "", ""])), 422)
+        assert "voters.csv row 2, column 'do_not_contact': the value is not a boolean" in bad["detail"], bad
+
+    async def test_doors_from_the_address_file_and_by_an_organizer(self, client, world, session):
+        addresses = pd.read_csv(DATA / "addresses.csv", dtype=str, keep_default_na=False).head(10)
+        r = await upload(client, world, addresses.assign(do_not_contact=["1"] * 3 + ["0"] * 7), [],
+                         path="addresses")
+        assert (r.json()["updated"], r.json()["unchanged"]) == (3, 7), r.text
+        marked = (await session.execute(select(Household.id, Household.external_id).where(
+            Household.do_not_contact == "import"))).all()
+        await session.rollback()
+        assert sorted(e for _, e in marked) == sorted(addresses["address_id"][:3])
+        r = await client.put(f"{BASE}/households/{marked[0][0]}/do-not-contact", json={"do_not_contact": False},
+                             headers=world.headers("organizer"))
+        assert r.status_code == 200 and r.json() == {"id": marked[0][0], "do_not_contact": False, "reason": None,
+                                                     "since": None}
+        missing = await client.put(f"{BASE}/households/999999999/do-not-contact", json={"do_not_contact": True},
+                                   headers=world.headers("organizer"))
+        assert_problem(missing, 404)
+
+
 class TestDeclaring:
     async def test_declare_show_and_refuse_a_name_twice(self, client, world):
         organizer = world.headers("organizer")
