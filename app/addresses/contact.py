@@ -63,3 +63,20 @@ async def mark(session: AsyncSession, campaign_id: int, model: type[Person] | ty
     await publish(session, HouseholdsChanged(campaign_id, household_ids=frozenset({door})))
     await session.commit()
     return row
+
+
+async def from_results(session: AsyncSession, campaign_id: int, *, people: dict[int, str],
+                       doors: dict[int, str]) -> None:
+    """Mark what knocks at the door said (`people` and `doors`, each to its reason) and is not marked yet: one
+    statement a reason and kind. Flushes only."""
+    now = utcnow()
+    for model, marks in ((Person, people), (Household, doors)):
+        for reason in sorted(set(marks.values())):
+            ids = [i for i, r in marks.items() if r == reason]
+            await session.execute(update(model).where(model.campaign_id == campaign_id, model.id.in_(ids),
+                                                      model.do_not_contact.is_(None))
+                                  .values(do_not_contact=reason, do_not_contact_at=now)
+                                  .execution_options(synchronize_session=False))
+    households = set(doors) | set((await session.execute(select(Person.household_id).where(
+        Person.id.in_(list(people))))).scalars()) if people else set(doors)
+    await publish(session, HouseholdsChanged(campaign_id, household_ids=frozenset(households)))

@@ -112,7 +112,11 @@ def times(knocked_at: datetime, offset: timedelta, received_at: datetime,
 
 def digest(knock: KnockIn) -> str:
     """What identifies a knock's content: the same id sent with another digest is a conflict."""
-    return hashlib.sha256(orjson.dumps(knock.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()
+    content = knock.model_dump(mode="json")
+    # Left out when not asked for, as before the field was: a knock stored earlier and sent again is the same.
+    if not content["do_not_contact"]:
+        del content["do_not_contact"]
+    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def parse(knocks: list[Any], offset: timedelta, received_at: datetime,
@@ -234,3 +238,21 @@ def first_doors(accepted: list[Item], state: State) -> dict[int, int]:
         if state.stops[(i.knock.turf_id, i.knock.household_id)].knocks == 0:
             first[i.knock.turf_id].add(i.knock.household_id)
     return {turf_id: len(doors) for turf_id, doors in first.items()}
+
+
+def contact_marks(accepted: list[Item]) -> tuple[dict[int, str], dict[int, str]]:
+    """What accepted knocks say of whom not to knock again: people and doors, each with the reason (the first
+    knock's, in the batch's order). A door that asked (`do_not_contact`) is `refused`; a `deceased` or `moved`
+    result marks the person spoken to, or the door when nobody was named."""
+    people: dict[int, str] = {}
+    doors: dict[int, str] = {}
+    for item in accepted:
+        k = item.knock
+        if k.result in ("deceased", "moved"):
+            if k.person_id is not None:
+                people.setdefault(k.person_id, k.result)
+            else:
+                doors.setdefault(k.household_id, k.result)
+        if k.do_not_contact:
+            doors.setdefault(k.household_id, "refused")
+    return people, doors

@@ -41,6 +41,9 @@ class KnockIn(BaseModel):
     lon: float | None = Field(default=None, ge=-180, le=180)
     lat: float | None = Field(default=None, ge=-90, le=90)
     note: Annotated[str, StringConstraints(max_length=2000), AfterValidator(no_nul)] | None = None
+    do_not_contact: bool = Field(default=False, description=(
+        "The door asked not to be knocked again (\"don't come back\"): it is kept off every list from now on. A "
+        "`deceased` or `moved` result keeps the person spoken to (or, with no `person_id`, the door) off too."))
 
 
 class SyncBatch(BaseModel):

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.addresses import contact
 from app.auth.service import Access
 from app.campaigns.roles import Role
 from app.db import begin_write, utcnow
@@ -57,6 +58,9 @@ async def sync_batch(session: AsyncSession, access: Access, batch: SyncEnvelope)
         if item.knock.id in stored:
             outcomes[item.index] = repeat(item, stored[item.knock.id])
     accepted = [i for i in fresh if i.knock.id in inserted]
+    people, doors = checks.contact_marks(accepted)
+    if people or doors:
+        await contact.from_results(session, campaign_id, people=people, doors=doors)
     if accepted:
         await publish(session, KnocksAccepted(campaign_id, campaign_slug=access.campaign.slug,
                                               knocks=checks.accepted_payloads(accepted),

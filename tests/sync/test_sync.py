@@ -5,11 +5,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from app.addresses.models import Household
+from app.addresses.models import Household, Person
 from app.db import begin_write
 from app.organizing.models import TurfHistory
 from app.sync import service as sync_service
+from app.sync.checks import digest
 from app.sync.models import ResultTally
+from app.sync.schemas import KnockIn
 from app.turfs.models import Turf
 from app.walklists.models import WalkStop
 from tests.cli import doorstep, one_json_object
@@ -233,3 +235,45 @@ class TestRebuild:
         assert await counters(cut_session) == before
         wrong = await doorstep(cut_db_url, tmp_path, "progress", "rebuild", "-c", "nowhere")
         assert wrong.code == 2 and len(wrong.err.strip().splitlines()) == 1 and "Traceback" not in wrong.err
+
+
+class TestDoNotContact:
+    async def test_what_the_door_says_keeps_it_or_its_people_off_every_list(self, cut_client, cut_session, world):
+        """A door that asks not to be knocked again is marked `refused`; `deceased` or `moved` mark the person
+        spoken to, or the door when nobody is named; a mark stands once made, and a resend changes nothing."""
+        walk = await hold(cut_client, world)
+        homes = [d for d in doors(walk) if d["people"]]
+        dead = homes[1]["people"][0]["id"]
+        knocks = [knock(walk, doors(walk).index(homes[0]), "refused", do_not_contact=True),
+                  knock(walk, doors(walk).index(homes[1]), "deceased", person_id=dead),
+                  knock(walk, doors(walk).index(homes[2]), "moved"),
+                  knock(walk, doors(walk).index(homes[3]), "refused")]
+        body = batch(knocks)
+        r = await send(cut_client, world, body)
+        assert r.json()["accepted"] == 4, r.text
+
+        async def marks() -> tuple[dict, dict]:
+            await cut_session.rollback()
+            people = dict((await cut_session.execute(select(Person.id, Person.do_not_contact).where(
+                Person.do_not_contact.is_not(None)))).all())
+            doors_ = dict((await cut_session.execute(select(Household.id, Household.do_not_contact).where(
+                Household.do_not_contact.is_not(None)))).all())
+            await cut_session.rollback()
+            return people, doors_
+        expected = ({dead: "deceased"}, {homes[0]["id"]: "refused", homes[2]["id"]: "moved"})
+        assert await marks() == expected
+        again = (await send(cut_client, world, body)).json()
+        assert again["duplicate"] == 4 and await marks() == expected
+        # Later knocks don't change why: the first reason stands.
+        later = batch([knock(walk, doors(walk).index(homes[2]), "refused", do_not_contact=True)])
+        assert (await send(cut_client, world, later)).json()["accepted"] == 1
+        assert await marks() == expected
+
+    def test_a_knock_sent_before_the_field_was_is_still_a_duplicate(self):
+        """The content digest leaves `do_not_contact` out when it is false: a knock stored before the field was
+        has the digest it had then (this one's, from the code before, 8f2a617), so its resend is a duplicate."""
+        sent = {"id": "7f0c8f7e-52a1-4e3b-9a55-8a4f1a1c0b10", "household_id": 1, "turf_id": 2, "result": "not_home",
+                "knocked_at": "2026-11-05T18:00:00+00:00"}
+        assert digest(KnockIn.model_validate(sent)) == \
+            "9e5cfab03bc848eb5f7cdac02fbc0faac49d27c852a502b251c456ba03e8ff25"
+        assert digest(KnockIn.model_validate({**sent, "do_not_contact": True})) != digest(KnockIn.model_validate(sent))
