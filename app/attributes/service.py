@@ -246,3 +246,25 @@ async def keep_tags(session: AsyncSession, campaign_id: int, people: Sequence[in
             await session.execute(delete(PersonTag).where(PersonTag.tag_id == tag_id,
                                                           PersonTag.person_id.in_(off[start:start + CHUNK])))
     return {p for _, p in new} | {p for _, p in gone}
+
+
+async def tag_people(session: AsyncSession, campaign_id: int, pairs: set[tuple[int, str]], *, source: str) -> None:
+    """Set tags on people ((person, tag name) pairs: a knock's answers), declaring new names; a tag a person has
+    already stays as it was set. Flushes only."""
+    names = sorted({name for _, name in pairs})
+    tags = dict((await session.execute(select(Tag.name, Tag.id).where(Tag.campaign_id == campaign_id,
+                                                                      Tag.name.in_(names)))).all())
+    fresh = [name for name in names if name not in tags]
+    if fresh:
+        await bulk_insert(session, Tag.__table__, ("campaign_id", "name", "created_at"),
+                          [(campaign_id, name, utcnow()) for name in fresh])
+        tags = dict((await session.execute(select(Tag.name, Tag.id).where(Tag.campaign_id == campaign_id,
+                                                                          Tag.name.in_(names)))).all())
+    people = sorted({person for person, _ in pairs})
+    held = set((await session.execute(select(PersonTag.tag_id, PersonTag.person_id).where(
+        PersonTag.person_id.in_(people)))).all())
+    new = sorted({(tags[name], person) for person, name in pairs} - held)
+    if new:
+        now = utcnow()
+        await bulk_insert(session, PersonTag.__table__, ("tag_id", "person_id", "source", "created_at"),
+                          [(*key, source, now) for key in new])

@@ -39,27 +39,29 @@ async def _reads(session: SessionDep, items: list[Script]) -> list[ScriptRead]:
     return reads
 
 
-@router.get("/scripts", openapi_extra=readers.openapi)
+# Every script answer leaves out what is not set (a choice's tag): a script reads back as it was written, and as
+# walk lists carry it.
+@router.get("/scripts", response_model_exclude_none=True, openapi_extra=readers.openapi)
 async def list_scripts(access: Annotated[Access, Depends(readers)], session: SessionDep) -> ScriptPage:
     """The campaign's survey scripts, each with its current version and where it is used."""
     return ScriptPage(items=await _reads(session, await scripts.list_scripts(session, access.campaign_id)))
 
 
-@router.post("/scripts", status_code=status.HTTP_201_CREATED, openapi_extra=field.openapi,
-             responses={409: {"description": "The campaign has a script of that name."}})
+@router.post("/scripts", response_model_exclude_none=True, status_code=status.HTTP_201_CREATED,
+             openapi_extra=field.openapi, responses={409: {"description": "The campaign has a script of that name."}})
 async def create_script(body: ScriptIn, access: Annotated[Access, Depends(field)], session: SessionDep) -> ScriptRead:
     """A new survey script: its questions and the campaign's own door results (the standard ones are given)."""
     script = await scripts.create_script(session, access.campaign_id, body)
     return (await _reads(session, [script]))[0]
 
 
-@router.get("/scripts/{script_id}", openapi_extra=readers.openapi)
+@router.get("/scripts/{script_id}", response_model_exclude_none=True, openapi_extra=readers.openapi)
 async def get_script(script_id: Id, access: Annotated[Access, Depends(readers)], session: SessionDep) -> ScriptRead:
     """A script: its current version, its versions and its uses."""
     return (await _reads(session, [await scripts.get_script(session, access.campaign_id, script_id)]))[0]
 
 
-@router.put("/scripts/{script_id}", openapi_extra=field.openapi,
+@router.put("/scripts/{script_id}", response_model_exclude_none=True, openapi_extra=field.openapi,
             responses={409: {"description": "The campaign has another script of that name."}})
 async def update_script(script_id: Id, body: ScriptIn, access: Annotated[Access, Depends(field)],
                         session: SessionDep) -> ScriptRead:
@@ -69,7 +71,7 @@ async def update_script(script_id: Id, body: ScriptIn, access: Annotated[Access,
     return (await _reads(session, [script]))[0]
 
 
-@router.put("/scripts/{script_id}/uses", openapi_extra=field.openapi)
+@router.put("/scripts/{script_id}/uses", response_model_exclude_none=True, openapi_extra=field.openapi)
 async def set_script_uses(script_id: Id, body: ScriptUses, access: Annotated[Access, Depends(field)],
                           session: SessionDep) -> ScriptRead:
     """Say which precincts and turfs use this script, and whether it is the campaign's default (the script of
@@ -78,7 +80,8 @@ async def set_script_uses(script_id: Id, body: ScriptUses, access: Annotated[Acc
     return (await _reads(session, [script]))[0]
 
 
-@router.get("/scripts/{script_id}/versions/{version}", openapi_extra=readers.openapi)
+@router.get("/scripts/{script_id}/versions/{version}", response_model_exclude_none=True,
+            openapi_extra=readers.openapi)
 async def get_script_version(script_id: Id, version: Id, access: Annotated[Access, Depends(readers)],
                              session: SessionDep) -> ScriptVersionRead:
     """One version of a script, as the knocks that answered it saw it."""

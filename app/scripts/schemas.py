@@ -16,6 +16,9 @@ Label = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whi
 class Choice(SQLModel):
     id: Slug
     label: Label
+    tag: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")] | None = Field(default=None, description=(
+        "A tag (an activist code such as `volunteer_prospect`) set on the person spoken to when they give this "
+        "answer."))
 
 
 class Question(SQLModel):

@@ -36,7 +36,8 @@ def _content(body: ScriptIn) -> tuple[str, str, str]:
             raise Invalid(f"{code.code!r} is a standard result every script has", field=f"result_codes[{i}].code")
         if code.code in {c.code for c in body.result_codes[:i]}:
             raise Invalid(f"result code {code.code!r} appears twice", field=f"result_codes[{i}].code")
-    questions = orjson.dumps([q.model_dump() for q in body.questions]).decode()
+    # A choice's tag only where it has one: versions stored before tags were hold none.
+    questions = orjson.dumps([q.model_dump(exclude_none=True) for q in body.questions]).decode()
     codes = orjson.dumps(STANDARD_RESULTS + [c.model_dump() for c in body.result_codes]).decode()
     return body.name, questions, codes
 

@@ -256,3 +256,18 @@ def contact_marks(accepted: list[Item]) -> tuple[dict[int, str], dict[int, str]]
         if k.do_not_contact:
             doors.setdefault(k.household_id, "refused")
     return people, doors
+
+
+def answer_tags(accepted: list[Item], state: State) -> set[tuple[int, str]]:
+    """The (person, tag) pairs accepted knocks' answers set: a choice with a tag, given by the person spoken to."""
+    pairs = set()
+    for item in accepted:
+        k = item.knock
+        if k.person_id is None or not k.answers:
+            continue
+        _, questions, _ = state.versions.get((k.script_id, k.script_version), (STANDARD, [], None))
+        for question in questions:
+            answer = k.answers.get(question["id"])
+            given = set(answer) if isinstance(answer, list) else {answer}
+            pairs |= {(k.person_id, c["tag"]) for c in question.get("choices", ()) if c.get("tag") and c["id"] in given}
+    return pairs

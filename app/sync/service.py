@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.addresses import contact
+from app.attributes import service as attributes
 from app.auth.service import Access
 from app.campaigns.roles import Role
 from app.db import begin_write, utcnow
@@ -61,6 +62,8 @@ async def sync_batch(session: AsyncSession, access: Access, batch: SyncEnvelope)
     people, doors = checks.contact_marks(accepted)
     if people or doors:
         await contact.from_results(session, campaign_id, people=people, doors=doors)
+    if tagged := checks.answer_tags(accepted, state):
+        await attributes.tag_people(session, campaign_id, tagged, source="answer")
     if accepted:
         await publish(session, KnocksAccepted(campaign_id, campaign_slug=access.campaign.slug,
                                               knocks=checks.accepted_payloads(accepted),

@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import select, update
 
 from app.addresses.models import Household, Person
+from app.attributes.models import PersonTag, Tag
 from app.db import begin_write
 from app.organizing.models import TurfHistory
 from app.sync import service as sync_service
@@ -277,3 +278,41 @@ class TestDoNotContact:
         assert digest(KnockIn.model_validate(sent)) == \
             "9e5cfab03bc848eb5f7cdac02fbc0faac49d27c852a502b251c456ba03e8ff25"
         assert digest(KnockIn.model_validate({**sent, "do_not_contact": True})) != digest(KnockIn.model_validate(sent))
+
+
+class TestTagsFromAnswers:
+    async def test_a_tagged_choice_tags_the_person_who_gave_it(self, cut_client, cut_session, world):
+        """A script's choice may carry a tag (an activist code): the person spoken to who gives it is tagged, once,
+        as from an answer; an answer with nobody named, or another choice, tags nobody."""
+        walk = await hold(cut_client, world)
+        script = (await cut_client.post(f"{HOME}/scripts", json={"name": "Volunteers", "questions": [
+            {"id": "volunteer", "text": "Would you volunteer?", "kind": "single",
+             "choices": [{"id": "yes", "label": "Yes", "tag": "volunteer_prospect"}, {"id": "no", "label": "No"}]},
+            {"id": "help", "text": "How?", "kind": "multiple",
+             "choices": [{"id": "phones", "label": "Phones", "tag": "phone_banker"},
+                         {"id": "doors", "label": "Doors", "tag": "door_knocker"}, {"id": "other", "label": "Else"}]}]},
+            headers=world.headers("organizer"))).json()
+        assert script["current"]["questions"][0]["choices"][0]["tag"] == "volunteer_prospect"
+        scripted = {"script_id": script["id"], "script_version": 1}
+        homes = [d for d in doors(walk) if d["people"]]
+        yes, no = homes[0]["people"][0]["id"], homes[1]["people"][0]["id"]
+        body = batch([
+            knock(walk, doors(walk).index(homes[0]), "contacted", person_id=yes,
+                  answers={"volunteer": "yes", "help": ["doors", "other"]}, **scripted),
+            knock(walk, doors(walk).index(homes[1]), "contacted", person_id=no, answers={"volunteer": "no"},
+                  **scripted),
+            knock(walk, doors(walk).index(homes[2]), "contacted", answers={"volunteer": "yes"}, **scripted)])
+        assert (await send(cut_client, world, body)).json()["accepted"] == 3
+
+        async def tags() -> set[tuple[int, str, str]]:
+            await cut_session.rollback()
+            rows = (await cut_session.execute(select(PersonTag.person_id, Tag.name, PersonTag.source)
+                                              .join(Tag, Tag.id == PersonTag.tag_id))).all()
+            await cut_session.rollback()
+            return set(map(tuple, rows))
+        assert await tags() == {(yes, "volunteer_prospect", "answer"), (yes, "door_knocker", "answer")}
+        assert (await send(cut_client, world, body)).json()["duplicate"] == 3
+        again = batch([knock(walk, doors(walk).index(homes[0]), "contacted", person_id=yes,
+                             answers={"volunteer": "yes"}, **scripted)])
+        assert (await send(cut_client, world, again)).json()["accepted"] == 1
+        assert await tags() == {(yes, "volunteer_prospect", "answer"), (yes, "door_knocker", "answer")}
