@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy import DateTime, MetaData, Select, Table, TypeDecorator, event, func
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -207,6 +208,15 @@ async def bulk_insert(session: AsyncSession, table: Table, columns: Sequence[str
         await connection.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})",
                                          list(rows))
 
+
+
+async def insert_new(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert the rows no unique key already holds, leaving the others as they are (another writer's, perhaps
+    meanwhile: an import and a sync tagging the same person): INSERT ... ON CONFLICT DO NOTHING on both dialects."""
+    if not rows:
+        return
+    insert = postgresql.insert if (await session.connection()).dialect.name == "postgresql" else sqlite.insert
+    await session.execute(insert(table).on_conflict_do_nothing(), list(rows))
 
 
 _NAMED = re.compile(r"(?<![:\w]):(\w+)")

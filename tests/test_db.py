@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 from sqlalchemy import bindparam, func, insert, select
 
+from app.attributes.models import Tag
 from app.campaigns import service as campaign_service
 from app.campaigns.models import Campaign
-from app.db import begin_write, fetch_rows, make_engine, make_sessionmaker, utcnow
+from app.db import begin_write, fetch_rows, insert_new, make_engine, make_sessionmaker, utcnow
 
 CORE_INSERT = (insert(Campaign).values(slug=bindparam("slug"), name="Raw", created_at=bindparam("at"))
                .returning(Campaign.__table__.c.id))
@@ -78,3 +79,18 @@ class TestFetchRows:
 
 # A database of its own: engines of its own, several connections.
 pytestmark = pytest.mark.own_database
+
+
+async def test_insert_new_leaves_what_a_unique_key_holds(session):
+    """Rows another writer stored meanwhile (a tag declared, a person tagged) are left as they are; the rest go
+    in, and nothing fails."""
+    campaign_id = await session.scalar(select(Campaign.id).where(Campaign.slug == "cambridge"))
+    first = {"campaign_id": campaign_id, "name": "yard_sign", "created_at": utcnow()}
+    await insert_new(session, Tag.__table__, [first])
+    await insert_new(session, Tag.__table__, [{**first, "created_at": utcnow()},
+                                              {**first, "name": "donor"}])
+    await insert_new(session, Tag.__table__, [])
+    names = (await session.execute(select(Tag.name, Tag.created_at).where(Tag.campaign_id == campaign_id)
+                                   .order_by(Tag.name))).all()
+    assert [n for n, _ in names] == ["donor", "yard_sign"]
+    assert names[1][1] == first["created_at"], "the row first stored stands"

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.attributes.models import Attribute, AttributeValue, PersonTag, Tag
 from app.attributes.schemas import KINDS, AttributeIn, Kind, Of
-from app.db import bulk_insert, utcnow
+from app.db import bulk_insert, insert_new, utcnow
 from app.errors import BadFile, Conflict, Invalid, NotFound
 from app.ingest import FieldSpec, mapped_columns
 
@@ -215,31 +215,45 @@ def tag_names(cells: pd.Series, *, label: str) -> list[frozenset[str]]:
     return out
 
 
+async def _tag_ids(session: AsyncSession, campaign_id: int, names: Iterable[str]) -> dict[str, int]:
+    """The ids of the campaign's tags of these names, declared now where it has none."""
+    names = sorted(set(names))
+    await insert_new(session, Tag.__table__, [{"campaign_id": campaign_id, "name": n, "created_at": utcnow()}
+                                              for n in names])
+    return dict((await session.execute(select(Tag.name, Tag.id).where(Tag.campaign_id == campaign_id,
+                                                                      Tag.name.in_(names)))).all())
+
+
+async def _held_tags(session: AsyncSession, people: Sequence[int]) -> dict[tuple[int, int], str]:
+    """The tags `people` have: (tag, person) -> the source that set it."""
+    held: dict[tuple[int, int], str] = {}
+    for start in range(0, len(people), CHUNK):
+        rows = await session.execute(select(PersonTag.tag_id, PersonTag.person_id, PersonTag.source).where(
+            PersonTag.person_id.in_(people[start:start + CHUNK])))
+        held |= {(r.tag_id, r.person_id): r.source for r in rows}
+    return held
+
+
+async def _add_tags(session: AsyncSession, keys: Sequence[tuple[int, int]], source: str) -> None:
+    """Tag people ((tag, person) keys); a tag a person has meanwhile (another writer's) stays as it was set."""
+    now = utcnow()
+    for start in range(0, len(keys), CHUNK):
+        await insert_new(session, PersonTag.__table__, [
+            {"tag_id": t, "person_id": p, "source": source, "created_at": now} for t, p in keys[start:start + CHUNK]])
+
+
 async def keep_tags(session: AsyncSession, campaign_id: int, people: Sequence[int], cells: pd.Series, *,
                     label: str) -> set[int]:
     """Tag `people` as their cells say (an import's tags column): the tags named are set, and those an earlier
     import set and this one doesn't name are taken off; tags from answers or organizers stay. New tag names are
     declared. The ids of the people whose tags changed. Flushes only."""
     wanted_names = tag_names(cells, label=label)
-    every = set().union(*wanted_names) if wanted_names else set()
-    tags = dict((await session.execute(select(Tag.name, Tag.id).where(Tag.campaign_id == campaign_id))).all())
-    fresh = sorted(every - tags.keys())
-    if fresh:
-        await bulk_insert(session, Tag.__table__, ("campaign_id", "name", "created_at"),
-                          [(campaign_id, name, utcnow()) for name in fresh])
-        tags = dict((await session.execute(select(Tag.name, Tag.id).where(Tag.campaign_id == campaign_id))).all())
+    tags = await _tag_ids(session, campaign_id, set().union(*wanted_names))
     wanted = {(tags[name], person) for person, names in zip(people, wanted_names, strict=True) for name in names}
-    held: dict[tuple[int, int], str] = {}
-    for start in range(0, len(people), CHUNK):
-        rows = await session.execute(select(PersonTag.tag_id, PersonTag.person_id, PersonTag.source).where(
-            PersonTag.person_id.in_(people[start:start + CHUNK])))
-        held |= {(r.tag_id, r.person_id): r.source for r in rows}
+    held = await _held_tags(session, people)
     new = sorted(wanted - held.keys())
     gone = sorted(key for key, source in held.items() if source == "import" and key not in wanted)
-    now = utcnow()
-    for start in range(0, len(new), CHUNK):
-        await bulk_insert(session, PersonTag.__table__, ("tag_id", "person_id", "source", "created_at"),
-                          [(*key, "import", now) for key in new[start:start + CHUNK]])
+    await _add_tags(session, new, "import")
     for tag_id in {t for t, _ in gone}:
         off = [p for t, p in gone if t == tag_id]
         for start in range(0, len(off), CHUNK):
@@ -251,20 +265,6 @@ async def keep_tags(session: AsyncSession, campaign_id: int, people: Sequence[in
 async def tag_people(session: AsyncSession, campaign_id: int, pairs: set[tuple[int, str]], *, source: str) -> None:
     """Set tags on people ((person, tag name) pairs: a knock's answers), declaring new names; a tag a person has
     already stays as it was set. Flushes only."""
-    names = sorted({name for _, name in pairs})
-    tags = dict((await session.execute(select(Tag.name, Tag.id).where(Tag.campaign_id == campaign_id,
-                                                                      Tag.name.in_(names)))).all())
-    fresh = [name for name in names if name not in tags]
-    if fresh:
-        await bulk_insert(session, Tag.__table__, ("campaign_id", "name", "created_at"),
-                          [(campaign_id, name, utcnow()) for name in fresh])
-        tags = dict((await session.execute(select(Tag.name, Tag.id).where(Tag.campaign_id == campaign_id,
-                                                                          Tag.name.in_(names)))).all())
-    people = sorted({person for person, _ in pairs})
-    held = set((await session.execute(select(PersonTag.tag_id, PersonTag.person_id).where(
-        PersonTag.person_id.in_(people)))).all())
-    new = sorted({(tags[name], person) for person, name in pairs} - held)
-    if new:
-        now = utcnow()
-        await bulk_insert(session, PersonTag.__table__, ("tag_id", "person_id", "source", "created_at"),
-                          [(*key, source, now) for key in new])
+    tags = await _tag_ids(session, campaign_id, (name for _, name in pairs))
+    held = await _held_tags(session, sorted({person for person, _ in pairs}))
+    await _add_tags(session, sorted({(tags[name], person) for person, name in pairs} - held.keys()), source)

@@ -87,9 +87,15 @@ class Hub:
         if pending is None:
             pending = asyncio.ensure_future(read())
             self.reading[campaign_id] = pending
-            pending.add_done_callback(lambda _: self.reading.pop(campaign_id, None))
+            pending.add_done_callback(lambda done: self._read(campaign_id, done))
         # Shielded: a stream that goes away mid-read doesn't cancel the others' read.
         return await asyncio.shield(pending)
+
+    def _read(self, campaign_id: int, done: asyncio.Future[int]) -> None:
+        self.reading.pop(campaign_id, None)
+        # Taken here: if every stream that asked went away, nobody else would, and asyncio would log it.
+        if not done.cancelled():
+            done.exception()
 
     def publish(self, campaign_id: int) -> None:
         for queue in self.queues.get(campaign_id, ()):
